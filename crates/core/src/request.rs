@@ -1,0 +1,520 @@
+//! The canonical capture request and the order snapshot it carries, with validation that names
+//! the offending field and value.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Currency, ExactDecimal, Money, MoneyError};
+
+/// A request the engine refuses before anything else runs: malformed JSON or an invalid field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The text is not JSON of the request's shape (wrong type, unknown or missing field, syntax).
+    #[error("malformed capture request at `{path}`: {message}")]
+    Malformed {
+        /// Where in the document (`order.payments[0].amount`, or `.` for the whole document).
+        path: String,
+        /// What serde_json said, with line and column.
+        message: String,
+    },
+    /// A field has a value the engine refuses.
+    #[error("invalid field `{field}`: {problem}")]
+    Invalid {
+        /// The field path, e.g. `order.payments[1].amount`.
+        field: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
+}
+
+impl RequestError {
+    fn invalid(field: impl Into<String>, problem: impl Into<String>) -> RequestError {
+        RequestError::Invalid { field: field.into(), problem: problem.into() }
+    }
+
+    /// The field path the error is about.
+    pub fn field(&self) -> &str {
+        match self {
+            RequestError::Malformed { path, .. } => path,
+            RequestError::Invalid { field, .. } => field,
+        }
+    }
+}
+
+fn money_err(field: &str) -> impl Fn(MoneyError) -> RequestError + '_ {
+    move |e| RequestError::invalid(field, e.to_string())
+}
+
+/// What the request asks to capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestedAmount {
+    /// Everything still capturable.
+    Full,
+    /// Exactly this much.
+    Exact(Money),
+}
+
+/// A payment the platform authorized for the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthorizedPayment {
+    /// The platform's payment id.
+    pub id: String,
+    /// The authorized amount.
+    pub amount: Money,
+    /// The payment method (e.g. `afterpay`, `card`), when the host knows it.
+    pub method: Option<String>,
+    /// Whether the payment method allows partial capture, when the host knows it.
+    pub partial_capture: Option<bool>,
+}
+
+/// A capture already made on the order, before this request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlierCapture {
+    /// The capture's reference (idempotency key or platform id).
+    pub reference: String,
+    /// The payment it was taken from, if known.
+    pub payment_id: Option<String>,
+    /// How much was captured.
+    pub amount: Money,
+}
+
+/// What the host knows of the order at the time of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderSnapshot {
+    /// The platform's order id (BigCommerce integer, Optty order reference, Wix GUID...).
+    pub id: String,
+    /// The order currency; every amount of the request is in it.
+    pub currency: Currency,
+    /// The order amount.
+    pub amount: Money,
+    /// A surcharge the platform adds to the order amount (Optty), zero if none.
+    pub surcharge: Money,
+    /// Authorized payments; at least one.
+    pub payments: Vec<AuthorizedPayment>,
+    /// Captures made earlier.
+    pub captures: Vec<EarlierCapture>,
+}
+
+impl OrderSnapshot {
+    /// Sum of the authorized payments.
+    pub fn authorized_total(&self) -> Result<Money, MoneyError> {
+        self.payments.iter().try_fold(Money::zero(self.currency), |acc, p| acc.checked_add(p.amount))
+    }
+
+    /// Sum of the earlier captures.
+    pub fn captured_total(&self) -> Result<Money, MoneyError> {
+        self.captures.iter().try_fold(Money::zero(self.currency), |acc, c| acc.checked_add(c.amount))
+    }
+
+    /// What may still be captured: the authorized total minus earlier captures (never below zero).
+    pub fn capturable(&self) -> Result<Money, MoneyError> {
+        let left = self.authorized_total()?.checked_sub(self.captured_total()?)?;
+        Ok(if left.is_negative() { Money::zero(self.currency) } else { left })
+    }
+
+    /// What may still be captured from one payment.
+    pub fn payment_capturable(&self, payment: &AuthorizedPayment) -> Result<Money, MoneyError> {
+        let taken = self
+            .captures
+            .iter()
+            .filter(|c| c.payment_id.as_deref() == Some(payment.id.as_str()))
+            .try_fold(Money::zero(self.currency), |acc, c| acc.checked_add(c.amount))?;
+        let left = payment.amount.checked_sub(taken)?;
+        Ok(if left.is_negative() { Money::zero(self.currency) } else { left })
+    }
+}
+
+/// An amount for one named payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentAmount {
+    /// The payment id; must be one of the order's payments.
+    pub payment_id: String,
+    /// How much to capture from it.
+    pub amount: Money,
+}
+
+/// Shipping details some platforms want with a capture; all three or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShippingInfo {
+    /// The carrier (DHL, UPS...).
+    pub company: String,
+    /// The service level.
+    pub method: String,
+    /// The carrier's tracking number.
+    pub tracking_number: String,
+}
+
+/// A scalar merchant metadata value (strings, integers, booleans; no floats).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum MetadataValue {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Integer(i64),
+    /// A flag.
+    Bool(bool),
+}
+
+/// A validated capture request: every amount is [`Money`] in the order currency within its bounds
+/// of form (positive, right number of decimals). Bounds against the order are checked by the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaptureRequest {
+    /// The platform (connector id), e.g. `optty`.
+    pub platform: String,
+    /// The order snapshot.
+    pub order: OrderSnapshot,
+    /// Full or an exact amount.
+    pub amount: RequestedAmount,
+    /// Per-payment amounts, when the host splits the capture itself.
+    pub payments: Vec<PaymentAmount>,
+    /// The caller's idempotency key: the same key always means the same capture.
+    pub idempotency_key: String,
+    /// A note for the platform.
+    pub description: Option<String>,
+    /// Shipping details.
+    pub shipping: Option<ShippingInfo>,
+    /// Merchant metadata, handed to rules.
+    pub metadata: BTreeMap<String, MetadataValue>,
+}
+
+// ---- wire form ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    platform: String,
+    order: RawOrder,
+    amount: RawAmount,
+    #[serde(default)]
+    payments: Vec<RawPaymentAmount>,
+    idempotency_key: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    shipping: Option<RawShipping>,
+    #[serde(default)]
+    metadata: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrder {
+    id: String,
+    currency: String,
+    amount: ExactDecimal,
+    #[serde(default)]
+    surcharge: Option<ExactDecimal>,
+    payments: Vec<RawPayment>,
+    #[serde(default)]
+    captures: Vec<RawCapture>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPayment {
+    id: String,
+    amount: ExactDecimal,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    partial_capture: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    reference: String,
+    #[serde(default)]
+    payment_id: Option<String>,
+    amount: ExactDecimal,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaymentAmount {
+    payment_id: String,
+    amount: ExactDecimal,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShipping {
+    company: Option<String>,
+    method: Option<String>,
+    tracking_number: Option<String>,
+}
+
+/// `"full"`, a decimal string or a JSON number.
+struct RawAmount(Option<Decimal>);
+
+impl<'de> Deserialize<'de> for RawAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawAmount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"full\" or a decimal amount such as 100.10 or \"100.10\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAmount, E> {
+                if v == "full" {
+                    return Ok(RawAmount(None));
+                }
+                v.parse::<ExactDecimal>().map(|d| RawAmount(Some(d.0))).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawAmount, E> {
+                Ok(RawAmount(Some(Decimal::from(v))))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawAmount, E> {
+                Ok(RawAmount(Some(Decimal::from(v))))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawAmount, A::Error> {
+                let d = ExactDecimal::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawAmount(Some(d.0)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn non_empty(field: &str, value: &str) -> Result<(), RequestError> {
+    if value.trim().is_empty() { Err(RequestError::invalid(field, "must not be empty")) } else { Ok(()) }
+}
+
+fn positive(field: &str, m: Money) -> Result<Money, RequestError> {
+    if m.is_negative() {
+        Err(RequestError::invalid(field, format!("{m} is negative")))
+    } else if m.is_zero() {
+        Err(RequestError::invalid(field, format!("{m} is zero: nothing to capture")))
+    } else {
+        Ok(m)
+    }
+}
+
+fn not_negative(field: &str, m: Money) -> Result<Money, RequestError> {
+    if m.is_negative() { Err(RequestError::invalid(field, format!("{m} is negative"))) } else { Ok(m) }
+}
+
+impl CaptureRequest {
+    /// Parses and validates a request from JSON text. Amounts are read exactly (numbers or strings).
+    pub fn from_json(text: &[u8]) -> Result<CaptureRequest, RequestError> {
+        let de = &mut serde_json::Deserializer::from_slice(text);
+        let raw: RawRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            RequestError::Malformed { path, message: e.into_inner().to_string() }
+        })?;
+        raw.validate()
+    }
+}
+
+impl RawRequest {
+    fn validate(self) -> Result<CaptureRequest, RequestError> {
+        non_empty("platform", &self.platform)?;
+        non_empty("idempotency_key", &self.idempotency_key)?;
+        if self.idempotency_key.len() > 255 {
+            return Err(RequestError::invalid("idempotency_key", "longer than 255 bytes"));
+        }
+        let order = self.order.validate()?;
+        let cur = order.currency;
+        let amount = match self.amount.0 {
+            None => RequestedAmount::Full,
+            Some(d) => {
+                RequestedAmount::Exact(positive("amount", Money::new(d, cur).map_err(money_err("amount"))?)?)
+            }
+        };
+        let mut payments = Vec::with_capacity(self.payments.len());
+        for (i, p) in self.payments.into_iter().enumerate() {
+            let field = format!("payments[{i}].payment_id");
+            if !order.payments.iter().any(|op| op.id == p.payment_id) {
+                return Err(RequestError::invalid(
+                    field,
+                    format!("`{}` is not a payment of order `{}`", p.payment_id, order.id),
+                ));
+            }
+            if payments.iter().any(|q: &PaymentAmount| q.payment_id == p.payment_id) {
+                return Err(RequestError::invalid(field, format!("`{}` is listed twice", p.payment_id)));
+            }
+            let field = format!("payments[{i}].amount");
+            let m = positive(&field, Money::new(p.amount.0, cur).map_err(money_err(&field))?)?;
+            payments.push(PaymentAmount { payment_id: p.payment_id, amount: m });
+        }
+        if let (RequestedAmount::Exact(total), false) = (amount, payments.is_empty()) {
+            let sum = payments
+                .iter()
+                .try_fold(Money::zero(cur), |a, p| a.checked_add(p.amount))
+                .map_err(money_err("payments"))?;
+            if sum != total {
+                return Err(RequestError::invalid(
+                    "payments",
+                    format!("per-payment amounts add up to {sum} but `amount` is {total}"),
+                ));
+            }
+        }
+        let shipping = match self.shipping {
+            None => None,
+            Some(s) => {
+                let take = |v: Option<String>, name: &str| -> Result<String, RequestError> {
+                    let field = format!("shipping.{name}");
+                    let v = v.ok_or_else(|| {
+                        RequestError::invalid(
+                            &field,
+                            "missing: shipping info needs company, method and tracking_number together",
+                        )
+                    })?;
+                    non_empty(&field, &v)?;
+                    Ok(v)
+                };
+                Some(ShippingInfo {
+                    company: take(s.company, "company")?,
+                    method: take(s.method, "method")?,
+                    tracking_number: take(s.tracking_number, "tracking_number")?,
+                })
+            }
+        };
+        let mut metadata = BTreeMap::new();
+        for (k, v) in self.metadata {
+            let field = format!("metadata.{k}");
+            let value = match v {
+                serde_json::Value::String(s) => MetadataValue::Text(s),
+                serde_json::Value::Bool(b) => MetadataValue::Bool(b),
+                serde_json::Value::Number(n) => match n.to_string().parse::<i64>() {
+                    Ok(i) => MetadataValue::Integer(i),
+                    Err(_) => {
+                        return Err(RequestError::invalid(
+                            field,
+                            format!("{n} is not a whole number; write fractional values as strings"),
+                        ));
+                    }
+                },
+                other => {
+                    return Err(RequestError::invalid(
+                        field,
+                        format!("{other} is not a string, whole number or boolean"),
+                    ));
+                }
+            };
+            metadata.insert(k, value);
+        }
+        Ok(CaptureRequest {
+            platform: self.platform,
+            order,
+            amount,
+            payments,
+            idempotency_key: self.idempotency_key,
+            description: self.description,
+            shipping,
+            metadata,
+        })
+    }
+}
+
+impl RawOrder {
+    fn validate(self) -> Result<OrderSnapshot, RequestError> {
+        non_empty("order.id", &self.id)?;
+        let currency = Currency::from_code(&self.currency).map_err(money_err("order.currency"))?;
+        let amount = not_negative(
+            "order.amount",
+            Money::new(self.amount.0, currency).map_err(money_err("order.amount"))?,
+        )?;
+        let surcharge = match self.surcharge {
+            None => Money::zero(currency),
+            Some(d) => not_negative(
+                "order.surcharge",
+                Money::new(d.0, currency).map_err(money_err("order.surcharge"))?,
+            )?,
+        };
+        if self.payments.is_empty() {
+            return Err(RequestError::invalid("order.payments", "the order has no authorized payment"));
+        }
+        let mut payments: Vec<AuthorizedPayment> = Vec::with_capacity(self.payments.len());
+        for (i, p) in self.payments.into_iter().enumerate() {
+            let field = format!("order.payments[{i}]");
+            non_empty(&format!("{field}.id"), &p.id)?;
+            if payments.iter().any(|q| q.id == p.id) {
+                return Err(RequestError::invalid(
+                    format!("{field}.id"),
+                    format!("`{}` is listed twice", p.id),
+                ));
+            }
+            let af = format!("{field}.amount");
+            let m = not_negative(&af, Money::new(p.amount.0, currency).map_err(money_err(&af))?)?;
+            payments.push(AuthorizedPayment {
+                id: p.id,
+                amount: m,
+                method: p.method,
+                partial_capture: p.partial_capture,
+            });
+        }
+        let mut captures = Vec::with_capacity(self.captures.len());
+        for (i, c) in self.captures.into_iter().enumerate() {
+            let field = format!("order.captures[{i}]");
+            if let Some(pid) = &c.payment_id {
+                if !payments.iter().any(|p| &p.id == pid) {
+                    return Err(RequestError::invalid(
+                        format!("{field}.payment_id"),
+                        format!("`{pid}` is not a payment of the order"),
+                    ));
+                }
+            }
+            let af = format!("{field}.amount");
+            let m = not_negative(&af, Money::new(c.amount.0, currency).map_err(money_err(&af))?)?;
+            captures.push(EarlierCapture { reference: c.reference, payment_id: c.payment_id, amount: m });
+        }
+        Ok(OrderSnapshot { id: self.id, currency, amount, surcharge, payments, captures })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(amount: &str, extra: &str) -> String {
+        format!(
+            r#"{{"platform":"optty","idempotency_key":"k1","amount":{amount}{extra},
+               "order":{{"id":"O1","currency":"USD","amount":"100.00","surcharge":5,
+                         "payments":[{{"id":"p1","amount":105}}]}}}}"#
+        )
+    }
+
+    fn err(text: &str) -> RequestError {
+        CaptureRequest::from_json(text.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn full_and_exact_amounts() {
+        let r = CaptureRequest::from_json(req("\"full\"", "").as_bytes()).unwrap();
+        assert_eq!(r.amount, RequestedAmount::Full);
+        assert_eq!(r.order.capturable().unwrap().to_decimal_string(), "105.00");
+        let r = CaptureRequest::from_json(req("100.1", "").as_bytes()).unwrap();
+        let RequestedAmount::Exact(m) = r.amount else { panic!("exact expected") };
+        assert_eq!(m.to_decimal_string(), "100.10");
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        assert_eq!(err(&req("-1", "")).field(), "amount");
+        assert_eq!(err(&req("0", "")).field(), "amount");
+        let e = err(&req("\"10.123\"", ""));
+        assert_eq!(e.to_string(), "invalid field `amount`: 10.123 has 3 decimal places but USD allows 2");
+        let e = err(&req("1", "").replace("USD", "XYZ"));
+        assert_eq!(e.field(), "order.currency");
+        let e = err("{not json");
+        assert!(matches!(e, RequestError::Malformed { .. }), "{e}");
+        let e = err(&req("\"ten\"", ""));
+        assert_eq!(e.field(), "amount");
+        let e = err(&req("1", r#","shipping":{"company":"DHL","method":"Express"}"#));
+        assert_eq!(e.field(), "shipping.tracking_number");
+        let e = err(&req("1", r#","payments":[{"payment_id":"nope","amount":1}]"#));
+        assert_eq!(e.field(), "payments[0].payment_id");
+        let e = err(&req("2", r#","payments":[{"payment_id":"p1","amount":1}]"#));
+        assert_eq!(e.field(), "payments");
+        let e = err(&req("1", r#","surprise":true"#));
+        assert!(e.to_string().contains("surprise"), "{e}");
+        let e = err(&req("1", r#","metadata":{"score":0.5}"#));
+        assert_eq!(e.field(), "metadata.score");
+    }
+}
