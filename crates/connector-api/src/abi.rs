@@ -1,0 +1,83 @@
+//! The C ABI: the entry symbol, the descriptor and the buffers. See the crate docs for the rules.
+
+use std::ffi::c_int;
+
+/// Major ABI version. A host loads only plugins with the same major.
+pub const ABI_MAJOR: u16 = 1;
+/// Minor ABI version. Minors only append fields to [`ConnectorDescriptor`].
+pub const ABI_MINOR: u16 = 0;
+/// `"CAPT"` in ASCII, the first field of every descriptor: tells a descriptor from garbage.
+pub const MAGIC: u32 = 0x4341_5054;
+/// Name of the function every plugin exports (NUL-terminated for `dlsym`).
+pub const ENTRY_SYMBOL: &[u8] = b"capture_connector_entry\0";
+
+/// The call succeeded; the out buffer holds the result JSON.
+pub const STATUS_OK: c_int = 0;
+/// The connector refused the call; the out buffer holds `{"code": ..., "message": ...}`.
+pub const STATUS_ERROR: c_int = 1;
+/// The connector panicked; the out buffer holds the panic message as UTF-8 text.
+pub const STATUS_PANIC: c_int = 2;
+
+/// The plugin's entry function: returns a pointer to a descriptor that lives as long as the
+/// library is loaded (a `static`). Never null for a well-formed plugin.
+pub type EntryFn = unsafe extern "C" fn() -> *const ConnectorDescriptor;
+
+/// A byte buffer allocated by the plugin and handed to the host. The host reads `len` bytes at
+/// `ptr` and gives the buffer back, unchanged, to the plugin's `free_buffer`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Buffer {
+    /// Start of the bytes; null for an empty buffer.
+    pub ptr: *mut u8,
+    /// Number of bytes.
+    pub len: usize,
+    /// Allocation capacity, for the plugin's own bookkeeping.
+    pub cap: usize,
+}
+
+impl Buffer {
+    /// An empty buffer (null pointer): what the host passes for the plugin to fill.
+    pub const fn empty() -> Buffer {
+        Buffer { ptr: std::ptr::null_mut(), len: 0, cap: 0 }
+    }
+}
+
+/// The fixed head of every descriptor, whatever its minor version: read first, checked first.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DescriptorHeader {
+    /// Always [`MAGIC`].
+    pub magic: u32,
+    /// `size_of::<ConnectorDescriptor>()` as the plugin was built: the host reads no field past it.
+    pub struct_size: u32,
+    /// The plugin's [`ABI_MAJOR`].
+    pub abi_major: u16,
+    /// The plugin's [`ABI_MINOR`].
+    pub abi_minor: u16,
+}
+
+/// Writes the plugin's manifest JSON into `out`.
+pub type ManifestFn = unsafe extern "C" fn(out: *mut Buffer) -> c_int;
+/// Takes a JSON message (`len` bytes at `input`) and writes a JSON answer into `out`.
+pub type CallFn = unsafe extern "C" fn(input: *const u8, len: usize, out: *mut Buffer) -> c_int;
+/// Frees a buffer the plugin wrote.
+pub type FreeFn = unsafe extern "C" fn(buf: Buffer);
+
+/// The versioned descriptor (ABI 1.0). Fields are only ever appended, in later minors.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ConnectorDescriptor {
+    /// Magic, size and version.
+    pub header: DescriptorHeader,
+    /// Manifest: [`crate::Manifest`] as JSON.
+    pub manifest: Option<ManifestFn>,
+    /// [`crate::CaptureCall`] in, [`crate::HttpRequest`] out.
+    pub build_capture: Option<CallFn>,
+    /// [`crate::ParseCall`] in, [`crate::CaptureResult`] out.
+    pub parse_capture: Option<CallFn>,
+    /// Frees every buffer the three functions above wrote.
+    pub free_buffer: Option<FreeFn>,
+}
+
+/// Size of the 1.0 descriptor: the smallest a host of this major accepts.
+pub const DESCRIPTOR_SIZE_V1_0: usize = std::mem::size_of::<ConnectorDescriptor>();

@@ -1,0 +1,219 @@
+//! The safe side for plugin authors: implement [`Connector`], then `export_connector!(MyType)`.
+
+use crate::messages::{CaptureCall, CaptureResult, ConnectorError, HttpRequest, HttpResponse, Manifest};
+
+/// A connector: turns a canonical capture call into an HTTP request description, and the
+/// platform's HTTP answer into a canonical result. It does no IO (the host owns the network,
+/// secrets, timeouts and retries) and must be callable from many threads at once.
+pub trait Connector: Default + Send + Sync + 'static {
+    /// The manifest: id, version, capabilities, allowed hosts, credentials and settings.
+    fn manifest(&self) -> Manifest;
+
+    /// Builds the capture request. Refuse what the platform cannot express with an error whose
+    /// message names the field and value (`currency KWD has 3 decimals; Optty accepts 2`).
+    fn build_capture(&self, call: &CaptureCall) -> Result<HttpRequest, ConnectorError>;
+
+    /// Maps the platform's answer to a canonical result. An answer it cannot classify should be
+    /// a `failed` result of kind `unknown` (not an error), so the host records what came back.
+    fn parse_capture(&self, call: &CaptureCall, response: &HttpResponse)
+    -> Result<CaptureResult, ConnectorError>;
+}
+
+/// Exports a [`Connector`] type (which must implement `Default`) as a plugin: generates the
+/// `capture_connector_entry` symbol and the descriptor. The plugin crate needs
+/// `crate-type = ["cdylib"]`.
+///
+/// ```text
+/// #[derive(Default)]
+/// struct MyConnector;
+/// impl capture_connector_api::Connector for MyConnector { /* ... */ }
+/// capture_connector_api::export_connector!(MyConnector);
+/// ```
+#[macro_export]
+macro_rules! export_connector {
+    ($ty:ty) => {
+        const _: () = {
+            fn __instance() -> &'static $ty {
+                static INSTANCE: ::std::sync::OnceLock<$ty> = ::std::sync::OnceLock::new();
+                INSTANCE.get_or_init(<$ty as ::core::default::Default>::default)
+            }
+
+            unsafe extern "C" fn __manifest(out: *mut $crate::abi::Buffer) -> ::std::ffi::c_int {
+                // SAFETY: the host passes a valid, writable `Buffer` as the ABI requires.
+                unsafe { $crate::__private::manifest(__instance, out) }
+            }
+
+            unsafe extern "C" fn __build_capture(
+                input: *const u8,
+                len: usize,
+                out: *mut $crate::abi::Buffer,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: the host passes `len` readable bytes at `input` and a writable `out`.
+                unsafe { $crate::__private::build_capture(__instance, input, len, out) }
+            }
+
+            unsafe extern "C" fn __parse_capture(
+                input: *const u8,
+                len: usize,
+                out: *mut $crate::abi::Buffer,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: the host passes `len` readable bytes at `input` and a writable `out`.
+                unsafe { $crate::__private::parse_capture(__instance, input, len, out) }
+            }
+
+            static DESCRIPTOR: $crate::abi::ConnectorDescriptor = $crate::abi::ConnectorDescriptor {
+                header: $crate::abi::DescriptorHeader {
+                    magic: $crate::abi::MAGIC,
+                    struct_size: ::core::mem::size_of::<$crate::abi::ConnectorDescriptor>() as u32,
+                    abi_major: $crate::abi::ABI_MAJOR,
+                    abi_minor: $crate::abi::ABI_MINOR,
+                },
+                manifest: Some(__manifest),
+                build_capture: Some(__build_capture),
+                parse_capture: Some(__parse_capture),
+                free_buffer: Some($crate::__private::free_buffer),
+            };
+
+            /// The plugin's entry point (see `capture_connector_api::abi`).
+            #[unsafe(no_mangle)]
+            pub extern "C" fn capture_connector_entry() -> *const $crate::abi::ConnectorDescriptor {
+                &DESCRIPTOR
+            }
+        };
+    };
+}
+
+/// Implementation details of [`export_connector!`]; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    use std::any::Any;
+    use std::ffi::c_int;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use serde::Serialize;
+
+    use super::Connector;
+    use crate::abi::{Buffer, STATUS_ERROR, STATUS_OK, STATUS_PANIC};
+    use crate::messages::{CaptureCall, ConnectorError, ParseCall, SCHEMA_VERSION};
+
+    fn panic_message(payload: &(dyn Any + Send)) -> String {
+        if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic with a non-string payload".to_owned()
+        }
+    }
+
+    fn into_buffer(bytes: Vec<u8>) -> Buffer {
+        let mut bytes = std::mem::ManuallyDrop::new(bytes);
+        Buffer { ptr: bytes.as_mut_ptr(), len: bytes.len(), cap: bytes.capacity() }
+    }
+
+    fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ConnectorError> {
+        serde_json::to_vec(value).map_err(|e| ConnectorError::new("serialize", e.to_string()))
+    }
+
+    /// Runs `body` under `catch_unwind` and writes its result to `out`.
+    ///
+    /// # Safety
+    /// `out` must be null or point to a writable `Buffer`.
+    unsafe fn run(out: *mut Buffer, body: impl FnOnce() -> Result<Vec<u8>, ConnectorError>) -> c_int {
+        if out.is_null() {
+            return STATUS_ERROR;
+        }
+        let (status, bytes) = match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(Ok(bytes)) => (STATUS_OK, bytes),
+            Ok(Err(err)) => (STATUS_ERROR, serde_json::to_vec(&err).unwrap_or_default()),
+            Err(payload) => (STATUS_PANIC, panic_message(payload.as_ref()).into_bytes()),
+        };
+        // SAFETY: checked non-null above; the caller guarantees it is writable.
+        unsafe { out.write(into_buffer(bytes)) };
+        status
+    }
+
+    /// # Safety
+    /// `input` must point to `len` readable bytes (or be null with `len == 0`).
+    unsafe fn input<'a>(input: *const u8, len: usize) -> &'a [u8] {
+        if input.is_null() || len == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller guarantees `len` readable bytes at `input`.
+            unsafe { std::slice::from_raw_parts(input, len) }
+        }
+    }
+
+    fn check_schema(schema: u32) -> Result<(), ConnectorError> {
+        if schema == SCHEMA_VERSION {
+            Ok(())
+        } else {
+            Err(ConnectorError::new(
+                "schema_mismatch",
+                format!("message schema {schema} is not supported; this connector speaks {SCHEMA_VERSION}"),
+            ))
+        }
+    }
+
+    fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, ConnectorError> {
+        serde_json::from_slice(bytes).map_err(|e| ConnectorError::new("invalid_call", format!("{what}: {e}")))
+    }
+
+    /// # Safety
+    /// `out` must point to a writable `Buffer`.
+    pub unsafe fn manifest<C: Connector>(instance: fn() -> &'static C, out: *mut Buffer) -> c_int {
+        // SAFETY: forwarded from the caller.
+        unsafe { run(out, || json(&instance().manifest())) }
+    }
+
+    /// # Safety
+    /// `input` must point to `len` readable bytes and `out` to a writable `Buffer`.
+    pub unsafe fn build_capture<C: Connector>(
+        instance: fn() -> &'static C,
+        input_ptr: *const u8,
+        len: usize,
+        out: *mut Buffer,
+    ) -> c_int {
+        // SAFETY: forwarded from the caller.
+        let bytes = unsafe { input(input_ptr, len) };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            run(out, || {
+                let call: CaptureCall = decode(bytes, "capture call")?;
+                check_schema(call.schema)?;
+                json(&instance().build_capture(&call)?)
+            })
+        }
+    }
+
+    /// # Safety
+    /// `input` must point to `len` readable bytes and `out` to a writable `Buffer`.
+    pub unsafe fn parse_capture<C: Connector>(
+        instance: fn() -> &'static C,
+        input_ptr: *const u8,
+        len: usize,
+        out: *mut Buffer,
+    ) -> c_int {
+        // SAFETY: forwarded from the caller.
+        let bytes = unsafe { input(input_ptr, len) };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            run(out, || {
+                let call: ParseCall = decode(bytes, "parse call")?;
+                check_schema(call.schema)?;
+                json(&instance().parse_capture(&call.call, &call.response)?)
+            })
+        }
+    }
+
+    /// Frees a buffer written by [`run`].
+    ///
+    /// # Safety
+    /// `buf` must be a buffer this plugin wrote and has not freed.
+    pub unsafe extern "C" fn free_buffer(buf: Buffer) {
+        if !buf.ptr.is_null() {
+            // SAFETY: `buf` came from `into_buffer` (a Vec's raw parts) and is freed once.
+            drop(unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) });
+        }
+    }
+}
