@@ -452,13 +452,13 @@ impl RawOrder {
         let mut captures = Vec::with_capacity(self.captures.len());
         for (i, c) in self.captures.into_iter().enumerate() {
             let field = format!("order.captures[{i}]");
-            if let Some(pid) = &c.payment_id {
-                if !payments.iter().any(|p| &p.id == pid) {
-                    return Err(RequestError::invalid(
-                        format!("{field}.payment_id"),
-                        format!("`{pid}` is not a payment of the order"),
-                    ));
-                }
+            if let Some(pid) = &c.payment_id
+                && !payments.iter().any(|p| &p.id == pid)
+            {
+                return Err(RequestError::invalid(
+                    format!("{field}.payment_id"),
+                    format!("`{pid}` is not a payment of the order"),
+                ));
             }
             let af = format!("{field}.amount");
             let m = not_negative(&af, Money::new(c.amount.0, currency).map_err(money_err(&af))?)?;

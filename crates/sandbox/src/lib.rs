@@ -1,1 +1,27 @@
-//! placeholder
+//! Faithful emulators of the e-commerce and payment platforms the capture engine talks to, served as
+//! real HTTP on a loopback port, for demos and tests.
+//!
+//! Each emulator follows its platform's published contract (the seed pages in `shared/seeds/` and
+//! `shared/PLATFORMS.md`); where the documentation is silent the emulator picks one behaviour and its
+//! module documentation says which.
+//!
+//! - [`optty`]: the Optty Merchant API capture endpoint, `POST /orders/{orderReference}/capture`,
+//!   plus a `/_sandbox` control API (no authentication: loopback use only).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use capture_sandbox::{OpttyConfig, OpttyEmulator};
+//!
+//! let emulator = OpttyEmulator::start(OpttyConfig::demo()).await?;
+//! println!("Optty emulator on {}", emulator.base_url());
+//! // ... point a connector at emulator.base_url() with the token "sandbox-optty-token" ...
+//! let books = emulator.captures("ORD-1001");
+//! assert!(books.is_empty());
+//! emulator.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod optty;
+
+pub use optty::{OpttyConfig, OpttyEmulator, OpttyOrder, RecordedCapture};
