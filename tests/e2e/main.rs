@@ -1,1 +1,96 @@
-//! x
+//! End-to-end tests: the real Optty plugin loaded from disk, real HTTP over loopback to the
+//! emulator, the real example rules, and insta snapshots of every capture report.
+//!
+//! The plugins and the `capture` binary must be built first: `cargo build --workspace`
+//! (the README's test command does it).
+
+mod bad_requests;
+mod plugins;
+mod processes;
+mod scenarios;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capture_core::Timestamp;
+use capture_engine::{Engine, FixedClock, PlatformSetup, Plugin, RuleLimits, RuleSet, Secret};
+use capture_sandbox::{OpttyConfig, OpttyEmulator};
+
+/// The demo emulator's bearer token (sandbox data).
+pub const TOKEN: &str = "sandbox-optty-token";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The folder holding this build's artifacts (`target/debug`), found from the test executable
+/// (`target/debug/deps/e2e-*`), so a custom CARGO_TARGET_DIR works too.
+pub fn artifacts() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+/// A built artifact, with a message that says how to build it when it is missing.
+pub fn artifact(name: &str) -> PathBuf {
+    let p = artifacts().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace` before the tests", p.display());
+    p
+}
+
+/// The Optty plugin file.
+pub fn optty_plugin() -> PathBuf {
+    artifact(&format!("{}capture_plugin_optty{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
+/// The fixed clock value of every test report.
+pub fn test_time() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-11-21T09:00:00Z").expect("valid time")
+}
+
+/// An engine on the real plugin and the demo rules, pointed at `emulator`.
+pub fn engine(emulator: &OpttyEmulator) -> Engine {
+    engine_with_rules(
+        emulator,
+        RuleSet::load_dir(&repo().join("rules/demo"), RuleLimits::default()).expect("demo rules load"),
+    )
+}
+
+/// Same, with a given rule set.
+pub fn engine_with_rules(emulator: &OpttyEmulator, rules: RuleSet) -> Engine {
+    let plugin = Plugin::load(&optty_plugin()).expect("the Optty plugin loads");
+    Engine::builder()
+        .plugin(Arc::new(plugin))
+        .expect("one plugin")
+        .rules(rules)
+        .clock(Arc::new(FixedClock(test_time())))
+        .platform(
+            "optty",
+            PlatformSetup {
+                base_url: emulator.base_url(),
+                timeout: Duration::from_secs(10),
+                settings: BTreeMap::new(),
+                credentials: BTreeMap::from([("bearer_token".to_owned(), Secret::new(TOKEN))]),
+            },
+        )
+        .build()
+        .expect("engine builds")
+}
+
+/// A demo emulator.
+pub async fn emulator() -> OpttyEmulator {
+    OpttyEmulator::start(OpttyConfig::demo()).await.expect("emulator starts")
+}
+
+/// The report JSON with the emulator's random port replaced, ready for a snapshot.
+pub fn stable(json: &str, emulator: &OpttyEmulator) -> String {
+    json.replace(&emulator.base_url(), "http://127.0.0.1:[port]")
+}
+
+/// A sample request from examples/requests.
+pub fn sample(name: &str) -> Vec<u8> {
+    let p = repo().join("examples/requests").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}

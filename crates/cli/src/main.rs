@@ -1,1 +1,169 @@
-fn main() {}
+//! `capture`: the command-line front door of the capture engine.
+//!
+//! ```text
+//! capture demo                                   # emulator + real plugin + example rules, no credentials
+//! capture run --config capture.toml REQUEST.json # one capture, report as JSON on stdout
+//! capture sandbox --port 8080                    # the Optty emulator alone, for your own tries
+//! ```
+//!
+//! Exit codes (also in the README):
+//! 0 captured, 1 internal error, 2 usage error, 3 invalid request (never sent), 4 rejected by checks
+//! or rules, 5 held, 6 failed (platform refused; do not retry), 7 failed retryable or outcome
+//! unknown (read the platform's state before retrying), 8 pending, 9 configuration or plugin error.
+
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use capture_core::{CaptureReport, FailureKind, Outcome, Timestamp};
+use capture_engine::{CaptureError, EngineBuilder, EngineConfig, EngineError, FixedClock};
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in the README.
+pub(crate) mod exit {
+    pub(crate) const CAPTURED: u8 = 0;
+    pub(crate) const INTERNAL: u8 = 1;
+    pub(crate) const INVALID_REQUEST: u8 = 3;
+    pub(crate) const REJECTED: u8 = 4;
+    pub(crate) const HELD: u8 = 5;
+    pub(crate) const FAILED: u8 = 6;
+    pub(crate) const FAILED_RETRYABLE: u8 = 7;
+    pub(crate) const PENDING: u8 = 8;
+    pub(crate) const CONFIG: u8 = 9;
+}
+
+#[derive(Parser)]
+#[command(name = "capture", version, about = "Capture the authorized payments of e-commerce orders")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the Optty emulator on loopback, load the real plugin from disk, apply the example
+    /// rules and capture a handful of sample orders. Needs no credentials and no network.
+    Demo {
+        /// Folder holding the connector plugins (default: the folder of this executable).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// The rule pack to apply.
+        #[arg(long, default_value = "rules/demo")]
+        rules: PathBuf,
+        /// Print every report as JSON after the summary.
+        #[arg(long)]
+        reports: bool,
+    },
+    /// Capture one request and print its report as JSON.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Fix the clock (RFC 3339), for reproducible reports.
+        #[arg(long)]
+        now: Option<String>,
+        /// The request (JSON file, or `-` for standard input).
+        request: PathBuf,
+    },
+    /// Run the Optty emulator in the foreground (loopback only) until interrupted.
+    Sandbox {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+/// The exit code for a report's outcome.
+pub(crate) fn exit_code(report: &CaptureReport) -> u8 {
+    match &report.outcome {
+        Outcome::Captured { .. } => exit::CAPTURED,
+        Outcome::Pending { .. } => exit::PENDING,
+        Outcome::Rejected { .. } => exit::REJECTED,
+        Outcome::Held { .. } => exit::HELD,
+        Outcome::Failed { retryable: true, .. }
+        | Outcome::Failed { kind: FailureKind::OutcomeUnknown, .. } => exit::FAILED_RETRYABLE,
+        Outcome::Failed { .. } => exit::FAILED,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Demo { plugins, rules, reports } => demo::run(plugins, &rules, reports).await,
+            Command::Run { config, now, request } => run(&config, now.as_deref(), &request).await,
+            Command::Sandbox { port } => sandbox(port).await,
+        }
+    });
+    match code {
+        Ok(c) => ExitCode::from(c),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(classify(&e))
+        }
+    }
+}
+
+/// Maps an error to its exit code: configuration and plugin problems are 9, bad requests 3.
+fn classify(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<EngineError>().is_some() || e.downcast_ref::<capture_engine::ConfigError>().is_some()
+    {
+        exit::CONFIG
+    } else if e.downcast_ref::<CaptureError>().is_some()
+        || e.downcast_ref::<capture_core::RequestError>().is_some()
+    {
+        exit::INVALID_REQUEST
+    } else {
+        exit::INTERNAL
+    }
+}
+
+async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result<u8> {
+    let body = if request == Path::new("-") {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)
+            .context("reading the request from standard input")?;
+        s
+    } else {
+        std::fs::read(request).with_context(|| format!("reading request {}", request.display()))?
+    };
+    // The request is validated before anything is loaded, so a bad request never costs a plugin load.
+    let req = capture_core::CaptureRequest::from_json(&body)?;
+    let cfg = EngineConfig::load(config)?;
+    let mut builder = EngineBuilder::from_config(&cfg)?;
+    if let Some(now) = now {
+        let t = Timestamp::parse_rfc3339(now).map_err(|e| anyhow::anyhow!("--now: {e}"))?;
+        builder = builder.clock(Arc::new(FixedClock(t)));
+    }
+    let engine = builder.build()?;
+    let report = engine.capture(req).await?;
+    let code = exit_code(&report);
+    print!("{}", report.to_json());
+    if code != exit::CAPTURED {
+        eprintln!("capture {}: {}", report.outcome.status(), demo::describe(&report.outcome));
+    }
+    Ok(code)
+}
+
+async fn sandbox(port: u16) -> anyhow::Result<u8> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let emulator = capture_sandbox::OpttyEmulator::start_on(addr, capture_sandbox::OpttyConfig::demo())
+        .await
+        .with_context(|| format!("binding the Optty emulator to {addr}"))?;
+    println!("Optty emulator listening on {}", emulator.base_url());
+    println!("bearer token: sandbox-optty-token (demo data; control API under /_sandbox)");
+    println!("press Ctrl-C to stop");
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    emulator.shutdown().await;
+    Ok(exit::CAPTURED)
+}

@@ -77,6 +77,6 @@ pub use messages::{
     Failure, Header, HttpRequest, HttpResponse, Manifest, ParseCall, PartialCapture, ResultStatus,
     SCHEMA_VERSION,
 };
-pub use sdk::Connector;
 #[doc(hidden)]
 pub use sdk::__private;
+pub use sdk::Connector;

@@ -15,8 +15,11 @@ pub trait Connector: Default + Send + Sync + 'static {
 
     /// Maps the platform's answer to a canonical result. An answer it cannot classify should be
     /// a `failed` result of kind `unknown` (not an error), so the host records what came back.
-    fn parse_capture(&self, call: &CaptureCall, response: &HttpResponse)
-    -> Result<CaptureResult, ConnectorError>;
+    fn parse_capture(
+        &self,
+        call: &CaptureCall,
+        response: &HttpResponse,
+    ) -> Result<CaptureResult, ConnectorError>;
 }
 
 /// Exports a [`Connector`] type (which must implement `Default`) as a plugin: generates the

@@ -1,1 +1,120 @@
-fn main() {}
+//! The whole pipeline on one core: built-in checks, 10 Lua rules, the Optty connector called
+//! through the C ABI (the real plugin loaded from disk), and a canned in-process HTTP answer
+//! (no sockets), so the figure is the engine's own cost per capture.
+//!
+//! ```text
+//! cargo build --release -p capture-plugin-optty && cargo bench -p capture-engine --bench pipeline
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use capture_connector_api::HttpResponse;
+use capture_core::{CaptureRequest, Outcome, Timestamp};
+use capture_engine::{
+    Engine, FixedClock, OutgoingRequest, PlatformSetup, Plugin, RuleLimits, RuleSet, Secret, Transport,
+    TransportError,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// Answers every request with Optty's documented 200 body, in memory.
+struct Canned;
+
+#[async_trait]
+impl Transport for Canned {
+    async fn send(
+        &self,
+        _request: OutgoingRequest,
+        _timeout: Duration,
+    ) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: r#"{"captureReference":"bench-1","capturedAmount":100.10,"captureId":"cap_bench_1"}"#
+                .into(),
+        })
+    }
+}
+
+fn plugin_path() -> PathBuf {
+    // target/release/deps/pipeline-* -> target/release
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    let p = dir.join(format!(
+        "{}capture_plugin_optty{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release -p capture-plugin-optty` first",
+        p.display()
+    );
+    p
+}
+
+/// Ten simple rules of the kind merchants write: thresholds, metadata flags, currency checks.
+fn ten_rules() -> RuleSet {
+    let sources = (0..10)
+        .map(|i| {
+            let body = match i % 5 {
+                0 => format!("if ctx.amount.minor > capture.minor(\"{}000.00\") then return hold(\"large\") end", 5 + i),
+                1 => "if ctx.metadata.blocked == true then return reject(\"blocked\", \"customer blocked\") end".to_owned(),
+                2 => "if ctx.currency.code ~= \"USD\" and ctx.currency.code ~= \"EUR\" then return hold(\"currency\") end".to_owned(),
+                3 => "if #ctx.order.payments > 3 then return hold(\"many payments\") end".to_owned(),
+                _ => "if ctx.shipping == nil and ctx.metadata.requires_shipping == true then return reject(\"no_tracking\", \"no tracking\") end".to_owned(),
+            };
+            let src = format!(
+                "return {{ name = \"rule-{i:02}\", stage = \"pre-validate\", priority = {i},\n  decide = function(ctx)\n    {body}\n    return allow()\n  end }}\n"
+            );
+            (format!("rule_{i:02}.lua"), src)
+        })
+        .collect();
+    RuleSet::from_sources(sources, RuleLimits::default()).expect("bench rules load")
+}
+
+fn bench(c: &mut Criterion) {
+    let plugin = Plugin::load(&plugin_path()).expect("plugin loads");
+    let engine = Engine::builder()
+        .plugin(Arc::new(plugin))
+        .expect("plugin")
+        .rules(ten_rules())
+        .transport(Arc::new(Canned))
+        .clock(Arc::new(FixedClock(Timestamp(1_790_000_000_000))))
+        .platform(
+            "optty",
+            PlatformSetup {
+                base_url: "http://127.0.0.1:9".into(),
+                timeout: Duration::from_secs(10),
+                settings: BTreeMap::new(),
+                credentials: BTreeMap::from([("bearer_token".into(), Secret::new("bench-token"))]),
+            },
+        )
+        .build()
+        .expect("engine");
+    let request = CaptureRequest::from_json(
+        br#"{"platform":"optty","idempotency_key":"bench-1","amount":"100.10",
+             "description":"bench","metadata":{"requires_shipping":false},
+             "order":{"id":"ORD-B1","currency":"USD","amount":"120.00",
+                      "payments":[{"id":"pay-b1","amount":"120.00","method":"afterpay","partial_capture":true}]}}"#,
+    )
+    .expect("valid request");
+    // One core: a current-thread runtime, nothing else scheduled.
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let check = rt.block_on(engine.capture(request.clone())).expect("captures");
+    assert!(matches!(check.outcome, Outcome::Captured { .. }), "{:?}", check.outcome);
+    assert_eq!(check.steps.iter().filter(|s| s.source == capture_core::StepSource::Rule).count(), 10);
+
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("optty_abi_10_rules_canned_http", |b| {
+        b.iter(|| rt.block_on(engine.capture(std::hint::black_box(request.clone()))).expect("captures"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

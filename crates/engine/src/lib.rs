@@ -1,1 +1,43 @@
-//! placeholder
+//! `capture-engine`: the embeddable payment-capture engine.
+//!
+//! A host hands the [`Engine`] a [`capture_core::CaptureRequest`]; the engine runs the pipeline
+//! and returns a [`capture_core::CaptureReport`] that is byte-identical for identical inputs:
+//!
+//! 1. **pre-validate**: built-in checks (currency exponent, amount bounds against the order and
+//!    earlier captures, the connector's capabilities), then host [`Hook`]s, then the merchant's
+//!    Lua rules; decisions merge as reject > hold > adjust > allow. A rejected or held request
+//!    never reaches the platform; an adjusted amount is checked again.
+//! 2. **capture**: the connector plugin (a shared library, see [`Plugin`]) builds the HTTP request,
+//!    the engine checks it (origin, method, headers, declared credentials), adds the secrets, sends
+//!    it through the [`Transport`] with a timeout, and the plugin reads the answer.
+//! 3. **post-capture**: hooks and rules observe the outcome (tags, notes, follow-ups).
+//!
+//! Time and ids are injected ([`Clock`], [`IdGenerator`]), so a run depends only on its inputs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use capture_engine::{EngineBuilder, EngineConfig};
+//! let config = EngineConfig::load("capture.toml".as_ref())?;
+//! let engine = EngineBuilder::from_config(&config)?.build()?;
+//! let report = engine.capture_json(br#"{"platform":"optty","idempotency_key":"k1","amount":"full",
+//!     "order":{"id":"ORD-1","currency":"USD","amount":"10.00","payments":[{"id":"p1","amount":"10.00"}]}}"#).await?;
+//! println!("{}", report.to_json());
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod clock;
+mod config;
+mod engine;
+mod hooks;
+pub mod plugin;
+mod transport;
+
+pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
+pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, Secret};
+pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, response};
+pub use hooks::{Hook, HookContext, Observation};
+pub use plugin::{Plugin, PluginCallError, PluginLoadError};
+pub use transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
+
+pub use capture_rules::{Limits as RuleLimits, RuleSet};

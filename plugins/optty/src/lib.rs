@@ -15,7 +15,7 @@
 //! retryable because the same `captureReference` cannot capture twice. Anything else is `unknown`.
 
 use capture_connector_api::{
-    AmountEncoding, CaptureCall, CaptureResult, Capabilities, Connector, ConnectorError, Failure, Header,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, Header,
     HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, export_connector,
 };
 use capture_core::{Currency, ExactDecimal, Money};
@@ -80,12 +80,24 @@ fn text_of(v: &serde_json::Value) -> String {
     }
 }
 
-fn failure(kind: &str, retryable: bool, status: u16, message: String, retry_after_ms: Option<u64>) -> CaptureResult {
+fn failure(
+    kind: &str,
+    retryable: bool,
+    status: u16,
+    message: String,
+    retry_after_ms: Option<u64>,
+) -> CaptureResult {
     CaptureResult {
         status: ResultStatus::Failed,
         captured_amount: None,
         platform_capture_id: None,
-        failure: Some(Failure { kind: kind.into(), retryable, platform_code: Some(status.to_string()), message, retry_after_ms }),
+        failure: Some(Failure {
+            kind: kind.into(),
+            retryable,
+            platform_code: Some(status.to_string()),
+            message,
+            retry_after_ms,
+        }),
     }
 }
 
@@ -96,7 +108,10 @@ impl Optty {
         if currency.exponent() > 2 {
             return Err(ConnectorError::new(
                 "unsupported_currency",
-                format!("currency {currency} has {} decimal places; Optty amounts allow at most 2", currency.exponent()),
+                format!(
+                    "currency {currency} has {} decimal places; Optty amounts allow at most 2",
+                    currency.exponent()
+                ),
             ));
         }
         let money = Money::parse(&call.amount, currency)
@@ -145,7 +160,10 @@ impl Connector for Optty {
             return Err(ConnectorError::new("invalid_call", "order_id is empty"));
         }
         if call.idempotency_key.is_empty() {
-            return Err(ConnectorError::new("invalid_call", "idempotency_key is empty: it is Optty's captureReference"));
+            return Err(ConnectorError::new(
+                "invalid_call",
+                "idempotency_key is empty: it is Optty's captureReference",
+            ));
         }
         let (_, amount) = Self::amount(call)?;
         let body = CaptureBody {
@@ -158,24 +176,43 @@ impl Connector for Optty {
                 tracking_number: &s.tracking_number,
             }),
         };
-        let body = serde_json::to_string(&body).map_err(|e| ConnectorError::new("serialize", e.to_string()))?;
+        let body =
+            serde_json::to_string(&body).map_err(|e| ConnectorError::new("serialize", e.to_string()))?;
         Ok(HttpRequest {
             method: "POST".into(),
-            url: format!("{}/orders/{}/capture", call.base_url.trim_end_matches('/'), encode_segment(&call.order_id)),
+            url: format!(
+                "{}/orders/{}/capture",
+                call.base_url.trim_end_matches('/'),
+                encode_segment(&call.order_id)
+            ),
             headers: vec![
                 Header { name: "Accept".into(), value: "application/json".into(), secret: None },
                 Header { name: "Content-Type".into(), value: "application/json".into(), secret: None },
-                Header { name: "Authorization".into(), value: "Bearer ".into(), secret: Some("bearer_token".into()) },
+                Header {
+                    name: "Authorization".into(),
+                    value: "Bearer ".into(),
+                    secret: Some("bearer_token".into()),
+                },
             ],
             body: Some(body),
         })
     }
 
-    fn parse_capture(&self, call: &CaptureCall, response: &HttpResponse) -> Result<CaptureResult, ConnectorError> {
+    fn parse_capture(
+        &self,
+        call: &CaptureCall,
+        response: &HttpResponse,
+    ) -> Result<CaptureResult, ConnectorError> {
         let status = response.status;
         if status == 200 || status == 201 {
             let Ok(body) = serde_json::from_str::<SuccessBody>(&response.body) else {
-                return Ok(failure("outcome_unknown", false, status, format!("unreadable success body: {}", response.body), None));
+                return Ok(failure(
+                    "outcome_unknown",
+                    false,
+                    status,
+                    format!("unreadable success body: {}", response.body),
+                    None,
+                ));
             };
             let (requested, _) = Self::amount(call)?;
             let captured = match body.captured_amount {
@@ -246,12 +283,18 @@ mod tests {
     fn builds_the_documented_request() {
         let mut c = call("100.10", "USD");
         c.description = Some("Please capture this order".into());
-        c.shipping = Some(CallShipping { company: "DHL".into(), method: "Express".into(), tracking_number: "T1".into() });
+        c.shipping = Some(CallShipping {
+            company: "DHL".into(),
+            method: "Express".into(),
+            tracking_number: "T1".into(),
+        });
         let r = Optty.build_capture(&c).unwrap();
         assert_eq!(r.url, "http://127.0.0.1:9/orders/ORD%201%2F2/capture");
         assert_eq!(
             r.body.as_deref(),
-            Some(r#"{"captureReference":"key-1","description":"Please capture this order","amount":100.10,"shippingInfo":{"shippingCompany":"DHL","shippingMethod":"Express","trackingNumber":"T1"}}"#)
+            Some(
+                r#"{"captureReference":"key-1","description":"Please capture this order","amount":100.10,"shippingInfo":{"shippingCompany":"DHL","shippingMethod":"Express","trackingNumber":"T1"}}"#
+            )
         );
         assert_eq!(r.headers[2].secret.as_deref(), Some("bearer_token"));
         assert_eq!(r.headers[2].value, "Bearer ");
@@ -260,7 +303,9 @@ mod tests {
     #[test]
     fn exact_amounts_on_the_wire() {
         // 0.1 + 0.2 style amounts and a 0-decimal currency keep their exact text.
-        assert!(Optty.build_capture(&call("0.30", "USD")).unwrap().body.unwrap().contains(r#""amount":0.30"#));
+        assert!(
+            Optty.build_capture(&call("0.30", "USD")).unwrap().body.unwrap().contains(r#""amount":0.30"#)
+        );
         let jpy = Optty.build_capture(&call("1500", "JPY")).unwrap();
         assert_eq!(jpy.body.as_deref(), Some(r#"{"captureReference":"key-1","amount":1500}"#));
     }
@@ -276,12 +321,20 @@ mod tests {
     fn maps_documented_answers() {
         let c = call("100.00", "USD");
         let ok = Optty
-            .parse_capture(&c, &resp(200, r#"{"captureReference":"key-1","capturedAmount":100,"captureId":"LatEHAuPtpN2HSrTMK-1"}"#))
+            .parse_capture(
+                &c,
+                &resp(
+                    200,
+                    r#"{"captureReference":"key-1","capturedAmount":100,"captureId":"LatEHAuPtpN2HSrTMK-1"}"#,
+                ),
+            )
             .unwrap();
         assert_eq!(ok.status, ResultStatus::Captured);
         assert_eq!(ok.captured_amount.as_deref(), Some("100.00"));
         assert_eq!(ok.platform_capture_id.as_deref(), Some("LatEHAuPtpN2HSrTMK-1"));
-        let numeric = Optty.parse_capture(&c, &resp(200, r#"{"captureReference":1,"capturedAmount":99.5,"captureId":42}"#)).unwrap();
+        let numeric = Optty
+            .parse_capture(&c, &resp(200, r#"{"captureReference":1,"capturedAmount":99.5,"captureId":42}"#))
+            .unwrap();
         assert_eq!(numeric.platform_capture_id.as_deref(), Some("42"));
         assert_eq!(numeric.captured_amount.as_deref(), Some("99.50"));
         for (status, kind, retryable) in [
@@ -292,7 +345,8 @@ mod tests {
             (503, "platform_unavailable", true),
             (418, "unknown", false),
         ] {
-            let r = Optty.parse_capture(&c, &resp(status, r#"{"statusCode":0,"message":["a","b"]}"#)).unwrap();
+            let r =
+                Optty.parse_capture(&c, &resp(status, r#"{"statusCode":0,"message":["a","b"]}"#)).unwrap();
             let f = r.failure.unwrap();
             assert_eq!((f.kind.as_str(), f.retryable), (kind, retryable), "status {status}");
             assert_eq!(f.message, "a; b");

@@ -1,0 +1,951 @@
+//! The engine and its pipeline: pre-validate -> capture -> post-capture.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capture_connector_api::{
+    CallPayment, CallShipping, CaptureCall, CaptureResult, HttpResponse, Manifest, ParseCall, PartialCapture,
+    ResultStatus, SCHEMA_VERSION,
+};
+use capture_core::{
+    CaptureReport, CaptureRequest, ConnectorRef, Decision, Exchange, FailureKind, Money, Outcome,
+    REPORT_SCHEMA, RecordedHeader, RecordedRequest, RecordedResponse, RequestError, Requested,
+    RequestedAmount, Stage, Step, StepSource, merge,
+};
+use capture_rules::{RuleContext, RuleSet, RuleVerdict};
+
+use crate::clock::{Clock, DerivedIds, IdGenerator, SystemClock};
+use crate::config::{ConfigError, EngineConfig, Secret};
+use crate::hooks::{Hook, HookContext};
+use crate::plugin::{Plugin, PluginLoadError};
+use crate::transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
+
+/// Errors building an engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginLoadError),
+    /// The rules could not be loaded.
+    #[error("rules: {0}")]
+    Rules(#[from] capture_rules::RulesError),
+    /// The HTTP transport could not be set up.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+}
+
+/// Errors of one capture that prevent a report: the request itself is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The request is malformed or names something the engine does not have.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+/// A platform the engine can capture on: its connector and its settings.
+#[derive(Debug, Clone)]
+pub struct PlatformSetup {
+    /// Base URL of the platform's API.
+    pub base_url: String,
+    /// Timeout for one HTTP exchange.
+    pub timeout: Duration,
+    /// Non-secret settings for the connector.
+    pub settings: BTreeMap<String, String>,
+    /// Credentials by name.
+    pub credentials: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug)]
+struct Platform {
+    plugin: Arc<Plugin>,
+    setup: PlatformSetup,
+    origin: url::Origin,
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    plugins: Vec<Arc<Plugin>>,
+    platforms: BTreeMap<String, PlatformSetup>,
+    rules: Arc<RuleSet>,
+    hooks: Vec<Arc<dyn Hook>>,
+    transport: Option<Arc<dyn Transport>>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder").field("platforms", &self.platforms.keys()).finish_non_exhaustive()
+    }
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            plugins: Vec::new(),
+            platforms: BTreeMap::new(),
+            rules: Arc::new(RuleSet::empty()),
+            hooks: Vec::new(),
+            transport: None,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(DerivedIds),
+        }
+    }
+}
+
+fn invalid(key: String, problem: String) -> EngineError {
+    EngineError::Config(ConfigError::Invalid { key, problem })
+}
+
+/// True for hosts that can only be this machine.
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    allowed.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => host == pattern,
+        }
+    })
+}
+
+impl EngineBuilder {
+    /// Loads what a configuration file names: plugins, rules, platforms and their credentials.
+    pub fn from_config(config: &EngineConfig) -> Result<EngineBuilder, EngineError> {
+        let mut b = EngineBuilder::default();
+        for file in config.plugin_files()? {
+            b = b.plugin(Arc::new(Plugin::load(&file)?))?;
+        }
+        if let Some(dir) = &config.rules {
+            b = b.rules(RuleSet::load_dir(dir, capture_rules::Limits::default())?);
+        }
+        for (id, p) in &config.platforms {
+            let credentials = p.resolve_credentials(id)?;
+            b = b.platform(
+                id,
+                PlatformSetup {
+                    base_url: p.base_url.clone(),
+                    timeout: Duration::from_millis(p.timeout_ms),
+                    settings: p.settings.clone(),
+                    credentials,
+                },
+            );
+        }
+        Ok(b)
+    }
+
+    /// Adds a loaded plugin; refuses a second plugin with the same connector id.
+    pub fn plugin(mut self, plugin: Arc<Plugin>) -> Result<Self, EngineError> {
+        if let Some(other) = self.plugins.iter().find(|p| p.manifest().id == plugin.manifest().id) {
+            return Err(invalid(
+                "plugins".into(),
+                format!(
+                    "{} and {} both provide connector `{}`",
+                    other.path().display(),
+                    plugin.path().display(),
+                    plugin.manifest().id
+                ),
+            ));
+        }
+        self.plugins.push(plugin);
+        Ok(self)
+    }
+
+    /// Configures a platform (its id is the connector id).
+    pub fn platform(mut self, id: &str, setup: PlatformSetup) -> Self {
+        self.platforms.insert(id.to_owned(), setup);
+        self
+    }
+
+    /// Sets the merchant's rules.
+    pub fn rules(mut self, rules: RuleSet) -> Self {
+        self.rules = Arc::new(rules);
+        self
+    }
+
+    /// Adds a host hook.
+    pub fn hook(mut self, hook: Arc<dyn Hook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Replaces the HTTP transport (default: [`HttpTransport`]).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Replaces the clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the id generator (default: [`DerivedIds`]).
+    pub fn ids(mut self, ids: Arc<dyn IdGenerator>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// Checks that every platform has a plugin, its credentials and an allowed base URL.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let mut platforms = BTreeMap::new();
+        for (id, setup) in self.platforms {
+            let key = |k: &str| format!("platforms.{id}.{k}");
+            let Some(plugin) = self.plugins.iter().find(|p| p.manifest().id == id) else {
+                let loaded: Vec<String> = self
+                    .plugins
+                    .iter()
+                    .map(|p| format!("{} ({})", p.manifest().id, p.path().display()))
+                    .collect();
+                return Err(invalid(
+                    format!("platforms.{id}"),
+                    format!("no loaded plugin provides connector `{id}`; loaded: [{}]", loaded.join(", ")),
+                ));
+            };
+            let manifest = plugin.manifest();
+            let base = url::Url::parse(&setup.base_url)
+                .map_err(|e| invalid(key("base_url"), format!("`{}`: {e}", setup.base_url)))?;
+            if !matches!(base.scheme(), "http" | "https") {
+                return Err(invalid(
+                    key("base_url"),
+                    format!("scheme `{}` is not http or https", base.scheme()),
+                ));
+            }
+            let host = base.host().ok_or_else(|| invalid(key("base_url"), "has no host".into()))?;
+            if !is_loopback(&host) && !host_allowed(&host.to_string(), &manifest.allowed_hosts) {
+                return Err(invalid(
+                    key("base_url"),
+                    format!(
+                        "host `{host}` is not loopback and not in the connector's allowed hosts {:?}",
+                        manifest.allowed_hosts
+                    ),
+                ));
+            }
+            for name in &manifest.credentials {
+                if !setup.credentials.contains_key(name) {
+                    return Err(invalid(
+                        key("credentials"),
+                        format!("connector `{id}` needs credential `{name}`"),
+                    ));
+                }
+            }
+            let origin = base.origin();
+            platforms.insert(id, Platform { plugin: plugin.clone(), setup, origin });
+        }
+        let transport = match self.transport {
+            Some(t) => t,
+            None => Arc::new(HttpTransport::new()?),
+        };
+        let mut hooks = self.hooks;
+        hooks.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
+        Ok(Engine { platforms, rules: self.rules, hooks, transport, clock: self.clock, ids: self.ids })
+    }
+}
+
+/// The capture engine. Share it (`Arc`) across tasks; every method takes `&self`.
+pub struct Engine {
+    platforms: BTreeMap<String, Platform>,
+    rules: Arc<RuleSet>,
+    hooks: Vec<Arc<dyn Hook>>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("platforms", &self.platforms.keys())
+            .field("rules_version", &self.rules.version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the pipeline accumulates for the report.
+struct Run {
+    steps: Vec<Step>,
+    exchanges: Vec<Exchange>,
+    tags: BTreeSet<String>,
+    notes: Vec<String>,
+    follow_ups: Vec<BTreeMap<String, String>>,
+}
+
+impl Run {
+    fn step(
+        &mut self,
+        stage: Stage,
+        source: StepSource,
+        name: &str,
+        version: Option<String>,
+        verdict: &str,
+        detail: Option<String>,
+    ) {
+        self.steps.push(Step {
+            stage,
+            source,
+            name: name.into(),
+            version,
+            verdict: verdict.into(),
+            decision: None,
+            detail,
+        });
+    }
+
+    fn decision(
+        &mut self,
+        source: StepSource,
+        name: &str,
+        version: Option<String>,
+        d: &Decision,
+        detail: Option<String>,
+    ) {
+        let detail = detail.or_else(|| match d {
+            Decision::Allow => None,
+            Decision::Reject { reason, .. } | Decision::Hold { reason } => Some(reason.clone()),
+            Decision::Adjust { amount } => Some(format!("capture {amount}")),
+        });
+        self.steps.push(Step {
+            stage: Stage::PreValidate,
+            source,
+            name: name.into(),
+            version,
+            verdict: d.verdict().into(),
+            decision: (*d != Decision::Allow).then(|| d.clone()),
+            detail,
+        });
+    }
+}
+
+/// The built-in checks of an amount against the order and the connector's capabilities.
+/// Returns the first failing check as (check name, reject decision).
+fn builtin_checks(req: &CaptureRequest, amount: Money, manifest: &Manifest) -> Vec<(&'static str, Decision)> {
+    let reject = |code: &str, reason: String| Decision::Reject { code: code.into(), reason };
+    let mut out = Vec::new();
+    let caps = &manifest.capabilities;
+    let cur = req.order.currency;
+    out.push((
+        "currency",
+        if cur.exponent() > caps.max_currency_exponent {
+            reject(
+                "unsupported_currency",
+                format!(
+                    "{cur} has {} decimal places; {} amounts allow at most {}",
+                    cur.exponent(),
+                    manifest.name,
+                    caps.max_currency_exponent
+                ),
+            )
+        } else {
+            Decision::Allow
+        },
+    ));
+    let bounds = (|| -> Result<Decision, capture_core::MoneyError> {
+        if amount.currency() != cur {
+            return Ok(reject("currency_mismatch", format!("amount {amount} is not in the order currency {cur}")));
+        }
+        if amount.is_negative() || amount.is_zero() {
+            return Ok(reject("invalid_amount", format!("amount {amount} must be greater than zero")));
+        }
+        let capturable = req.order.capturable()?;
+        if amount > capturable {
+            return Ok(reject(
+                "amount_exceeds_capturable",
+                format!(
+                    "amount {amount} exceeds what is capturable: {capturable} (authorized {} minus captured {})",
+                    req.order.authorized_total()?,
+                    req.order.captured_total()?
+                ),
+            ));
+        }
+        for (i, p) in req.payments.iter().enumerate() {
+            if let Some(auth) = req.order.payments.iter().find(|a| a.id == p.payment_id) {
+                let left = req.order.payment_capturable(auth)?;
+                if p.amount > left {
+                    return Ok(reject(
+                        "amount_exceeds_capturable",
+                        format!("payments[{i}].amount {} exceeds what payment {} still allows: {left}", p.amount, p.payment_id),
+                    ));
+                }
+            }
+        }
+        Ok(Decision::Allow)
+    })()
+    .unwrap_or_else(|e| reject("invalid_amount", e.to_string()));
+    out.push(("bounds", bounds));
+
+    let capturable = req.order.capturable().unwrap_or(amount);
+    let partial = amount < capturable;
+    let targets = target_payments(req, amount);
+    let partial_check = if !partial {
+        Decision::Allow
+    } else {
+        match caps.partial_capture {
+            PartialCapture::Always => Decision::Allow,
+            PartialCapture::Never => reject(
+                "partial_capture_unsupported",
+                format!("{} captures only the full amount ({capturable}); {amount} was asked", manifest.name),
+            ),
+            PartialCapture::PerPaymentMethod => {
+                match targets.iter().find(|(p, _)| p.partial_capture == Some(false)) {
+                    Some((p, _)) => reject(
+                        "partial_capture_unsupported",
+                        format!(
+                            "payment {} ({}) does not allow partial capture; {amount} of {capturable} was asked",
+                            p.id,
+                            p.method.as_deref().unwrap_or("unknown method")
+                        ),
+                    ),
+                    None => Decision::Allow,
+                }
+            }
+        }
+    };
+    out.push(("partial_capture", partial_check));
+    let payments_check = if !caps.multiple_payments_per_call && targets.len() > 1 {
+        reject(
+            "multiple_payments_unsupported",
+            format!(
+                "{} captures one payment per call; this capture spans {} payments",
+                manifest.name,
+                targets.len()
+            ),
+        )
+    } else {
+        Decision::Allow
+    };
+    out.push(("payments", payments_check));
+    out
+}
+
+/// The payments this capture takes money from, with amounts: the request's split if it gave one,
+/// otherwise the order's payments in order, each up to what it still allows.
+fn target_payments(req: &CaptureRequest, amount: Money) -> Vec<(&capture_core::AuthorizedPayment, Money)> {
+    if !req.payments.is_empty() {
+        return req
+            .payments
+            .iter()
+            .filter_map(|p| req.order.payments.iter().find(|a| a.id == p.payment_id).map(|a| (a, p.amount)))
+            .collect();
+    }
+    let mut left = amount;
+    let mut out = Vec::new();
+    for p in &req.order.payments {
+        if left.is_zero() {
+            break;
+        }
+        let room = req.order.payment_capturable(p).unwrap_or(p.amount);
+        if room.is_zero() {
+            continue;
+        }
+        let take = if room < left { room } else { left };
+        out.push((p, take));
+        left = left.checked_sub(take).unwrap_or(left);
+    }
+    out
+}
+
+fn redact(req: &capture_connector_api::HttpRequest) -> RecordedRequest {
+    RecordedRequest {
+        method: req.method.clone(),
+        url: req.url.clone(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| RecordedHeader {
+                name: h.name.clone(),
+                value: if h.secret.is_some() { format!("{}[REDACTED]", h.value) } else { h.value.clone() },
+            })
+            .collect(),
+        body: req.body.clone(),
+    }
+}
+
+fn failure_kind(kind: &str) -> FailureKind {
+    match kind {
+        "invalid_request" => FailureKind::InvalidRequest,
+        "unauthorized" => FailureKind::Unauthorized,
+        "not_found" => FailureKind::NotFound,
+        "invalid_state" => FailureKind::InvalidState,
+        "rate_limited" => FailureKind::RateLimited,
+        "platform_unavailable" => FailureKind::PlatformUnavailable,
+        "outcome_unknown" => FailureKind::OutcomeUnknown,
+        _ => FailureKind::Unknown,
+    }
+}
+
+fn connector_failure(message: String) -> Outcome {
+    Outcome::Failed { kind: FailureKind::Connector, retryable: false, platform_code: None, message }
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// Version (content hash) of the rule set in use.
+    pub fn rules_version(&self) -> &str {
+        self.rules.version()
+    }
+
+    /// The manifests of the configured platforms' connectors.
+    pub fn connectors(&self) -> impl Iterator<Item = (&str, &Plugin)> {
+        self.platforms.iter().map(|(id, p)| (id.as_str(), p.plugin.as_ref()))
+    }
+
+    /// Parses a JSON request and captures it.
+    pub async fn capture_json(&self, json: &[u8]) -> Result<CaptureReport, CaptureError> {
+        let request = CaptureRequest::from_json(json)?;
+        self.capture(request).await
+    }
+
+    /// Runs the pipeline for one request and returns its report. Every failure after the request
+    /// was accepted is an outcome in the report, not an error.
+    pub async fn capture(&self, req: CaptureRequest) -> Result<CaptureReport, CaptureError> {
+        let Some(platform) = self.platforms.get(&req.platform) else {
+            let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
+            return Err(RequestError::Invalid {
+                field: "platform".into(),
+                problem: format!(
+                    "`{}` is not a configured platform (configured: {})",
+                    req.platform,
+                    known.join(", ")
+                ),
+            }
+            .into());
+        };
+        let manifest = platform.plugin.manifest();
+        let now = self.clock.now();
+        let mut run = Run {
+            steps: Vec::new(),
+            exchanges: Vec::new(),
+            tags: BTreeSet::new(),
+            notes: Vec::new(),
+            follow_ups: Vec::new(),
+        };
+        let cur = req.order.currency;
+        let capturable = req.order.capturable().unwrap_or_else(|_| Money::zero(cur));
+        let mut amount = match req.amount {
+            RequestedAmount::Full => capturable,
+            RequestedAmount::Exact(m) => m,
+        };
+
+        // ---- pre-validate ----
+        let outcome = 'pre: {
+            let mut decisions: Vec<(String, Decision)> = Vec::new();
+            if req.amount == RequestedAmount::Full && capturable.is_zero() {
+                let d = Decision::Reject {
+                    code: "nothing_to_capture".into(),
+                    reason: format!("order {} has nothing left to capture", req.order.id),
+                };
+                run.decision(StepSource::Builtin, "bounds", None, &d, None);
+                break 'pre Some(self.refusal("builtin:bounds", &d));
+            }
+            for (name, d) in builtin_checks(&req, amount, manifest) {
+                run.decision(StepSource::Builtin, name, None, &d, None);
+                if matches!(d, Decision::Reject { .. }) {
+                    break 'pre Some(self.refusal(&format!("builtin:{name}"), &d));
+                }
+            }
+            let ctx = HookContext { request: &req, amount, capturable, now };
+            for hook in &self.hooks {
+                let d = hook.pre_validate(&ctx).await;
+                run.decision(StepSource::Hook, hook.name(), hook.version(), &d, None);
+                decisions.push((format!("hook:{}", hook.name()), d));
+            }
+            let verdicts = self.rules.decide(&RuleContext { request: &req, amount, capturable, now });
+            for v in &verdicts {
+                run.decision(
+                    StepSource::Rule,
+                    &v.rule,
+                    Some(v.hash.clone()),
+                    &v.decision,
+                    v.error.clone().map(|e| format!("failed closed: {e}")),
+                );
+                decisions.push((format!("rule:{}", v.rule), v.decision.clone()));
+                self.collect(&mut run, v);
+            }
+            let merged = merge(decisions.iter().map(|(_, d)| d));
+            let by = decisions.iter().find(|(_, d)| *d == merged).map(|(n, _)| n.clone()).unwrap_or_default();
+            match &merged {
+                Decision::Allow => None,
+                Decision::Reject { .. } | Decision::Hold { .. } => Some(self.refusal(&by, &merged)),
+                Decision::Adjust { amount: adjusted } => {
+                    // An adjusted amount goes through the built-in checks again.
+                    let adjusted = *adjusted;
+                    let checks = builtin_checks(&req, adjusted, manifest);
+                    if let Some((name, Decision::Reject { code, reason })) =
+                        checks.into_iter().find(|(_, d)| matches!(d, Decision::Reject { .. }))
+                    {
+                        let d = Decision::Reject {
+                            code,
+                            reason: format!(
+                                "{by} adjusted the amount to {adjusted}, which fails `{name}`: {reason}"
+                            ),
+                        };
+                        run.decision(StepSource::Builtin, name, None, &d, None);
+                        break 'pre Some(self.refusal(&format!("builtin:{name}"), &d));
+                    }
+                    run.step(
+                        Stage::PreValidate,
+                        StepSource::Builtin,
+                        "adjusted_amount",
+                        None,
+                        "allow",
+                        Some(format!("{by} set the amount to {adjusted}; built-in checks pass")),
+                    );
+                    amount = adjusted;
+                    None
+                }
+            }
+        };
+
+        // ---- capture ----
+        let outcome = match outcome {
+            Some(o) => o,
+            None => self.call_platform(platform, &req, amount, &mut run).await,
+        };
+
+        // ---- post-capture ----
+        let ctx = HookContext { request: &req, amount, capturable, now };
+        for hook in &self.hooks {
+            let obs = hook.post_capture(&ctx, &outcome).await;
+            run.step(Stage::PostCapture, StepSource::Hook, hook.name(), hook.version(), "observed", None);
+            run.tags.extend(obs.tags);
+            run.notes.extend(obs.notes);
+        }
+        for v in self.rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome) {
+            let verdict = if v.error.is_some() { "error" } else { "observed" };
+            run.step(
+                Stage::PostCapture,
+                StepSource::Rule,
+                &v.rule,
+                Some(v.hash.clone()),
+                verdict,
+                v.error.clone(),
+            );
+            self.collect(&mut run, &v);
+        }
+
+        let reached_amount = !matches!(outcome, Outcome::Rejected { .. });
+        Ok(CaptureReport {
+            schema: REPORT_SCHEMA,
+            capture_id: self.ids.capture_id(&req),
+            started_at: now,
+            platform: req.platform.clone(),
+            order_id: req.order.id.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            requested: match req.amount {
+                RequestedAmount::Full => Requested::Full(capture_core::report::FullMarker),
+                RequestedAmount::Exact(m) => Requested::Exact(m),
+            },
+            amount: reached_amount.then_some(amount),
+            rules_version: Some(self.rules.version().to_owned()),
+            connector: Some(ConnectorRef { id: manifest.id.clone(), version: manifest.version.clone() }),
+            steps: run.steps,
+            exchanges: run.exchanges,
+            outcome,
+            tags: run.tags.into_iter().collect(),
+            notes: run.notes,
+            follow_ups: run.follow_ups,
+        })
+    }
+
+    fn collect(&self, run: &mut Run, v: &RuleVerdict) {
+        run.tags.extend(v.tags.iter().cloned());
+        run.notes.extend(v.notes.iter().map(|n| format!("{}: {n}", v.rule)));
+        run.follow_ups.extend(v.follow_ups.iter().cloned());
+    }
+
+    fn refusal(&self, by: &str, d: &Decision) -> Outcome {
+        match d {
+            Decision::Hold { reason } => Outcome::Held { by: by.into(), reason: reason.clone() },
+            Decision::Reject { code, reason } => {
+                Outcome::Rejected { by: by.into(), code: code.clone(), reason: reason.clone() }
+            }
+            other => Outcome::Rejected {
+                by: by.into(),
+                code: "internal".into(),
+                reason: format!("unexpected refusal {other:?}"),
+            },
+        }
+    }
+
+    async fn call_platform(
+        &self,
+        platform: &Platform,
+        req: &CaptureRequest,
+        amount: Money,
+        run: &mut Run,
+    ) -> Outcome {
+        let plugin = &platform.plugin;
+        let manifest = plugin.manifest();
+        let build_step = format!("{}.build_capture", manifest.id);
+        let parse_step = format!("{}.parse_capture", manifest.id);
+        let version = Some(manifest.version.clone());
+        let capturable = req.order.capturable().unwrap_or(amount);
+        let call = CaptureCall {
+            schema: SCHEMA_VERSION,
+            base_url: platform.setup.base_url.trim_end_matches('/').to_owned(),
+            settings: platform.setup.settings.clone(),
+            order_id: req.order.id.clone(),
+            currency: req.order.currency.code().into(),
+            currency_exponent: req.order.currency.exponent(),
+            amount: amount.to_decimal_string(),
+            full: amount == capturable,
+            order_amount: req.order.amount.to_decimal_string(),
+            surcharge: req.order.surcharge.to_decimal_string(),
+            payments: target_payments(req, amount)
+                .into_iter()
+                .map(|(p, m)| CallPayment {
+                    id: p.id.clone(),
+                    amount: m.to_decimal_string(),
+                    authorized: p.amount.to_decimal_string(),
+                    method: p.method.clone(),
+                })
+                .collect(),
+            idempotency_key: req.idempotency_key.clone(),
+            description: req.description.clone(),
+            shipping: req.shipping.as_ref().map(|s| CallShipping {
+                company: s.company.clone(),
+                method: s.method.clone(),
+                tracking_number: s.tracking_number.clone(),
+            }),
+        };
+        let http = match plugin.build_capture(&call) {
+            Ok(h) => h,
+            Err(e) => {
+                run.step(
+                    Stage::Capture,
+                    StepSource::Connector,
+                    &build_step,
+                    version,
+                    "error",
+                    Some(e.to_string()),
+                );
+                return connector_failure(format!("{} (nothing was sent)", e));
+            }
+        };
+        let outgoing = match self.check_request(platform, &http) {
+            Ok(o) => o,
+            Err(problem) => {
+                let msg = format!("connector built an unacceptable request: {problem} (nothing was sent)");
+                run.step(
+                    Stage::Capture,
+                    StepSource::Connector,
+                    &build_step,
+                    version,
+                    "error",
+                    Some(msg.clone()),
+                );
+                return connector_failure(msg);
+            }
+        };
+        run.step(
+            Stage::Capture,
+            StepSource::Connector,
+            &build_step,
+            version.clone(),
+            "ok",
+            Some(format!("{} {}", http.method, http.url)),
+        );
+        let recorded = redact(&http);
+        let response = match self.transport.send(outgoing, platform.setup.timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                run.step(Stage::Capture, StepSource::Transport, "http", None, "error", Some(e.to_string()));
+                run.exchanges.push(Exchange { request: recorded, response: None });
+                return match e {
+                    TransportError::Connect(m) => Outcome::Failed {
+                        kind: FailureKind::PlatformUnavailable,
+                        retryable: true,
+                        platform_code: None,
+                        message: format!("could not connect, nothing was sent: {m}"),
+                    },
+                    TransportError::Invalid(m) => {
+                        connector_failure(format!("request could not be sent: {m}"))
+                    }
+                    other => Outcome::Failed {
+                        kind: FailureKind::OutcomeUnknown,
+                        retryable: false,
+                        platform_code: None,
+                        message: format!(
+                            "{other}: the platform may have applied the capture; read its state before retrying"
+                        ),
+                    },
+                };
+            }
+        };
+        run.step(
+            Stage::Capture,
+            StepSource::Transport,
+            "http",
+            None,
+            "ok",
+            Some(format!("status {}", response.status)),
+        );
+        run.exchanges.push(Exchange {
+            request: recorded,
+            response: Some(RecordedResponse { status: response.status, body: response.body.clone() }),
+        });
+        let status = response.status;
+        let parsed = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response });
+        match parsed {
+            Ok(result) => match self.outcome_of(result, amount) {
+                Ok(outcome) => {
+                    run.step(
+                        Stage::Capture,
+                        StepSource::Connector,
+                        &parse_step,
+                        version,
+                        outcome.status(),
+                        None,
+                    );
+                    outcome
+                }
+                Err(problem) => {
+                    run.step(
+                        Stage::Capture,
+                        StepSource::Connector,
+                        &parse_step,
+                        version,
+                        "error",
+                        Some(problem.clone()),
+                    );
+                    Self::unreadable(status, problem)
+                }
+            },
+            Err(e) => {
+                run.step(
+                    Stage::Capture,
+                    StepSource::Connector,
+                    &parse_step,
+                    version,
+                    "error",
+                    Some(e.to_string()),
+                );
+                Self::unreadable(status, e.to_string())
+            }
+        }
+    }
+
+    /// The platform answered but its answer could not be read: if it might have been a success,
+    /// the outcome is unknown, never a failure that invites a blind retry.
+    fn unreadable(status: u16, problem: String) -> Outcome {
+        Outcome::Failed {
+            kind: if (200..300).contains(&status) {
+                FailureKind::OutcomeUnknown
+            } else {
+                FailureKind::Connector
+            },
+            retryable: false,
+            platform_code: Some(status.to_string()),
+            message: format!("the platform answered {status} but the connector could not read it: {problem}"),
+        }
+    }
+
+    fn outcome_of(&self, result: CaptureResult, amount: Money) -> Result<Outcome, String> {
+        let captured = |r: &CaptureResult| -> Result<Money, String> {
+            match &r.captured_amount {
+                None => Ok(amount),
+                Some(text) => {
+                    Money::parse(text, amount.currency()).map_err(|e| format!("captured_amount: {e}"))
+                }
+            }
+        };
+        Ok(match result.status {
+            ResultStatus::Captured => Outcome::Captured {
+                amount: captured(&result)?,
+                platform_capture_id: result.platform_capture_id,
+            },
+            ResultStatus::Pending => Outcome::Pending {
+                amount: captured(&result)?,
+                platform_capture_id: result.platform_capture_id,
+            },
+            ResultStatus::Failed => {
+                let f = result.failure.ok_or("a failed result without failure details")?;
+                Outcome::Failed {
+                    kind: failure_kind(&f.kind),
+                    retryable: f.retryable,
+                    platform_code: f.platform_code,
+                    message: f.message,
+                }
+            }
+        })
+    }
+
+    /// Validates what the connector built and resolves its secrets.
+    fn check_request(
+        &self,
+        platform: &Platform,
+        http: &capture_connector_api::HttpRequest,
+    ) -> Result<OutgoingRequest, String> {
+        if !matches!(http.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+            return Err(format!("method `{}` is not allowed", http.method));
+        }
+        let url = url::Url::parse(&http.url).map_err(|e| format!("url `{}`: {e}", http.url))?;
+        if url.origin() != platform.origin {
+            return Err(format!(
+                "url `{}` is outside the configured base URL {}",
+                http.url, platform.setup.base_url
+            ));
+        }
+        if http.body.as_ref().is_some_and(|b| b.len() > crate::plugin::MAX_PLUGIN_OUTPUT) {
+            return Err("body exceeds the size cap".into());
+        }
+        let mut headers = Vec::with_capacity(http.headers.len());
+        for h in &http.headers {
+            let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+            if h.name.is_empty()
+                || !h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                || bad(&h.value)
+            {
+                return Err(format!("header `{}` is not a valid header", h.name));
+            }
+            let value = match &h.secret {
+                None => h.value.clone(),
+                Some(name) => {
+                    if !platform.plugin.manifest().credentials.contains(name) {
+                        return Err(format!(
+                            "header `{}` asks for credential `{name}`, which the manifest does not declare",
+                            h.name
+                        ));
+                    }
+                    let secret = platform
+                        .setup
+                        .credentials
+                        .get(name)
+                        .ok_or_else(|| format!("credential `{name}` is not configured"))?;
+                    format!("{}{}", h.value, secret.expose())
+                }
+            };
+            headers.push((h.name.clone(), value));
+        }
+        Ok(OutgoingRequest {
+            method: http.method.clone(),
+            url: http.url.clone(),
+            headers,
+            body: http.body.clone(),
+        })
+    }
+}
+
+/// Builds the canned answer type for transports written by hosts and tests.
+pub fn response(status: u16, body: impl Into<String>) -> HttpResponse {
+    HttpResponse { status, headers: Vec::new(), body: body.into() }
+}

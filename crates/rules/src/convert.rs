@@ -1,0 +1,219 @@
+//! What a rule returned, turned into Rust values. Only raw table access (no metamethods run);
+//! Lua iteration order never reaches an output.
+
+use std::collections::BTreeMap;
+
+use capture_core::{Currency, Decision, Money};
+use mlua::{Table, Value};
+
+use crate::sandbox::describe;
+
+/// A rule's answer before it becomes a [`RuleVerdict`](crate::RuleVerdict).
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) decision: Decision,
+    pub(crate) tags: Vec<String>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) follow_ups: Vec<BTreeMap<String, String>>,
+}
+
+const CONSTRUCTORS: &str = "allow(), reject(code, reason), hold(reason) or adjust(amount)";
+
+fn lua_err(e: &mlua::Error) -> String {
+    e.to_string()
+}
+
+fn text(v: &Value, what: &str) -> Result<String, String> {
+    match v {
+        Value::String(s) => s.to_str().map(|s| s.to_owned()).map_err(|_| format!("{what} is not UTF-8 text")),
+        other => Err(format!("{what} must be a string, not {}", describe(other))),
+    }
+}
+
+/// The keys of `t`, sorted; errors on non-string keys.
+fn keys(t: &Table, what: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        let (k, _) = pair.map_err(|e| lua_err(&e))?;
+        match &k {
+            Value::String(_) => out.push(text(&k, &format!("a key of {what}"))?),
+            other => return Err(format!("{what} has a key that is not a string ({})", describe(other))),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn refuse_unknown(t: &Table, allowed: &[&str], what: &str) -> Result<(), String> {
+    let unknown: Vec<String> = keys(t, what)?
+        .into_iter()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .map(|k| format!("`{k}`"))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{what} has unknown field(s) {} (allowed: {})", unknown.join(", "), allowed.join(", ")))
+    }
+}
+
+/// The values of a sequence `{v1, v2, ...}`; refuses holes and non-integer keys.
+fn sequence(v: &Value, what: &str) -> Result<Vec<Value>, String> {
+    let t = match v {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Table(t) => t,
+        other => return Err(format!("{what} must be a list {{...}}, not {}", describe(other))),
+    };
+    let len = t.raw_len();
+    let mut count = 0usize;
+    for pair in t.pairs::<Value, Value>() {
+        let (k, _) = pair.map_err(|e| lua_err(&e))?;
+        let in_range = matches!(k, Value::Integer(i) if i >= 1 && usize::try_from(i).is_ok_and(|i| i <= len));
+        if !in_range {
+            return Err(format!("{what} must be a list {{...}} without holes or named fields"));
+        }
+        count += 1;
+    }
+    if count != len {
+        return Err(format!("{what} must be a list {{...}} without holes"));
+    }
+    (1..=len).map(|i| t.raw_get::<Value>(i).map_err(|e| lua_err(&e))).collect()
+}
+
+fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
+    sequence(v, what)?.iter().enumerate().map(|(i, s)| text(s, &format!("{what}[{}]", i + 1))).collect()
+}
+
+fn follow_ups(v: &Value) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let mut out = Vec::new();
+    for (i, item) in sequence(v, "follow_ups")?.into_iter().enumerate() {
+        let what = format!("follow_ups[{}]", i + 1);
+        let Value::Table(t) = item else {
+            return Err(format!(
+                "{what} must be a table such as {{ action = \"void_remaining\" }}, not {}",
+                describe(&item)
+            ));
+        };
+        let mut map = BTreeMap::new();
+        for pair in t.pairs::<Value, Value>() {
+            let (k, v) = pair.map_err(|e| lua_err(&e))?;
+            let key = match &k {
+                Value::String(_) => text(&k, &format!("a key of {what}"))?,
+                other => return Err(format!("{what} has a key that is not a string ({})", describe(other))),
+            };
+            let value = match &v {
+                Value::String(_) => text(&v, &format!("{what}.{key}"))?,
+                Value::Integer(n) => n.to_string(),
+                Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "{what}.{key} must be a string, integer or boolean, not {}",
+                        describe(other)
+                    ));
+                }
+            };
+            map.insert(key, value);
+        }
+        if map.get("action").is_none_or(|a| a.is_empty()) {
+            return Err(format!("{what} needs an `action`, e.g. {{ action = \"void_remaining\" }}"));
+        }
+        out.push(map);
+    }
+    Ok(out)
+}
+
+/// Tags (sorted, unique), notes (in order) and follow-ups of a result table.
+fn extras(t: &Table, decision: Decision) -> Result<Parts, String> {
+    let get = |k: &str| t.raw_get::<Value>(k).map_err(|e| lua_err(&e));
+    let mut tags = strings(&get("tags")?, "tags")?;
+    if let Some(empty) = tags.iter().position(String::is_empty) {
+        return Err(format!("tags[{}] is empty", empty + 1));
+    }
+    tags.sort();
+    tags.dedup();
+    let notes = strings(&get("notes")?, "notes")?;
+    let follow_ups = follow_ups(&get("follow_ups")?)?;
+    Ok(Parts { decision, tags, notes, follow_ups })
+}
+
+/// The amount of an adjust: a decimal string or integer minor units, never a float.
+fn adjust_amount(v: &Value, cur: Currency) -> Result<Money, String> {
+    match v {
+        Value::String(_) => {
+            let s = text(v, "adjust amount")?;
+            Money::parse(&s, cur).map_err(|e| format!("adjust amount: {e}"))
+        }
+        Value::Integer(minor) => Ok(Money::from_minor(*minor, cur)),
+        Value::Number(n) => Err(format!(
+            "adjust amount {n} is a float; use a decimal string such as \"150.00\" or integer minor units"
+        )),
+        Value::Nil => Err("adjust needs an `amount`".into()),
+        other => Err(format!(
+            "adjust amount must be a decimal string or integer minor units, not {}",
+            describe(other)
+        )),
+    }
+}
+
+/// A pre-validate rule's return value.
+pub(crate) fn decision(v: Value, cur: Currency) -> Result<Parts, String> {
+    let t = match v {
+        Value::Table(t) => t,
+        Value::Nil => return Err(format!("decide returned nothing; return {CONSTRUCTORS}")),
+        other => {
+            return Err(format!(
+                "decide returned {}, not a decision; return {CONSTRUCTORS}",
+                describe(&other)
+            ));
+        }
+    };
+    refuse_unknown(
+        &t,
+        &["decision", "code", "reason", "amount", "tags", "notes", "follow_ups"],
+        "the decision table",
+    )?;
+    let get = |k: &str| t.raw_get::<Value>(k).map_err(|e| lua_err(&e));
+    let kind = match get("decision")? {
+        Value::Nil => return Err(format!("the returned table has no `decision`; return {CONSTRUCTORS}")),
+        other => text(&other, "`decision`")?,
+    };
+    let decision = match kind.as_str() {
+        "allow" => Decision::Allow,
+        "reject" => Decision::Reject {
+            code: text(&get("code")?, "reject code")?,
+            reason: text(&get("reason")?, "reject reason")?,
+        },
+        "hold" => Decision::Hold { reason: text(&get("reason")?, "hold reason")? },
+        "adjust" => Decision::Adjust { amount: adjust_amount(&get("amount")?, cur)? },
+        other => return Err(format!("unknown decision `{other}`; return {CONSTRUCTORS}")),
+    };
+    extras(&t, decision)
+}
+
+/// A post-capture rule's return value: nil or `{ tags = ..., notes = ..., follow_ups = ... }`.
+pub(crate) fn observation(v: Value) -> Result<Parts, String> {
+    let t = match v {
+        Value::Nil => {
+            return Ok(Parts {
+                decision: Decision::Allow,
+                tags: Vec::new(),
+                notes: Vec::new(),
+                follow_ups: Vec::new(),
+            });
+        }
+        Value::Table(t) => t,
+        other => {
+            return Err(format!(
+                "observe returned {}; return nil or observe_result{{ tags = ..., notes = ..., follow_ups = ... }}",
+                describe(&other)
+            ));
+        }
+    };
+    refuse_unknown(&t, &["decision", "tags", "notes", "follow_ups"], "the observe result")?;
+    match t.raw_get::<Value>("decision").map_err(|e| lua_err(&e))? {
+        Value::Nil => {}
+        v if text(&v, "`decision`").is_ok_and(|d| d == "allow") => {}
+        _ => return Err("post-capture rules cannot decide; return nil or observe_result{...}".into()),
+    }
+    extras(&t, Decision::Allow)
+}

@@ -1,0 +1,438 @@
+//! One prepared Lua state: the sandbox, the instruction budget, the compiled rule files.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use capture_core::{Currency, Money};
+use mlua::chunk::ChunkMode;
+use mlua::debug::Debug;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+
+use crate::{Limits, RuleStage, RulesError};
+
+/// Text of the error the hook raises once the budget is spent.
+pub(crate) const BUDGET_MESSAGE: &str = "instruction budget exceeded";
+/// Lua's own message for a failed allocation (`LUA_ERRMEM`).
+const LUA_MEMORY_MESSAGE: &[u8] = b"not enough memory";
+/// The hook runs at most every this many VM instructions.
+const HOOK_STEP: u64 = 1000;
+const PRELUDE: &str = include_str!("prelude.lua");
+
+/// The currency of the capture being evaluated (Lua app data, read by `capture.minor`).
+pub(crate) struct EvalCurrency(pub(crate) Currency);
+
+/// Instruction counting for the current rule call, shared with the hook.
+struct Budget {
+    limit: u64,
+    step: u64,
+    used: AtomicU64,
+    /// Sticky until the next [`Budget::reset`]: once set, the hook errors on every trigger and
+    /// the sandbox's pcall/xpcall re-raise.
+    exceeded: AtomicBool,
+    /// Sticky memory-limit flag, set when a memory error is seen by pcall/xpcall.
+    memory: AtomicBool,
+    /// Where the budget ran out: (chunk short name, line).
+    at: Mutex<Option<(Option<String>, Option<usize>)>>,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Budget {
+        Budget {
+            limit,
+            step: limit.clamp(1, HOOK_STEP),
+            used: AtomicU64::new(0),
+            exceeded: AtomicBool::new(false),
+            memory: AtomicBool::new(false),
+            at: Mutex::new(None),
+        }
+    }
+
+    fn reset(&self) {
+        self.used.store(0, Relaxed);
+        self.exceeded.store(false, Relaxed);
+        self.memory.store(false, Relaxed);
+    }
+
+    fn on_hook(&self, debug: &Debug<'_>) -> mlua::Result<VmState> {
+        let used = self.used.fetch_add(self.step, Relaxed).saturating_add(self.step);
+        if used > self.limit || self.exceeded.load(Relaxed) {
+            if !self.exceeded.swap(true, Relaxed) {
+                let src = debug.source().short_src.map(|s| s.into_owned());
+                let line = debug.current_line();
+                *self.at.lock().unwrap_or_else(PoisonError::into_inner) = Some((src, line));
+            }
+            return Err(mlua::Error::runtime(BUDGET_MESSAGE));
+        }
+        Ok(VmState::Continue)
+    }
+
+    /// Called by the sandbox's pcall/xpcall with the error they caught: notes memory errors and
+    /// says whether the error must be raised again.
+    fn is_fatal(&self, err: &Value) -> bool {
+        let memory = match err {
+            Value::String(s) => *s.as_bytes() == *LUA_MEMORY_MESSAGE,
+            Value::Error(e) => is_memory_error(e),
+            _ => false,
+        };
+        if memory {
+            self.memory.store(true, Relaxed);
+        }
+        self.exceeded.load(Relaxed) || self.memory.load(Relaxed)
+    }
+
+    /// The line in `file` where the budget ran out, if it ran out in that file's code.
+    fn line_in(&self, file: &str) -> Option<u32> {
+        let at = self.at.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*at {
+            Some((Some(src), Some(line))) if src == file => u32::try_from(*line).ok(),
+            _ => None,
+        }
+    }
+}
+
+fn is_memory_error(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
+}
+
+/// Text of an mlua error, without a stack traceback.
+fn error_text(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::RuntimeError(s) => s.clone(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::CallbackError { cause, .. } => error_text(cause),
+        mlua::Error::WithContext { cause, .. } => error_text(cause),
+        other => other.to_string(),
+    }
+}
+
+/// Splits `file.lua:7: boom` into `(Some(7), "boom")`; drops a trailing stack traceback.
+pub(crate) fn split_location(file: &str, message: &str) -> (Option<u32>, String) {
+    let message = message.split("\nstack traceback:").next().unwrap_or(message).trim_end();
+    if let Some(rest) = message.strip_prefix(file).and_then(|r| r.strip_prefix(':'))
+        && let Some((digits, tail)) = rest.split_once(':')
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(line) = digits.parse::<u32>()
+    {
+        return (Some(line), tail.trim_start().to_owned());
+    }
+    (None, message.to_owned())
+}
+
+/// Why a rule call failed: the line in the rule's file (if known) and the message.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) line: Option<u32>,
+    pub(crate) message: String,
+}
+
+/// What a rule file's table declares.
+pub(crate) struct Declared {
+    pub(crate) name: String,
+    pub(crate) stage: RuleStage,
+    pub(crate) priority: i64,
+}
+
+/// A rule file as loaded: its name and source text.
+#[derive(Clone)]
+pub(crate) struct Source {
+    pub(crate) file: String,
+    pub(crate) text: String,
+}
+
+/// A prepared Lua state. Used by one thread at a time (the pool hands it out).
+pub(crate) struct State {
+    lua: Lua,
+    limits: Limits,
+    budget: Arc<Budget>,
+    new_env: Function,
+    freeze: Function,
+    run: Function,
+    /// Compiled rule files, in the order of the sources the state was built from.
+    chunks: Vec<Function>,
+}
+
+fn sandbox_err(e: mlua::Error) -> RulesError {
+    RulesError::Sandbox { message: error_text(&e) }
+}
+
+impl State {
+    /// A fresh sandbox without rules.
+    pub(crate) fn new(limits: Limits) -> Result<State, RulesError> {
+        let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8;
+        let lua = Lua::new_with(libs, LuaOptions::default()).map_err(sandbox_err)?;
+        lua.set_memory_limit(limits.memory_bytes).map_err(sandbox_err)?;
+        let budget = Arc::new(Budget::new(limits.instructions));
+        let step = u32::try_from(budget.step).unwrap_or(1000);
+        let hook_budget = Arc::clone(&budget);
+        lua.set_hook(HookTriggers::new().every_nth_instruction(step), move |_, debug| {
+            hook_budget.on_hook(debug)
+        })
+        .map_err(sandbox_err)?;
+        let raw_minor = lua.create_function(raw_minor).map_err(sandbox_err)?;
+        let fatal_budget = Arc::clone(&budget);
+        let is_fatal =
+            lua.create_function(move |_, e: Value| Ok(fatal_budget.is_fatal(&e))).map_err(sandbox_err)?;
+        budget.reset();
+        let (new_env, freeze, run): (Function, Function, Function) = lua
+            .load(PRELUDE)
+            .set_name("=capture-rules prelude")
+            .set_mode(ChunkMode::Text)
+            .call((raw_minor, is_fatal))
+            .map_err(sandbox_err)?;
+        Ok(State { lua, limits, budget, new_env, freeze, run, chunks: Vec::new() })
+    }
+
+    /// A sandbox with every source compiled and checked, chunks in the order of `sources`.
+    pub(crate) fn build(sources: &[Source], limits: Limits) -> Result<(State, Vec<Declared>), RulesError> {
+        let mut state = State::new(limits)?;
+        let mut declared = Vec::with_capacity(sources.len());
+        for src in sources {
+            let chunk = state.compile(src)?;
+            declared.push(state.declare(&src.file, &chunk)?);
+            state.chunks.push(chunk);
+        }
+        Ok((state, declared))
+    }
+
+    /// Puts the chunks in a new order: `order[i]` is the old index of the new i-th chunk.
+    pub(crate) fn reorder(&mut self, order: &[usize]) {
+        let old = std::mem::take(&mut self.chunks);
+        self.chunks = order.iter().filter_map(|&i| old.get(i).cloned()).collect();
+    }
+
+    pub(crate) fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// Compiles one file as a text chunk with its own read-only environment.
+    fn compile(&self, src: &Source) -> Result<Function, RulesError> {
+        let file = &src.file;
+        if src.text.as_bytes().first() == Some(&0x1b) {
+            return Err(RulesError::BytecodeRefused { file: file.clone() });
+        }
+        let invalid = |e: mlua::Error| RulesError::Invalid { file: file.clone(), message: error_text(&e) };
+        let env: Table = self.new_env.call(()).map_err(invalid)?;
+        self.lua
+            .load(src.text.as_str())
+            .set_name(format!("={file}"))
+            .set_mode(ChunkMode::Text)
+            .set_environment(env)
+            .into_function()
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { message, .. } => {
+                    let (line, message) = split_location(file, &message);
+                    RulesError::Syntax { file: file.clone(), line, message }
+                }
+                other => invalid(other),
+            })
+    }
+
+    /// Runs the file once and validates the table it returns.
+    fn declare(&self, file: &str, chunk: &Function) -> Result<Declared, RulesError> {
+        let invalid = |message: String| RulesError::Invalid { file: file.to_owned(), message };
+        let value = self.call(chunk, file, None, &Value::Nil).map_err(|f| {
+            invalid(match f.line {
+                Some(line) => format!("running the file failed at line {line}: {}", f.message),
+                None => format!("running the file failed: {}", f.message),
+            })
+        })?;
+        let Value::Table(t) = value else {
+            return Err(invalid(format!(
+                "the file must return a rule table {{ name = ..., stage = ..., ... }}, not {}",
+                describe(&value)
+            )));
+        };
+        let mut unknown = Vec::new();
+        for pair in t.pairs::<Value, Value>() {
+            let (k, _) = pair.map_err(|e| invalid(error_text(&e)))?;
+            match &k {
+                Value::String(s)
+                    if matches!(
+                        &*s.as_bytes(),
+                        b"name" | b"stage" | b"priority" | b"decide" | b"observe"
+                    ) => {}
+                Value::String(s) => unknown.push(format!("`{}`", s.to_string_lossy())),
+                other => unknown.push(format!("a {} key", other.type_name())),
+            }
+        }
+        if !unknown.is_empty() {
+            unknown.sort();
+            return Err(invalid(format!(
+                "unknown field(s) {} (a rule table has name, stage, priority and decide or observe)",
+                unknown.join(", ")
+            )));
+        }
+        let name = match t.raw_get::<Value>("name").map_err(|e| invalid(error_text(&e)))? {
+            Value::Nil => return Err(invalid("missing `name`".into())),
+            Value::String(s) => {
+                s.to_str().map(|s| s.to_owned()).map_err(|_| invalid("`name` is not UTF-8".into()))?
+            }
+            other => return Err(invalid(format!("`name` must be a string, not {}", describe(&other)))),
+        };
+        if name.is_empty() || !name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
+            return Err(invalid(format!("bad name `{name}`: use lower-case letters, digits, `_` and `-`")));
+        }
+        let stage = match t.raw_get::<Value>("stage").map_err(|e| invalid(error_text(&e)))? {
+            Value::Nil => return Err(invalid(format!("rule `{name}`: missing `stage`"))),
+            Value::String(s) if *s.as_bytes() == *b"pre-validate" => RuleStage::PreValidate,
+            Value::String(s) if *s.as_bytes() == *b"post-capture" => RuleStage::PostCapture,
+            other => {
+                return Err(invalid(format!(
+                    "rule `{name}`: bad stage {} (expected \"pre-validate\" or \"post-capture\")",
+                    describe(&other)
+                )));
+            }
+        };
+        let priority = match t.raw_get::<Value>("priority").map_err(|e| invalid(error_text(&e)))? {
+            Value::Nil => 0,
+            Value::Integer(i) => i,
+            other => {
+                return Err(invalid(format!(
+                    "rule `{name}`: bad priority {} (expected an integer such as 100)",
+                    describe(&other)
+                )));
+            }
+        };
+        let (wanted, other) = match stage {
+            RuleStage::PreValidate => ("decide", "observe"),
+            RuleStage::PostCapture => ("observe", "decide"),
+        };
+        let f: Value = t.raw_get(wanted).map_err(|e| invalid(error_text(&e)))?;
+        if !matches!(f, Value::Function(_)) {
+            return Err(invalid(format!(
+                "rule `{name}`: a {} rule needs `{wanted} = function(ctx) ... end` (found {})",
+                stage.as_str(),
+                describe(&f)
+            )));
+        }
+        if !t.raw_get::<Value>(other).map_err(|e| invalid(error_text(&e)))?.is_nil() {
+            return Err(invalid(format!(
+                "rule `{name}`: a {} rule has `{wanted}`, not `{other}`",
+                stage.as_str()
+            )));
+        }
+        Ok(Declared { name, stage, priority })
+    }
+
+    /// Builds the read-only `ctx` for one evaluation (see `context.rs` for the raw table).
+    pub(crate) fn freeze(&self, raw: Table) -> Result<Value, String> {
+        self.budget.reset();
+        let out = self.freeze.call::<Value>(raw);
+        if self.budget.exceeded.load(Relaxed) {
+            return Err(format!("{BUDGET_MESSAGE} while building ctx"));
+        }
+        out.map_err(|e| error_text(&e))
+    }
+
+    /// Runs the rule chunk at `index` and calls its `method` with `ctx`.
+    pub(crate) fn call_rule(
+        &self,
+        index: usize,
+        file: &str,
+        method: &str,
+        ctx: &Value,
+    ) -> Result<Value, Failure> {
+        let Some(chunk) = self.chunks.get(index) else {
+            return Err(Failure {
+                line: None,
+                message: "internal error: rule not loaded in this state".into(),
+            });
+        };
+        self.call(chunk, file, Some(method), ctx)
+    }
+
+    /// One rule call under a fresh instruction budget. Budget and memory failures win over
+    /// whatever the script returned (a script's pcall cannot hide them).
+    fn call(
+        &self,
+        chunk: &Function,
+        file: &str,
+        method: Option<&str>,
+        ctx: &Value,
+    ) -> Result<Value, Failure> {
+        self.budget.reset();
+        let result = self.run.call::<(bool, Value)>((chunk, method, ctx));
+        if self.budget.exceeded.load(Relaxed) {
+            return Err(Failure {
+                line: self.budget.line_in(file),
+                message: format!("{BUDGET_MESSAGE} ({} instructions)", self.limits.instructions),
+            });
+        }
+        let memory = self.budget.memory.load(Relaxed)
+            || match &result {
+                Ok((false, Value::String(s))) => *s.as_bytes() == *LUA_MEMORY_MESSAGE,
+                Ok((false, Value::Error(e))) => is_memory_error(e),
+                Err(e) => is_memory_error(e),
+                Ok(_) => false,
+            };
+        if memory {
+            // Free what the rule left behind before the next rule runs.
+            let _ = self.lua.gc_collect();
+            return Err(Failure {
+                line: None,
+                message: format!("memory limit exceeded ({} bytes)", self.limits.memory_bytes),
+            });
+        }
+        let text = match result {
+            Ok((true, v)) => return Ok(v),
+            Ok((false, Value::String(s))) => s.to_string_lossy(),
+            Ok((false, Value::Error(e))) => error_text(&e),
+            Ok((false, other)) => format!("(error object is a {} value)", other.type_name()),
+            Err(e) => error_text(&e),
+        };
+        let (line, message) = split_location(file, &text);
+        Err(Failure { line, message })
+    }
+}
+
+/// `capture.minor` (Rust half): a decimal string in the capture's currency to minor units.
+/// Returns `minor` or `nil, message`; the Lua half raises the message at the caller's line.
+fn raw_minor(lua: &Lua, v: Value) -> mlua::Result<(Option<i64>, Option<String>)> {
+    let Some(cur) = lua.app_data_ref::<EvalCurrency>().map(|c| c.0) else {
+        return Ok((
+            None,
+            Some("only available while a capture is evaluated (inside decide/observe)".into()),
+        ));
+    };
+    let text = match &v {
+        Value::String(s) => match s.to_str() {
+            Ok(s) => s.to_owned(),
+            Err(_) => return Ok((None, Some("the amount is not UTF-8 text".into()))),
+        },
+        other => {
+            return Ok((
+                None,
+                Some(format!("expected a decimal string such as \"150.00\", got {}", describe(other))),
+            ));
+        }
+    };
+    match Money::parse(&text, cur).and_then(Money::to_minor) {
+        Ok(m) => Ok((Some(m), None)),
+        Err(e) => Ok((None, Some(e.to_string()))),
+    }
+}
+
+/// A short description of a Lua value for messages, without addresses.
+pub(crate) fn describe(v: &Value) -> String {
+    match v {
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => format!("the boolean {b}"),
+        Value::Integer(i) => format!("the integer {i}"),
+        Value::Number(n) => format!("the float {n}"),
+        Value::String(s) => {
+            let text = s.to_string_lossy();
+            if text.chars().count() > 40 {
+                format!("a string of {} bytes", text.len())
+            } else {
+                format!("the string {text:?}")
+            }
+        }
+        other => format!("a {}", other.type_name()),
+    }
+}

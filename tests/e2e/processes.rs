@@ -1,0 +1,129 @@
+//! The `capture` binary in separate processes: byte-identical reports, documented exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::plugins::scratch;
+use crate::{artifact, emulator, engine, optty_plugin, repo, sample};
+
+const NOW: &str = "2026-11-21T09:00:00Z";
+const TOKEN_VAR: &str = "CAPTURE_E2E_OPTTY_TOKEN";
+
+fn write_config(dir: &Path, base_url: &str) -> std::path::PathBuf {
+    let cfg = dir.join("capture.toml");
+    let text = format!(
+        "rules = {rules:?}\nplugins = [{plugin:?}]\n\n[platforms.optty]\nbase_url = {base_url:?}\ntimeout_ms = 5000\ncredentials = {{ bearer_token = {{ env = {TOKEN_VAR:?} }} }}\n",
+        rules = repo().join("rules/demo").display().to_string(),
+        plugin = optty_plugin().display().to_string(),
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    cfg
+}
+
+fn capture_run(cfg: &Path, request: &str) -> Output {
+    Command::new(artifact("capture"))
+        .args(["run", "--now", NOW, "--config"])
+        .arg(cfg)
+        .arg(repo().join("examples/requests").join(request))
+        .env(TOKEN_VAR, crate::TOKEN)
+        .output()
+        .expect("run capture")
+}
+
+#[tokio::test]
+async fn the_same_capture_in_two_processes_gives_byte_identical_reports() {
+    let emu = emulator().await;
+    let dir = scratch("two-processes");
+    let cfg = write_config(&dir, &emu.base_url());
+
+    let first = capture_run(&cfg, "partial-capture.json");
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(emu.captures("ORD-1002").len(), 1);
+
+    emu.reset();
+    let second = capture_run(&cfg, "partial-capture.json");
+    assert_eq!(second.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&second.stderr));
+    assert!(!first.stdout.is_empty());
+    assert_eq!(first.stdout, second.stdout, "reports differ between processes");
+
+    // And the in-process engine, on the same emulator, writes the very same bytes.
+    emu.reset();
+    let report = engine(&emu).capture_json(&sample("partial-capture.json")).await.expect("valid");
+    assert_eq!(String::from_utf8_lossy(&first.stdout), report.to_json());
+}
+
+#[tokio::test]
+async fn exit_codes_follow_the_outcome() {
+    let emu = emulator().await;
+    let dir = scratch("exit-codes");
+    let cfg = write_config(&dir, &emu.base_url());
+    for (request, code) in [
+        ("full-capture.json", 0),
+        ("rejected-missing-tracking.json", 4),
+        ("held-large-order.json", 5),
+        ("platform-unknown-order.json", 6),
+    ] {
+        let out = capture_run(&cfg, request);
+        assert_eq!(out.status.code(), Some(code), "{request}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+        assert_eq!(report["schema"], "capture-report/1");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_request_exits_3_naming_the_field() {
+    let dir = scratch("bad-request");
+    let cfg = write_config(&dir, "http://127.0.0.1:9");
+    let req = dir.join("bad.json");
+    std::fs::write(&req, br#"{"platform":"optty","idempotency_key":"k","amount":"1.234","order":{"id":"O","currency":"USD","amount":"5.00","payments":[{"id":"p","amount":"5.00"}]}}"#).expect("write");
+    let out = Command::new(artifact("capture"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg(&req)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid field `amount`: 1.234 has 3 decimal places but USD allows 2"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_credential_exits_9_naming_the_variable() {
+    let dir = scratch("no-credential");
+    let cfg = write_config(&dir, "http://127.0.0.1:9");
+    let out = Command::new(artifact("capture"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg(repo().join("examples/requests/full-capture.json"))
+        .env_remove(TOKEN_VAR)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(9));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(TOKEN_VAR), "{stderr}");
+}
+
+#[test]
+fn the_demo_runs_every_scenario() {
+    let out = Command::new(artifact("capture")).arg("demo").current_dir(repo()).output().expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "full capture",
+        "held by a rule",
+        "rejected by a rule",
+        "refused by the platform (400)",
+        "ORD-1001: cap_ORD-1001_1 120.00",
+    ] {
+        assert!(stdout.contains(needle), "demo output lacks `{needle}`:\n{stdout}");
+    }
+}
