@@ -30,7 +30,7 @@ fn capture_run(cfg: &Path, request: &str) -> Output {
         .expect("run capture")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_capture_in_two_processes_gives_byte_identical_reports() {
     let emu = emulator().await;
     let dir = scratch("two-processes");
@@ -52,7 +52,7 @@ async fn the_same_capture_in_two_processes_gives_byte_identical_reports() {
     assert_eq!(String::from_utf8_lossy(&first.stdout), report.to_json());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_follow_the_outcome() {
     let emu = emulator().await;
     let dir = scratch("exit-codes");
@@ -70,7 +70,7 @@ async fn exit_codes_follow_the_outcome() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_request_exits_3_naming_the_field() {
     let dir = scratch("bad-request");
     let cfg = write_config(&dir, "http://127.0.0.1:9");
@@ -91,7 +91,7 @@ async fn a_bad_request_exits_3_naming_the_field() {
     assert!(out.stdout.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_credential_exits_9_naming_the_variable() {
     let dir = scratch("no-credential");
     let cfg = write_config(&dir, "http://127.0.0.1:9");

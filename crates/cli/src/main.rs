@@ -116,7 +116,10 @@ fn main() -> ExitCode {
 
 /// Maps an error to its exit code: configuration and plugin problems are 9, bad requests 3.
 fn classify(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<EngineError>().is_some() || e.downcast_ref::<capture_engine::ConfigError>().is_some()
+    if e.downcast_ref::<EngineError>().is_some()
+        || e.downcast_ref::<capture_engine::ConfigError>().is_some()
+        || e.downcast_ref::<capture_engine::PluginLoadError>().is_some()
+        || e.downcast_ref::<capture_engine::RulesError>().is_some()
     {
         exit::CONFIG
     } else if e.downcast_ref::<CaptureError>().is_some()

@@ -304,7 +304,11 @@ impl CaptureRequest {
     pub fn from_json(text: &[u8]) -> Result<CaptureRequest, RequestError> {
         let de = &mut serde_json::Deserializer::from_slice(text);
         let raw: RawRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            // serde_path_to_error shows an unknown position as `?`; the whole document is `.`.
+            let path = match e.path().to_string() {
+                p if p == "?" => ".".to_owned(),
+                p => p,
+            };
             RequestError::Malformed { path, message: e.into_inner().to_string() }
         })?;
         raw.validate()

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capture_connector_api::{
-    CallPayment, CallShipping, CaptureCall, CaptureResult, HttpResponse, Manifest, ParseCall, PartialCapture,
-    ResultStatus, SCHEMA_VERSION,
+    CallPayment, CallShipping, CaptureCall, CaptureResult, Manifest, ParseCall, PartialCapture, ResultStatus,
+    SCHEMA_VERSION,
 };
 use capture_core::{
     CaptureReport, CaptureRequest, ConnectorRef, Decision, Exchange, FailureKind, Money, Outcome,
@@ -314,11 +314,7 @@ impl Run {
         d: &Decision,
         detail: Option<String>,
     ) {
-        let detail = detail.or_else(|| match d {
-            Decision::Allow => None,
-            Decision::Reject { reason, .. } | Decision::Hold { reason } => Some(reason.clone()),
-            Decision::Adjust { amount } => Some(format!("capture {amount}")),
-        });
+        // The decision itself carries the reason; `detail` is for what it does not say (errors).
         self.steps.push(Step {
             stage: Stage::PreValidate,
             source,
@@ -943,9 +939,4 @@ impl Engine {
             body: http.body.clone(),
         })
     }
-}
-
-/// Builds the canned answer type for transports written by hosts and tests.
-pub fn response(status: u16, body: impl Into<String>) -> HttpResponse {
-    HttpResponse { status, headers: Vec::new(), body: body.into() }
 }

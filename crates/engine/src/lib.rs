@@ -35,9 +35,9 @@ mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
 pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, Secret};
-pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, response};
+pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup};
 pub use hooks::{Hook, HookContext, Observation};
 pub use plugin::{Plugin, PluginCallError, PluginLoadError};
 pub use transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 
-pub use capture_rules::{Limits as RuleLimits, RuleSet};
+pub use capture_rules::{Limits as RuleLimits, RuleSet, RulesError};

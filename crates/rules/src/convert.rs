@@ -209,11 +209,11 @@ pub(crate) fn observation(v: Value) -> Result<Parts, String> {
             ));
         }
     };
-    refuse_unknown(&t, &["decision", "tags", "notes", "follow_ups"], "the observe result")?;
     match t.raw_get::<Value>("decision").map_err(|e| lua_err(&e))? {
         Value::Nil => {}
         v if text(&v, "`decision`").is_ok_and(|d| d == "allow") => {}
         _ => return Err("post-capture rules cannot decide; return nil or observe_result{...}".into()),
     }
+    refuse_unknown(&t, &["decision", "tags", "notes", "follow_ups"], "the observe result")?;
     extras(&t, Decision::Allow)
 }

@@ -449,11 +449,17 @@ impl RuleSet {
             Err(e) => return all_failed(format!("cannot prepare the rules: {e}")),
         };
         let cur = ctx.request.order.currency;
+        let t0 = std::time::Instant::now();
         state.lua().set_app_data(EvalCurrency(cur));
-        let ctx_value = match context::build(state.lua(), ctx, outcome)
-            .map_err(|e| e.to_string())
-            .and_then(|raw| state.freeze(raw))
-        {
+        let t1 = std::time::Instant::now();
+        let raw = context::build(state.lua(), ctx, outcome);
+        let t2 = std::time::Instant::now();
+        let fz = raw.map_err(|e| e.to_string()).and_then(|raw| state.freeze(raw));
+        let t3 = std::time::Instant::now();
+        if std::env::var_os("RULES_TIMING").is_some() {
+            eprintln!("app {:?} build {:?} freeze {:?}", t1 - t0, t2 - t1, t3 - t2);
+        }
+        let ctx_value = match fz {
             Ok(v) => v,
             Err(message) => {
                 self.give_state(state);

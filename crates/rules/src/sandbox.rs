@@ -17,6 +17,8 @@ const LUA_MEMORY_MESSAGE: &[u8] = b"not enough memory";
 /// The hook runs at most every this many VM instructions.
 const HOOK_STEP: u64 = 1000;
 const PRELUDE: &str = include_str!("prelude.lua");
+/// The prelude's chunk name as Lua shows it in error positions.
+const PRELUDE_NAME: &str = "capture-rules prelude";
 
 /// The currency of the capture being evaluated (Lua app data, read by `capture.minor`).
 pub(crate) struct EvalCurrency(pub(crate) Currency);
@@ -111,15 +113,24 @@ fn error_text(e: &mlua::Error) -> String {
 }
 
 /// Splits `file.lua:7: boom` into `(Some(7), "boom")`; drops a trailing stack traceback.
+///
+/// A position inside the prelude (a constructor such as `adjust(10.5)` called in tail position,
+/// whose caller's frame Lua no longer has) is dropped: the line is then unknown.
 pub(crate) fn split_location(file: &str, message: &str) -> (Option<u32>, String) {
     let message = message.split("\nstack traceback:").next().unwrap_or(message).trim_end();
-    if let Some(rest) = message.strip_prefix(file).and_then(|r| r.strip_prefix(':'))
-        && let Some((digits, tail)) = rest.split_once(':')
-        && !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && let Ok(line) = digits.parse::<u32>()
-    {
-        return (Some(line), tail.trim_start().to_owned());
+    let located = |prefix: &str| {
+        let rest = message.strip_prefix(prefix)?.strip_prefix(':')?;
+        let (digits, tail) = rest.split_once(':')?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((digits.parse::<u32>().ok(), tail.trim_start().to_owned()))
+    };
+    if let Some(found) = located(file) {
+        return found;
+    }
+    if let Some((_, tail)) = located(PRELUDE_NAME) {
+        return (None, tail);
     }
     (None, message.to_owned())
 }
@@ -181,7 +192,7 @@ impl State {
         budget.reset();
         let (new_env, freeze, run): (Function, Function, Function) = lua
             .load(PRELUDE)
-            .set_name("=capture-rules prelude")
+            .set_name(format!("={PRELUDE_NAME}"))
             .set_mode(ChunkMode::Text)
             .call((raw_minor, is_fatal))
             .map_err(sandbox_err)?;

@@ -1,0 +1,687 @@
+//! Behaviour of the rule engine as the capture engine sees it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use capture_core::{CaptureRequest, Currency, Decision, FailureKind, Money, Outcome, Timestamp};
+use capture_rules::{Limits, RuleContext, RuleSet, RuleStage, RuleVerdict, RulesError};
+
+fn request() -> CaptureRequest {
+    CaptureRequest::from_json(
+        br#"{
+        "platform": "optty", "idempotency_key": "ord-1-cap-1", "amount": "100.10",
+        "description": "first capture",
+        "metadata": {"tier": "gold", "visits": 7, "vip": true},
+        "shipping": {"company": "DHL", "method": "Express", "tracking_number": "T123"},
+        "order": {"id": "ord-1", "currency": "USD", "amount": "250.00", "surcharge": "5.00",
+                  "payments": [{"id": "pay-1", "amount": "255.00", "method": "afterpay", "partial_capture": true}],
+                  "captures": [{"reference": "cap-0", "payment_id": "pay-1", "amount": "50.00"}]}
+    }"#,
+    )
+    .expect("valid request")
+}
+
+fn usd(text: &str) -> Money {
+    Money::parse(text, Currency::from_code("USD").unwrap()).unwrap()
+}
+
+fn now() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-11-21T10:00:00Z").unwrap()
+}
+
+fn with_ctx<T>(f: impl FnOnce(&RuleContext<'_>) -> T) -> T {
+    let req = request();
+    let ctx = RuleContext { request: &req, amount: usd("100.10"), capturable: usd("205.00"), now: now() };
+    f(&ctx)
+}
+
+fn set(files: &[(&str, &str)]) -> RuleSet {
+    try_set(files).expect("rules load")
+}
+
+fn try_set(files: &[(&str, &str)]) -> Result<RuleSet, RulesError> {
+    RuleSet::from_sources(
+        files.iter().map(|(f, s)| (f.to_string(), s.to_string())).collect(),
+        Limits::default(),
+    )
+}
+
+/// A pre-validate rule in `r.lua` whose decide body is `body`.
+fn pre(body: &str) -> String {
+    format!(
+        "return {{\n  name = \"r\",\n  stage = \"pre-validate\",\n  decide = function(ctx)\n{body}\n  end,\n}}\n"
+    )
+}
+
+fn decide_one(body: &str) -> RuleVerdict {
+    let rules = set(&[("r.lua", &pre(body))]);
+    let mut v = with_ctx(|ctx| rules.decide(ctx));
+    assert_eq!(v.len(), 1);
+    v.remove(0)
+}
+
+/// Asserts the verdict is the fail-closed hold and returns its reason.
+fn assert_failed(v: &RuleVerdict) -> String {
+    let Decision::Hold { reason } = &v.decision else { panic!("expected a fail-closed hold, got {v:?}") };
+    assert!(reason.starts_with(&format!("rule `{}` failed ({}", v.rule, v.file)), "{reason}");
+    let error = v.error.as_deref().expect("error is set");
+    assert!(reason.ends_with(error), "reason {reason:?} should end with the error {error:?}");
+    assert!(v.tags.is_empty() && v.notes.is_empty() && v.follow_ups.is_empty());
+    reason.clone()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("capture-rules-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, content: impl AsRef<[u8]>) {
+        std::fs::write(self.0.join(name), content).unwrap();
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rule_file(name: &str, stage: &str, priority: Option<i64>, body: &str) -> String {
+    let priority = priority.map(|p| format!("priority = {p},")).unwrap_or_default();
+    let f = if stage == "pre-validate" { "decide" } else { "observe" };
+    format!(
+        "return {{ name = \"{name}\", stage = \"{stage}\", {priority} {f} = function(ctx) {body} end }}\n"
+    )
+}
+
+#[test]
+fn loads_a_folder_in_priority_then_name_order() {
+    let dir = TempDir::new("order");
+    dir.write("a_late.lua", rule_file("late", "pre-validate", Some(200), "return allow()"));
+    dir.write("b_early.lua", rule_file("early", "pre-validate", Some(10), "return hold('early')"));
+    dir.write("c_tie.lua", rule_file("another", "pre-validate", Some(200), "return allow()"));
+    dir.write("d_post.lua", rule_file("watch", "post-capture", Some(-5), "return nil"));
+    dir.write("README.md", "not a rule");
+    dir.write("notes.lua.bak", "not a rule either");
+    let rules = RuleSet::load_dir(&dir.0, Limits::default()).unwrap();
+    let order: Vec<(&str, &str, RuleStage, i64)> =
+        rules.rules().iter().map(|r| (r.name.as_str(), r.file.as_str(), r.stage, r.priority)).collect();
+    assert_eq!(
+        order,
+        [
+            ("early", "b_early.lua", RuleStage::PreValidate, 10),
+            ("another", "c_tie.lua", RuleStage::PreValidate, 200),
+            ("late", "a_late.lua", RuleStage::PreValidate, 200),
+            ("watch", "d_post.lua", RuleStage::PostCapture, -5),
+        ]
+    );
+    let verdicts = with_ctx(|ctx| rules.decide(ctx));
+    let names: Vec<&str> = verdicts.iter().map(|v| v.rule.as_str()).collect();
+    assert_eq!(names, ["early", "another", "late"]);
+    assert_eq!(verdicts[0].decision, Decision::Hold { reason: "early".into() });
+    for r in rules.rules() {
+        assert!(r.hash.starts_with("sha256:") && r.hash.len() == 7 + 16, "{}", r.hash);
+    }
+    assert_eq!(verdicts[0].hash, rules.rules()[0].hash);
+    // The default priority is 0.
+    let rules = set(&[("x.lua", &rule_file("x", "pre-validate", None, "return allow()"))]);
+    assert_eq!(rules.rules()[0].priority, 0);
+}
+
+#[test]
+fn a_missing_folder_is_an_error_naming_the_path() {
+    let dir = std::env::temp_dir().join(format!("capture-rules-test-missing-{}", std::process::id()));
+    let err = RuleSet::load_dir(&dir, Limits::default()).unwrap_err();
+    assert!(matches!(err, RulesError::Io { ref path, .. } if *path == dir), "{err:?}");
+    assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
+}
+
+#[test]
+fn decision_constructors_round_trip() {
+    assert_eq!(decide_one("return allow()").decision, Decision::Allow);
+    assert_eq!(
+        decide_one("return reject('too_late', 'the order shipped a year ago')").decision,
+        Decision::Reject { code: "too_late".into(), reason: "the order shipped a year ago".into() }
+    );
+    assert_eq!(
+        decide_one("return hold('needs review')").decision,
+        Decision::Hold { reason: "needs review".into() }
+    );
+    let v = decide_one("return adjust('150.00')");
+    assert_eq!(v.decision, Decision::Adjust { amount: usd("150.00") });
+    assert_eq!(v.error, None);
+    assert_eq!(decide_one("return adjust(15000)").decision, Decision::Adjust { amount: usd("150.00") });
+    assert_eq!(decide_one("return adjust('150.5')").decision, Decision::Adjust { amount: usd("150.50") });
+    // Plain tables work too, and constructors' tables can carry tags and notes.
+    assert_eq!(
+        decide_one("return { decision = 'hold', reason = 'plain' }").decision,
+        Decision::Hold { reason: "plain".into() }
+    );
+    let v = decide_one("local d = allow(); d.tags = {'vip', 'b', 'vip'}; d.notes = {'z', 'a'}; return d");
+    assert_eq!(v.decision, Decision::Allow);
+    assert_eq!(v.tags, ["b", "vip"]);
+    assert_eq!(v.notes, ["z", "a"]);
+    assert_eq!(v.error, None);
+}
+
+#[test]
+fn adjust_with_a_float_fails_closed() {
+    let v = decide_one("local d = adjust(10.5)\n    return d");
+    let reason = assert_failed(&v);
+    assert_eq!(
+        reason,
+        "rule `r` failed (r.lua:5): adjust: amount 10.5 is a float; use a decimal string such as \"150.00\" or integer minor units"
+    );
+    // In tail position Lua no longer knows the caller's line; the message is the same.
+    let v = decide_one("return adjust(10.5)");
+    assert!(
+        assert_failed(&v).starts_with("rule `r` failed (r.lua): adjust: amount 10.5 is a float"),
+        "{v:?}"
+    );
+    // The same through a hand-made table: refused on the Rust side, never converted.
+    let v = decide_one("return { decision = 'adjust', amount = 10.5 }");
+    assert!(assert_failed(&v).contains("10.5 is a float"), "{v:?}");
+    let v = decide_one("return { decision = 'adjust', amount = 15000.0 }");
+    assert!(assert_failed(&v).contains("is a float"), "{v:?}");
+    // Too many decimals for the currency and bad decimals fail closed as well.
+    let v = decide_one("return adjust('10.123')");
+    assert!(assert_failed(&v).contains("10.123 has 3 decimal places but USD allows 2"), "{v:?}");
+    let v = decide_one("return { decision = 'adjust', amount = '1e3' }");
+    assert!(assert_failed(&v).contains("not a decimal amount"), "{v:?}");
+}
+
+#[test]
+fn an_error_fails_closed_naming_file_and_line() {
+    let v = decide_one("    local x = 1\n    error('boom')");
+    assert_eq!(v.decision, Decision::Hold { reason: "rule `r` failed (r.lua:6): boom".into() });
+    assert_eq!(v.error.as_deref(), Some("boom"));
+    // Runtime errors from Lua itself carry the line too.
+    let v = decide_one("return ctx.nothing.here");
+    let reason = assert_failed(&v);
+    assert!(reason.starts_with("rule `r` failed (r.lua:5): attempt to index a nil value"), "{reason}");
+    // Error values that are not strings never show an address.
+    let v = decide_one("error({ code = 1 })");
+    assert_eq!(v.error.as_deref(), Some("(error object is a table value)"));
+    // The other rules still run.
+    let rules = set(&[
+        ("a.lua", &rule_file("a", "pre-validate", Some(1), "error('first')")),
+        ("b.lua", &rule_file("b", "pre-validate", Some(2), "return reject('c', 'second')")),
+    ]);
+    let v = with_ctx(|ctx| rules.decide(ctx));
+    assert_eq!(v[0].decision, Decision::Hold { reason: "rule `a` failed (a.lua:1): first".into() });
+    assert_eq!(v[1].decision, Decision::Reject { code: "c".into(), reason: "second".into() });
+}
+
+#[test]
+fn an_endless_loop_fails_closed_with_the_budget_message() {
+    let v = decide_one("while true do end");
+    let reason = assert_failed(&v);
+    assert!(reason.contains("instruction budget exceeded"), "{reason}");
+    assert!(reason.starts_with("rule `r` failed (r.lua:5): "), "{reason}");
+}
+
+#[test]
+fn pcall_cannot_swallow_the_budget() {
+    let v = decide_one("pcall(function() while true do end end)\n    return allow()");
+    assert!(assert_failed(&v).contains("instruction budget exceeded"), "{v:?}");
+    let v = decide_one(
+        "local ok = xpcall(function() while true do end end, function(e) return 'swallowed' end)\n    return allow()",
+    );
+    assert!(assert_failed(&v).contains("instruction budget exceeded"), "{v:?}");
+    // Nested pcalls, and a pcall inside a loop that keeps retrying.
+    let v =
+        decide_one("for i = 1, 10 do pcall(pcall, function() while true do end end) end\n    return allow()");
+    assert!(assert_failed(&v).contains("instruction budget exceeded"), "{v:?}");
+}
+
+#[test]
+fn the_budget_is_per_rule_call() {
+    // Each call uses about half the budget: fine on its own, and the counter resets per call.
+    let limits = Limits { instructions: 200_000, ..Limits::default() };
+    let body = "local n = 0 for i = 1, 25000 do n = n + i end return allow()";
+    let files: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("r{i}.lua"), rule_file(&format!("r{i}"), "pre-validate", None, body)))
+        .collect();
+    let rules = RuleSet::from_sources(files, limits).unwrap();
+    for _ in 0..3 {
+        for v in with_ctx(|ctx| rules.decide(ctx)) {
+            assert_eq!(v.decision, Decision::Allow, "{v:?}");
+        }
+    }
+}
+
+#[test]
+fn a_memory_bomb_fails_closed() {
+    let v = decide_one("local t = {} for i=1,1e9 do t[i] = string.rep(\"x\", 1000) end");
+    let reason = assert_failed(&v);
+    assert!(reason.contains("memory limit exceeded"), "{reason}");
+    // Catching the memory error does not help either.
+    let v = decide_one(
+        "pcall(function() local t = {} for i=1,1e9 do t[i] = string.rep(\"x\", 1000) end end)\n    return allow()",
+    );
+    assert!(assert_failed(&v).contains("memory limit exceeded"), "{v:?}");
+    let v = decide_one("local s = string.rep('x', 1 << 30) return allow()");
+    assert!(assert_failed(&v).contains("memory limit exceeded"), "{v:?}");
+    // The state is still good afterwards.
+    let rules = set(&[
+        (
+            "a.lua",
+            &rule_file(
+                "a",
+                "pre-validate",
+                Some(1),
+                "local t = {} for i=1,1e9 do t[i] = string.rep('x', 1000) end",
+            ),
+        ),
+        ("b.lua", &rule_file("b", "pre-validate", Some(2), "return hold(string.rep('y', 3))")),
+    ]);
+    for _ in 0..3 {
+        let v = with_ctx(|ctx| rules.decide(ctx));
+        assert!(v[0].error.as_deref().is_some_and(|e| e.contains("memory limit exceeded")), "{v:?}");
+        assert_eq!(v[1].decision, Decision::Hold { reason: "yyy".into() });
+    }
+}
+
+#[test]
+fn nothing_reaches_outside_the_sandbox() {
+    for expr in [
+        "os.time()",
+        "io.open('/etc/passwd')",
+        "require('os')",
+        "load('return 1')()",
+        "loadstring('return 1')()",
+        "loadfile('/etc/passwd')",
+        "dofile('/etc/passwd')",
+        "string.dump(function() end)",
+        "(''):dump()",
+        "debug.getinfo(1)",
+        "collectgarbage('count')",
+        "math.random(1, 10)",
+        "math.randomseed(1)",
+        "package.loaded",
+        "coroutine.create(function() end)",
+        "_G.os",
+        "getmetatable('').__index.dump",
+    ] {
+        let v = decide_one(&format!("local x = {expr}\n    return allow()"));
+        let reason = assert_failed(&v);
+        assert!(reason.starts_with("rule `r` failed (r.lua:5): "), "{expr}: {reason}");
+    }
+    for name in [
+        "os",
+        "io",
+        "require",
+        "load",
+        "loadstring",
+        "loadfile",
+        "dofile",
+        "debug",
+        "package",
+        "coroutine",
+        "collectgarbage",
+        "_G",
+        "rawset",
+    ] {
+        let v = decide_one(&format!("return hold(type({name}))"));
+        assert_eq!(v.decision, Decision::Hold { reason: "nil".into() }, "{name}");
+    }
+    let v = decide_one("return hold(type(string.dump) .. type(math.random) .. type(getmetatable('')))");
+    assert_eq!(v.decision, Decision::Hold { reason: "nilnilboolean".into() });
+    // print exists and does nothing; the libraries rules need are there.
+    let v = decide_one(
+        "print('hello')\n    return hold(string.format('%s-%d-%s-%d', ('ab'):upper(), math.max(1, 7), table.concat({'x', 'y'}), utf8.len('é')))",
+    );
+    assert_eq!(v.decision, Decision::Hold { reason: "AB-7-xy-1".into() });
+    // A finalizer would run outside the rule's call.
+    let v = decide_one("setmetatable({}, { __gc = function() end })\n    return allow()");
+    assert!(assert_failed(&v).contains("__gc"), "{v:?}");
+}
+
+#[test]
+fn globals_and_libraries_are_read_only() {
+    let v = decide_one("x = 1\n    return allow()");
+    assert_eq!(
+        v.decision,
+        Decision::Hold {
+            reason: "rule `r` failed (r.lua:5): globals are read-only: use local variables".into()
+        }
+    );
+    let v = decide_one("string.rep = nil\n    return allow()");
+    assert!(assert_failed(&v).contains("library tables are read-only"), "{v:?}");
+    let v = decide_one("allow = function() return hold('hijacked') end\n    return allow()");
+    assert!(assert_failed(&v).contains("globals are read-only"), "{v:?}");
+    let v = decide_one("setmetatable(string, {})\n    return allow()");
+    assert!(assert_failed(&v).contains("protected metatable"), "{v:?}");
+    // Locals are fine.
+    assert_eq!(
+        decide_one("local x = 1; x = x + 1; return adjust(x)").decision,
+        Decision::Adjust { amount: usd("0.02") }
+    );
+}
+
+#[test]
+fn ctx_is_read_only_and_shared_unchanged() {
+    let rules = set(&[
+        ("a.lua", &rule_file("a", "pre-validate", Some(1), "ctx.amount.minor = 1 return allow()")),
+        ("b.lua", &rule_file("b", "pre-validate", Some(2), "ctx.order = nil return allow()")),
+        (
+            "c.lua",
+            &rule_file("c", "pre-validate", Some(3), "table.insert(ctx.order.payments, {}) return allow()"),
+        ),
+        (
+            "d.lua",
+            &rule_file(
+                "d",
+                "pre-validate",
+                Some(4),
+                "return hold(ctx.amount.minor .. ' ' .. #ctx.order.payments)",
+            ),
+        ),
+    ]);
+    let v = with_ctx(|ctx| rules.decide(ctx));
+    for failed in &v[..3] {
+        assert!(assert_failed(failed).contains("ctx is read-only"), "{failed:?}");
+    }
+    assert_eq!(v[3].decision, Decision::Hold { reason: "10010 1".into() });
+}
+
+#[test]
+fn ctx_carries_the_capture() {
+    let v = decide_one(
+        "return hold(ctx.now.unix .. ' ' .. ctx.now.rfc3339 .. ' ' .. ctx.amount.minor .. ' ' .. ctx.amount.value)",
+    );
+    assert_eq!(
+        v.decision,
+        Decision::Hold { reason: "1795255200 2026-11-21T10:00:00.000Z 10010 100.10".into() }
+    );
+    let v = decide_one(
+        "local o = ctx.order
+    local p = o.payments[1]
+    local c = o.captures[1]
+    local keys = {}
+    for k in pairs(ctx.metadata) do keys[#keys + 1] = k end
+    table.sort(keys)
+    return hold(table.concat({
+      ctx.platform, ctx.idempotency_key, ctx.description, ctx.currency.code, ctx.currency.exponent,
+      tostring(ctx.requested_full), ctx.capturable.value, ctx.capturable.minor,
+      o.id, o.amount.minor, o.surcharge.value, p.id, p.amount.value, p.method, tostring(p.partial_capture),
+      c.reference, c.payment_id, c.amount.minor, ctx.shipping.company, ctx.shipping.tracking_number,
+      ctx.metadata.tier, ctx.metadata.visits, tostring(ctx.metadata.vip), table.concat(keys, '+'),
+      math.type(ctx.amount.minor), tostring(ctx.outcome),
+    }, '|'))",
+    );
+    assert_eq!(
+        v.decision,
+        Decision::Hold {
+            reason: "optty|ord-1-cap-1|first capture|USD|2|false|205.00|20500|ord-1|25000|5.00|pay-1|255.00|afterpay|true|cap-0|pay-1|5000|DHL|T123|gold|7|true|tier+vip+visits|integer|nil".into()
+        },
+        "{v:?}"
+    );
+    // capture.minor is exact and follows the capture's currency.
+    assert_eq!(
+        decide_one("return adjust(capture.minor('0.30') + 1)").decision,
+        Decision::Adjust { amount: usd("0.31") }
+    );
+    let v = decide_one("return adjust(capture.minor('1.234'))");
+    let reason = assert_failed(&v);
+    assert!(
+        reason.starts_with("rule `r` failed (r.lua:5): capture.minor: 1.234 has 3 decimal places"),
+        "{reason}"
+    );
+    let v = decide_one("return adjust(capture.minor(1.5))");
+    assert!(assert_failed(&v).contains("expected a decimal string"), "{v:?}");
+}
+
+#[test]
+fn bad_return_values_fail_closed() {
+    for (body, needle) in [
+        ("return nil", "decide returned nothing"),
+        ("return 'allow'", "not a decision"),
+        ("return {}", "no `decision`"),
+        ("return { decision = 'maybe' }", "unknown decision `maybe`"),
+        ("return { decision = 'hold' }", "hold reason must be a string"),
+        ("return { decision = 'allow', tag = {'x'} }", "unknown field(s) `tag`"),
+        ("local d = allow(); d.tags = 'vip'; return d", "tags must be a list"),
+        ("local d = allow(); d.tags = {'a', nil, 'c'}; return d", "without holes"),
+        ("local d = allow(); d.notes = {1}; return d", "notes[1] must be a string"),
+        ("return reject('code')", "reject: reason must be a string"),
+    ] {
+        let v = decide_one(body);
+        assert!(assert_failed(&v).contains(needle), "{body}: {v:?}");
+    }
+}
+
+#[test]
+fn bytecode_is_refused_at_load() {
+    let err = try_set(&[("evil.lua", "\x1bLua\x54\x00garbage")]).unwrap_err();
+    assert!(matches!(err, RulesError::BytecodeRefused { ref file } if file == "evil.lua"), "{err:?}");
+    let dir = TempDir::new("bytecode");
+    dir.write("evil.lua", b"\x1bLuaT\x00\x19\x93\r\n\x1a\n\x04\x08\x08\xff\xff");
+    let err = RuleSet::load_dir(&dir.0, Limits::default()).unwrap_err();
+    assert!(matches!(err, RulesError::BytecodeRefused { ref file } if file == "evil.lua"), "{err:?}");
+    assert!(err.to_string().contains("evil.lua"), "{err}");
+}
+
+#[test]
+fn invalid_rule_files_are_refused_naming_the_file() {
+    let cases: &[(&str, &str)] = &[
+        ("return { stage = 'pre-validate', decide = function() return allow() end }", "missing `name`"),
+        (
+            "return { name = 'x', stage = 'pre_validate', decide = function() return allow() end }",
+            "bad stage",
+        ),
+        ("return { name = 'x', decide = function() return allow() end }", "missing `stage`"),
+        ("return { name = 'x', stage = 'pre-validate' }", "needs `decide = function(ctx)"),
+        (
+            "return { name = 'x', stage = 'post-capture', decide = function() end }",
+            "needs `observe = function(ctx)",
+        ),
+        (
+            "return { name = 'x', stage = 'pre-validate', priority = 1.5, decide = function() end }",
+            "bad priority",
+        ),
+        (
+            "return { name = 'x', stage = 'pre-validate', priority = '1', decide = function() end }",
+            "bad priority",
+        ),
+        ("return { name = 'X Y', stage = 'pre-validate', decide = function() end }", "bad name"),
+        (
+            "return { name = 'x', stage = 'pre-validate', priorty = 1, decide = function() end }",
+            "unknown field(s) `priorty`",
+        ),
+        ("return 42", "must return a rule table"),
+        ("error('at load')", "running the file failed at line 1: at load"),
+        ("while true do end", "instruction budget exceeded"),
+        ("y = 1 return {}", "globals are read-only"),
+    ];
+    for (src, needle) in cases {
+        let err = try_set(&[("bad.lua", src)]).unwrap_err();
+        assert!(matches!(err, RulesError::Invalid { ref file, .. } if file == "bad.lua"), "{src}: {err:?}");
+        let text = err.to_string();
+        assert!(text.contains("bad.lua") && text.contains(needle), "{src}: {text}");
+    }
+    let err = try_set(&[("broken.lua", "return {\n  name = 'x',\n  stage = = 1,\n}")]).unwrap_err();
+    match err {
+        RulesError::Syntax { ref file, line, ref message } => {
+            assert_eq!(file, "broken.lua");
+            assert_eq!(line, Some(3));
+            assert!(message.contains("unexpected symbol"), "{message}");
+        }
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+    let same = rule_file("same", "pre-validate", None, "return allow()");
+    let err = try_set(&[("one.lua", &same), ("two.lua", &same)]).unwrap_err();
+    assert!(
+        matches!(err, RulesError::Invalid { ref file, ref message } if file == "two.lua" && message.contains("duplicate rule name `same` (also in one.lua)")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn observe_returns_sorted_unique_tags_notes_and_follow_ups() {
+    let rules = set(&[
+        ("pre.lua", &rule_file("gate", "pre-validate", None, "return allow()")),
+        (
+            "post.lua",
+            &rule_file(
+                "watch",
+                "post-capture",
+                None,
+                "return observe_result{
+                    tags = { 'status:' .. ctx.outcome.status, 'b', 'a', 'b' },
+                    notes = { 'second', 'first', ctx.outcome.amount.value },
+                    follow_ups = { { action = 'void_remaining', payment = 'pay-1', count = 2, now = true } },
+                }",
+            ),
+        ),
+        ("quiet.lua", &rule_file("quiet", "post-capture", Some(5), "return nil")),
+        (
+            "failed.lua",
+            &rule_file(
+                "failed-kind",
+                "post-capture",
+                Some(6),
+                "return { tags = { tostring(ctx.outcome.kind) } }",
+            ),
+        ),
+    ]);
+    let outcome = Outcome::Captured { amount: usd("100.10"), platform_capture_id: Some("pc-1".into()) };
+    let v = with_ctx(|ctx| rules.observe(ctx, &outcome));
+    let names: Vec<&str> = v.iter().map(|v| v.rule.as_str()).collect();
+    assert_eq!(names, ["watch", "quiet", "failed-kind"]);
+    assert_eq!(v[0].decision, Decision::Allow);
+    assert_eq!(v[0].error, None);
+    assert_eq!(v[0].tags, ["a", "b", "status:captured"]);
+    assert_eq!(v[0].notes, ["second", "first", "100.10"]);
+    assert_eq!(v[0].follow_ups.len(), 1);
+    let f: Vec<(&str, &str)> = v[0].follow_ups[0].iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(f, [("action", "void_remaining"), ("count", "2"), ("now", "true"), ("payment", "pay-1")]);
+    assert_eq!((v[1].decision.clone(), v[1].tags.len(), v[1].error.clone()), (Decision::Allow, 0, None));
+    assert_eq!(v[2].tags, ["nil"]);
+
+    let failed = Outcome::Failed {
+        kind: FailureKind::OutcomeUnknown,
+        retryable: false,
+        platform_code: None,
+        message: "timeout".into(),
+    };
+    let v = with_ctx(|ctx| rules.observe(ctx, &failed));
+    assert!(assert_failed(&v[0]).contains("attempt to index a nil value"), "{:?}", v[0]);
+    assert_eq!(v[2].tags, ["outcome_unknown"]);
+
+    // Bad observations fail closed.
+    for (body, needle) in [
+        ("return observe_result{ tag = {'x'} }", "unknown field(s) `tag`"),
+        ("return { follow_ups = { { note = 'x' } } }", "needs an `action`"),
+        (
+            "return { follow_ups = { { action = 'x', amount = 1.5 } } }",
+            "must be a string, integer or boolean",
+        ),
+        ("return hold('no')", "post-capture rules cannot decide"),
+        ("return 1", "observe returned the integer 1"),
+    ] {
+        let rules = set(&[("p.lua", &rule_file("p", "post-capture", None, body))]);
+        let v = with_ctx(|ctx| rules.observe(ctx, &outcome));
+        assert!(assert_failed(&v[0]).contains(needle), "{body}: {v:?}");
+    }
+}
+
+#[test]
+fn the_version_follows_the_files() {
+    let a = rule_file("a", "pre-validate", None, "return allow()");
+    let b = rule_file("b", "pre-validate", None, "return allow()");
+    let v1 = set(&[("a.lua", &a), ("b.lua", &b)]).version().to_owned();
+    assert!(v1.starts_with("sha256:") && v1.len() == 7 + 16, "{v1}");
+    assert_eq!(set(&[("b.lua", &b), ("a.lua", &a)]).version(), v1, "order of the input does not matter");
+    let changed = rule_file("b", "pre-validate", None, "return allow() ");
+    assert_ne!(set(&[("a.lua", &a), ("b.lua", &changed)]).version(), v1);
+    assert_ne!(set(&[("a.lua", &a), ("c.lua", &b)]).version(), v1, "renaming a file changes it");
+    assert_ne!(set(&[("a.lua", &a)]).version(), v1);
+    assert_eq!(RuleSet::empty().version(), "sha256:e3b0c44298fc1c14");
+    assert_eq!(set(&[]).version(), RuleSet::empty().version());
+    assert!(RuleSet::empty().rules().is_empty());
+    assert!(with_ctx(|ctx| RuleSet::empty().decide(ctx)).is_empty());
+
+    // From a folder: the same files give the same version; editing one changes it.
+    let dir = TempDir::new("version");
+    dir.write("a.lua", &a);
+    dir.write("b.lua", &b);
+    let d1 = RuleSet::load_dir(&dir.0, Limits::default()).unwrap();
+    assert_eq!(d1.version(), v1);
+    let hash_b = d1.rules()[1].hash.clone();
+    dir.write("b.lua", &changed);
+    let d2 = RuleSet::load_dir(&dir.0, Limits::default()).unwrap();
+    assert_ne!(d2.version(), v1);
+    assert_eq!(d2.rules()[0].hash, d1.rules()[0].hash);
+    assert_ne!(d2.rules()[1].hash, hash_b);
+}
+
+#[test]
+fn no_state_survives_between_captures() {
+    let rules = set(&[(
+        "counter.lua",
+        "local calls = 0
+        local seen = {}
+        return { name = 'counter', stage = 'pre-validate', decide = function(ctx)
+          calls = calls + 1
+          seen[#seen + 1] = ctx.idempotency_key
+          return hold(calls .. '/' .. #seen)
+        end }",
+    )]);
+    for _ in 0..5 {
+        let v = with_ctx(|ctx| rules.decide(ctx));
+        assert_eq!(v[0].decision, Decision::Hold { reason: "1/1".into() });
+    }
+}
+
+#[test]
+fn rule_sets_are_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RuleSet>();
+    let rules = set(&[
+        ("a.lua", &rule_file("a", "pre-validate", None, "return adjust(ctx.amount.minor - 10)")),
+        (
+            "b.lua",
+            &rule_file(
+                "b",
+                "pre-validate",
+                None,
+                "local x = 0 for i = 1, 1000 do x = x + i end return hold(tostring(x))",
+            ),
+        ),
+    ]);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    let v = with_ctx(|ctx| rules.decide(ctx));
+                    assert_eq!(v[0].decision, Decision::Adjust { amount: usd("100.00") });
+                    assert_eq!(v[1].decision, Decision::Hold { reason: "500500".into() });
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn the_failure_message_format_is_stable() {
+    // Errors raised from inside a helper function point at the line of the `error` call.
+    let rules = set(&[(
+        "hold_large.lua",
+        "local function check(ctx)\n  if ctx.amount.minor > 0 then\n    error('too big')\n  end\nend\nreturn { name = 'hold-large', stage = 'pre-validate', decide = function(ctx)\n  check(ctx)\n  return allow()\nend }\n",
+    )]);
+    let v = with_ctx(|ctx| rules.decide(ctx));
+    assert_eq!(
+        v[0].decision,
+        Decision::Hold { reason: "rule `hold-large` failed (hold_large.lua:3): too big".into() }
+    );
+    assert_eq!(v[0].error.as_deref(), Some("too big"));
+    assert_eq!(v[0].file, "hold_large.lua");
+}
