@@ -5,9 +5,12 @@
 //! (the README's test command does it).
 
 mod bad_requests;
+mod bigcommerce;
+mod medusa;
 mod plugins;
 mod processes;
 mod scenarios;
+mod wix;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,9 +43,54 @@ pub fn artifact(name: &str) -> PathBuf {
     p
 }
 
+/// A plugin file of this build, by platform (`optty` -> `libcapture_plugin_optty.so`).
+pub fn plugin_file(platform: &str) -> PathBuf {
+    artifact(&format!(
+        "{}capture_plugin_{platform}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
 /// The Optty plugin file.
 pub fn optty_plugin() -> PathBuf {
-    artifact(&format!("{}capture_plugin_optty{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+    plugin_file("optty")
+}
+
+/// An engine with one platform: its real plugin from disk, the given base URL, settings and
+/// credentials, the given rules, and the fixed test clock.
+pub fn engine_on(
+    platform: &str,
+    base_url: &str,
+    settings: &[(&str, &str)],
+    credentials: &[(&str, &str)],
+    rules: RuleSet,
+) -> Engine {
+    let plugin = Plugin::load(&plugin_file(platform)).unwrap_or_else(|e| panic!("{e}"));
+    let own = |pairs: &[(&str, &str)]| {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>()
+    };
+    Engine::builder()
+        .plugin(Arc::new(plugin))
+        .expect("one plugin")
+        .rules(rules)
+        .clock(Arc::new(FixedClock(test_time())))
+        .platform(
+            platform,
+            PlatformSetup {
+                base_url: base_url.to_owned(),
+                timeout: Duration::from_secs(2),
+                settings: own(settings),
+                credentials: own(credentials).into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+            },
+        )
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A report's JSON with a base URL replaced by a stable placeholder, ready for a snapshot.
+pub fn stable_url(json: &str, base_url: &str) -> String {
+    json.replace(base_url, "http://127.0.0.1:[port]")
 }
 
 /// The fixed clock value of every test report.

@@ -65,7 +65,7 @@ async fn platform_refuses_a_partial_capture_of_a_full_only_method() {
     let (json, report, emu) = run("platform-refuses-partial.json").await;
     insta::assert_snapshot!("platform_refuses_partial", json);
     match &report.outcome {
-        Outcome::Failed { kind, retryable, platform_code, message } => {
+        Outcome::Failed { kind, retryable, platform_code, message, .. } => {
             assert_eq!(*kind, capture_core::FailureKind::InvalidRequest);
             assert!(!retryable);
             assert_eq!(platform_code.as_deref(), Some("400"));

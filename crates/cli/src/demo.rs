@@ -72,10 +72,14 @@ pub(crate) fn describe(outcome: &Outcome) -> String {
         Outcome::Pending { amount, .. } => format!("{amount} pending at the platform"),
         Outcome::Rejected { by, reason, .. } => format!("by {by}: {reason}"),
         Outcome::Held { by, reason } => format!("by {by}: {reason}"),
-        Outcome::Failed { kind, platform_code, message, retryable } => format!(
-            "{kind:?} ({}){}: {message}",
+        Outcome::AlreadyCaptured { platform_code, message } => {
+            format!("already captured ({}): {message}", platform_code.as_deref().unwrap_or("-"))
+        }
+        Outcome::Failed { kind, platform_code, message, retryable, retry_after_ms } => format!(
+            "{kind:?} ({}){}{}: {message}",
             platform_code.as_deref().unwrap_or("no answer"),
-            if *retryable { ", retryable" } else { "" }
+            if *retryable { ", retryable" } else { "" },
+            retry_after_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default()
         ),
     }
 }

@@ -9,7 +9,8 @@
 //! Exit codes (also in the README):
 //! 0 captured, 1 internal error, 2 usage error, 3 invalid request (never sent), 4 rejected by checks
 //! or rules, 5 held, 6 failed (platform refused; do not retry), 7 failed retryable or outcome
-//! unknown (read the platform's state before retrying), 8 pending, 9 configuration or plugin error.
+//! unknown (read the platform's state before retrying), 8 pending, 9 configuration or plugin error,
+//! 10 already captured (the platform had captured it before; nothing new was captured).
 
 mod demo;
 
@@ -33,6 +34,7 @@ pub(crate) mod exit {
     pub(crate) const FAILED_RETRYABLE: u8 = 7;
     pub(crate) const PENDING: u8 = 8;
     pub(crate) const CONFIG: u8 = 9;
+    pub(crate) const ALREADY_CAPTURED: u8 = 10;
 }
 
 #[derive(Parser)]
@@ -81,6 +83,7 @@ pub(crate) fn exit_code(report: &CaptureReport) -> u8 {
     match &report.outcome {
         Outcome::Captured { .. } => exit::CAPTURED,
         Outcome::Pending { .. } => exit::PENDING,
+        Outcome::AlreadyCaptured { .. } => exit::ALREADY_CAPTURED,
         Outcome::Rejected { .. } => exit::REJECTED,
         Outcome::Held { .. } => exit::HELD,
         Outcome::Failed { retryable: true, .. }

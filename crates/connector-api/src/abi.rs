@@ -5,7 +5,7 @@ use std::ffi::c_int;
 /// Major ABI version. A host loads only plugins with the same major.
 pub const ABI_MAJOR: u16 = 1;
 /// Minor ABI version. Minors only append fields to [`ConnectorDescriptor`].
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 /// `"CAPT"` in ASCII, the first field of every descriptor: tells a descriptor from garbage.
 pub const MAGIC: u32 = 0x4341_5054;
 /// Name of the function every plugin exports (NUL-terminated for `dlsym`).
@@ -63,7 +63,8 @@ pub type CallFn = unsafe extern "C" fn(input: *const u8, len: usize, out: *mut B
 /// Frees a buffer the plugin wrote.
 pub type FreeFn = unsafe extern "C" fn(buf: Buffer);
 
-/// The versioned descriptor (ABI 1.0). Fields are only ever appended, in later minors.
+/// The versioned descriptor (ABI 1.1). Fields are only ever appended, in later minors:
+/// 1.0 ends with `free_buffer`; 1.1 appends `build_status` and `parse_status`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct ConnectorDescriptor {
@@ -75,9 +76,15 @@ pub struct ConnectorDescriptor {
     pub build_capture: Option<CallFn>,
     /// [`crate::ParseCall`] in, [`crate::CaptureResult`] out.
     pub parse_capture: Option<CallFn>,
-    /// Frees every buffer the three functions above wrote.
+    /// Frees every buffer the other functions wrote.
     pub free_buffer: Option<FreeFn>,
+    /// 1.1: [`crate::StatusCall`] in, [`crate::HttpRequest`] out (null: no status query).
+    pub build_status: Option<CallFn>,
+    /// 1.1: [`crate::StatusParseCall`] in, [`crate::CaptureResult`] out (null: no status query).
+    pub parse_status: Option<CallFn>,
 }
 
-/// Size of the 1.0 descriptor: the smallest a host of this major accepts.
-pub const DESCRIPTOR_SIZE_V1_0: usize = std::mem::size_of::<ConnectorDescriptor>();
+/// Size of the 1.0 descriptor (up to `free_buffer`): the smallest a host of this major accepts.
+pub const DESCRIPTOR_SIZE_V1_0: usize = std::mem::offset_of!(ConnectorDescriptor, build_status);
+/// Size of the 1.1 descriptor.
+pub const DESCRIPTOR_SIZE_V1_1: usize = std::mem::size_of::<ConnectorDescriptor>();

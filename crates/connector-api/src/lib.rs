@@ -20,7 +20,7 @@
 //!             capabilities: Capabilities {
 //!                 partial_capture: PartialCapture::Always, multiple_payments_per_call: false,
 //!                 asynchronous: false, amount_encoding: AmountEncoding::DecimalString,
-//!                 max_currency_exponent: 3, idempotency_key: true,
+//!                 max_currency_exponent: 3, idempotency_key: true, status_query: false,
 //!             },
 //!             allowed_hosts: vec!["echo.example".into()], credentials: vec!["token".into()], settings: vec![],
 //!         }
@@ -42,13 +42,13 @@
 //! export_connector!(Echo);
 //! ```
 //!
-//! # The ABI (version 1.0)
+//! # The ABI (version 1.1)
 //! - **Entry symbol.** The library exports `capture_connector_entry` ([`abi::ENTRY_SYMBOL`]), an
 //!   `extern "C"` function with no arguments returning `*const ConnectorDescriptor` to static data.
 //! - **Descriptor.** [`abi::ConnectorDescriptor`] is `#[repr(C)]`: a [`abi::DescriptorHeader`]
 //!   (`magic` = `"CAPT"`, `struct_size`, `abi_major`, `abi_minor`), then nullable function
-//!   pointers `manifest`, `build_capture`, `parse_capture`, `free_buffer`. Later minors only append
-//!   fields.
+//!   pointers `manifest`, `build_capture`, `parse_capture`, `free_buffer` (1.0), then
+//!   `build_status`, `parse_status` (1.1). Later minors only append fields.
 //! - **Versions.** The host checks the header before anything else: the magic must match and
 //!   `abi_major` must equal the host's; a newer minor than the host's is refused; an older minor is
 //!   loaded and the host reads only the fields that `struct_size` covers. `struct_size` must be at
@@ -59,7 +59,9 @@
 //!   [`ConnectorError`] as JSON) or [`abi::STATUS_PANIC`] (the panic message as text). The host
 //!   gives every written buffer back to the same plugin's `free_buffer`, exactly once.
 //! - **Messages.** JSON, schema [`SCHEMA_VERSION`]: [`CaptureCall`] → [`HttpRequest`];
-//!   [`ParseCall`] → [`CaptureResult`]; `manifest` → [`Manifest`]. Amounts are decimal strings.
+//!   [`ParseCall`] → [`CaptureResult`]; [`StatusCall`] → [`HttpRequest`];
+//!   [`StatusParseCall`] → [`CaptureResult`]; `manifest` → [`Manifest`]. Amounts are decimal
+//!   strings.
 //! - **Secrets.** The plugin never sees a credential: a [`Header`] names one in `secret`, and the
 //!   host appends its value when sending and records `[REDACTED]`.
 //! - **Threads.** Every function may be called from many threads at once.
@@ -75,7 +77,7 @@ mod sdk;
 pub use messages::{
     AmountEncoding, CallPayment, CallShipping, Capabilities, CaptureCall, CaptureResult, ConnectorError,
     Failure, Header, HttpRequest, HttpResponse, Manifest, ParseCall, PartialCapture, ResultStatus,
-    SCHEMA_VERSION,
+    SCHEMA_VERSION, StatusCall, StatusParseCall,
 };
 #[doc(hidden)]
 pub use sdk::__private;

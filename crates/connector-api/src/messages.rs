@@ -52,6 +52,9 @@ pub struct Capabilities {
     pub max_currency_exponent: u32,
     /// Whether the platform deduplicates by the request's idempotency key.
     pub idempotency_key: bool,
+    /// Whether the connector can read a capture's state back (ABI 1.1 `build_status`).
+    #[serde(default)]
+    pub status_query: bool,
 }
 
 /// A connector's self-description, returned by the `manifest` function.
@@ -188,6 +191,42 @@ pub struct ParseCall {
     pub response: HttpResponse,
 }
 
+/// Host to plugin: build a request that reads the state of an order's captures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusCall {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// The platform's base URL from the configuration, without a trailing slash.
+    pub base_url: String,
+    /// Non-secret settings from the configuration.
+    pub settings: BTreeMap<String, String>,
+    /// The platform's order id.
+    pub order_id: String,
+    /// ISO 4217 code of the order.
+    pub currency: String,
+    /// The currency's exponent.
+    pub currency_exponent: u32,
+    /// The payments whose captures to read (empty: all of the order's).
+    pub payment_ids: Vec<String>,
+    /// The idempotency key of the capture, if known.
+    pub idempotency_key: Option<String>,
+    /// The platform's capture id, if the capture call returned one.
+    pub platform_capture_id: Option<String>,
+}
+
+/// Host to plugin: read this answer to that status query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusParseCall {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// The query that produced the request.
+    pub status: StatusCall,
+    /// The answer.
+    pub response: HttpResponse,
+}
+
 /// The canonical result of a platform's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -196,6 +235,8 @@ pub enum ResultStatus {
     Captured,
     /// Accepted, final state later.
     Pending,
+    /// The platform says it was already captured; nothing new was captured.
+    AlreadyCaptured,
     /// Not captured.
     Failed,
 }

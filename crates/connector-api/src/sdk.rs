@@ -1,6 +1,8 @@
 //! The safe side for plugin authors: implement [`Connector`], then `export_connector!(MyType)`.
 
-use crate::messages::{CaptureCall, CaptureResult, ConnectorError, HttpRequest, HttpResponse, Manifest};
+use crate::messages::{
+    CaptureCall, CaptureResult, ConnectorError, HttpRequest, HttpResponse, Manifest, StatusCall,
+};
 
 /// A connector: turns a canonical capture call into an HTTP request description, and the
 /// platform's HTTP answer into a canonical result. It does no IO (the host owns the network,
@@ -20,6 +22,23 @@ pub trait Connector: Default + Send + Sync + 'static {
         call: &CaptureCall,
         response: &HttpResponse,
     ) -> Result<CaptureResult, ConnectorError>;
+
+    /// Builds a request that reads the state of the order's captures (for asynchronous platforms
+    /// and for resolving an unknown outcome). Default: unsupported; set
+    /// `capabilities.status_query` when you implement it.
+    fn build_status(&self, _call: &StatusCall) -> Result<HttpRequest, ConnectorError> {
+        Err(ConnectorError::new("unsupported", "this connector cannot read a capture's state"))
+    }
+
+    /// Maps the answer to a status query: `captured` (with the amount captured so far),
+    /// `pending`, or `failed`. Default: unsupported.
+    fn parse_status(
+        &self,
+        _call: &StatusCall,
+        _response: &HttpResponse,
+    ) -> Result<CaptureResult, ConnectorError> {
+        Err(ConnectorError::new("unsupported", "this connector cannot read a capture's state"))
+    }
 }
 
 /// Exports a [`Connector`] type (which must implement `Default`) as a plugin: generates the
@@ -64,6 +83,24 @@ macro_rules! export_connector {
                 unsafe { $crate::__private::parse_capture(__instance, input, len, out) }
             }
 
+            unsafe extern "C" fn __build_status(
+                input: *const u8,
+                len: usize,
+                out: *mut $crate::abi::Buffer,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: the host passes `len` readable bytes at `input` and a writable `out`.
+                unsafe { $crate::__private::build_status(__instance, input, len, out) }
+            }
+
+            unsafe extern "C" fn __parse_status(
+                input: *const u8,
+                len: usize,
+                out: *mut $crate::abi::Buffer,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: the host passes `len` readable bytes at `input` and a writable `out`.
+                unsafe { $crate::__private::parse_status(__instance, input, len, out) }
+            }
+
             static DESCRIPTOR: $crate::abi::ConnectorDescriptor = $crate::abi::ConnectorDescriptor {
                 header: $crate::abi::DescriptorHeader {
                     magic: $crate::abi::MAGIC,
@@ -75,6 +112,8 @@ macro_rules! export_connector {
                 build_capture: Some(__build_capture),
                 parse_capture: Some(__parse_capture),
                 free_buffer: Some($crate::__private::free_buffer),
+                build_status: Some(__build_status),
+                parse_status: Some(__parse_status),
             };
 
             /// The plugin's entry point (see `capture_connector_api::abi`).
@@ -97,7 +136,9 @@ pub mod __private {
 
     use super::Connector;
     use crate::abi::{Buffer, STATUS_ERROR, STATUS_OK, STATUS_PANIC};
-    use crate::messages::{CaptureCall, ConnectorError, ParseCall, SCHEMA_VERSION};
+    use crate::messages::{
+        CaptureCall, ConnectorError, ParseCall, SCHEMA_VERSION, StatusCall, StatusParseCall,
+    };
 
     fn panic_message(payload: &(dyn Any + Send)) -> String {
         if let Some(s) = payload.downcast_ref::<&str>() {
@@ -205,6 +246,46 @@ pub mod __private {
                 let call: ParseCall = decode(bytes, "parse call")?;
                 check_schema(call.schema)?;
                 json(&instance().parse_capture(&call.call, &call.response)?)
+            })
+        }
+    }
+
+    /// # Safety
+    /// `input` must point to `len` readable bytes and `out` to a writable `Buffer`.
+    pub unsafe fn build_status<C: Connector>(
+        instance: fn() -> &'static C,
+        input_ptr: *const u8,
+        len: usize,
+        out: *mut Buffer,
+    ) -> c_int {
+        // SAFETY: forwarded from the caller.
+        let bytes = unsafe { input(input_ptr, len) };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            run(out, || {
+                let call: StatusCall = decode(bytes, "status call")?;
+                check_schema(call.schema)?;
+                json(&instance().build_status(&call)?)
+            })
+        }
+    }
+
+    /// # Safety
+    /// `input` must point to `len` readable bytes and `out` to a writable `Buffer`.
+    pub unsafe fn parse_status<C: Connector>(
+        instance: fn() -> &'static C,
+        input_ptr: *const u8,
+        len: usize,
+        out: *mut Buffer,
+    ) -> c_int {
+        // SAFETY: forwarded from the caller.
+        let bytes = unsafe { input(input_ptr, len) };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            run(out, || {
+                let call: StatusParseCall = decode(bytes, "status parse call")?;
+                check_schema(call.schema)?;
+                json(&instance().parse_status(&call.status, &call.response)?)
             })
         }
     }

@@ -48,6 +48,14 @@ pub enum Outcome {
         /// The platform's capture id, if it gave one.
         platform_capture_id: Option<String>,
     },
+    /// The platform says the payment was already captured (Wix `PAYMENT_ALREADY_CAPTURED`, Medusa
+    /// 200 on a captured payment): nothing new was captured by this request.
+    AlreadyCaptured {
+        /// The platform's code.
+        platform_code: Option<String>,
+        /// The platform's message.
+        message: String,
+    },
     /// A built-in check, hook or rule rejected the request; the platform was not called.
     Rejected {
         /// Who rejected (`builtin:bounds`, `hook:stock`, `rule:hold-large-orders`).
@@ -74,6 +82,9 @@ pub enum Outcome {
         platform_code: Option<String>,
         /// The platform's or engine's message.
         message: String,
+        /// When a retry may be sent, if the platform said (429 reset hints).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -83,6 +94,7 @@ impl Outcome {
         match self {
             Outcome::Captured { .. } => "captured",
             Outcome::Pending { .. } => "pending",
+            Outcome::AlreadyCaptured { .. } => "already_captured",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Held { .. } => "held",
             Outcome::Failed { .. } => "failed",

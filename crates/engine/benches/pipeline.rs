@@ -113,6 +113,51 @@ fn bench(c: &mut Criterion) {
     group.bench_function("optty_abi_10_rules_canned_http", |b| {
         b.iter(|| rt.block_on(engine.capture(std::hint::black_box(request.clone()))).expect("captures"))
     });
+
+    // The parts, to see where a capture's time goes.
+    let rules = ten_rules();
+    let amount = capture_core::Money::parse("100.10", request.order.currency).expect("amount");
+    let ctx = capture_rules::RuleContext {
+        request: &request,
+        amount,
+        capturable: amount,
+        now: Timestamp(1_790_000_000_000),
+    };
+    group.bench_function("rules_stage_10_rules", |b| b.iter(|| rules.decide(std::hint::black_box(&ctx))));
+
+    let plugin = Plugin::load(&plugin_path()).expect("plugin loads");
+    let call = capture_connector_api::CaptureCall {
+        schema: capture_connector_api::SCHEMA_VERSION,
+        base_url: "http://127.0.0.1:9".into(),
+        settings: BTreeMap::new(),
+        order_id: "ORD-B1".into(),
+        currency: "USD".into(),
+        currency_exponent: 2,
+        amount: "100.10".into(),
+        full: false,
+        order_amount: "120.00".into(),
+        surcharge: "0.00".into(),
+        payments: vec![],
+        idempotency_key: "bench-1".into(),
+        description: Some("bench".into()),
+        shipping: None,
+    };
+    let answer = rt.block_on(Canned.send(
+        OutgoingRequest { method: "POST".into(), url: String::new(), headers: vec![], body: None },
+        Duration::from_secs(1),
+    ));
+    let parse = capture_connector_api::ParseCall {
+        schema: capture_connector_api::SCHEMA_VERSION,
+        call: call.clone(),
+        response: answer.expect("canned"),
+    };
+    group.bench_function("connector_abi_build_and_parse", |b| {
+        b.iter(|| {
+            let req = plugin.build_capture(std::hint::black_box(&call)).expect("build");
+            let res = plugin.parse_capture(std::hint::black_box(&parse)).expect("parse");
+            (req, res)
+        })
+    });
     group.finish();
 }
 

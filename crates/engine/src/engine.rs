@@ -485,7 +485,13 @@ fn failure_kind(kind: &str) -> FailureKind {
 }
 
 fn connector_failure(message: String) -> Outcome {
-    Outcome::Failed { kind: FailureKind::Connector, retryable: false, platform_code: None, message }
+    Outcome::Failed {
+        kind: FailureKind::Connector,
+        retryable: false,
+        platform_code: None,
+        message,
+        retry_after_ms: None,
+    }
 }
 
 impl Engine {
@@ -772,6 +778,7 @@ impl Engine {
                         retryable: true,
                         platform_code: None,
                         message: format!("could not connect, nothing was sent: {m}"),
+                        retry_after_ms: None,
                     },
                     TransportError::Invalid(m) => {
                         connector_failure(format!("request could not be sent: {m}"))
@@ -783,6 +790,7 @@ impl Engine {
                         message: format!(
                             "{other}: the platform may have applied the capture; read its state before retrying"
                         ),
+                        retry_after_ms: None,
                     },
                 };
             }
@@ -852,6 +860,7 @@ impl Engine {
             retryable: false,
             platform_code: Some(status.to_string()),
             message: format!("the platform answered {status} but the connector could not read it: {problem}"),
+            retry_after_ms: None,
         }
     }
 
@@ -880,7 +889,15 @@ impl Engine {
                     retryable: f.retryable,
                     platform_code: f.platform_code,
                     message: f.message,
+                    retry_after_ms: f.retry_after_ms,
                 }
+            }
+            ResultStatus::AlreadyCaptured => {
+                let (platform_code, message) = match result.failure {
+                    Some(f) => (f.platform_code, f.message),
+                    None => (None, "the platform reports the payment as already captured".to_owned()),
+                };
+                Outcome::AlreadyCaptured { platform_code, message }
             }
         })
     }

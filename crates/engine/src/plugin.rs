@@ -8,11 +8,12 @@ use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 
 use capture_connector_api::abi::{
-    ABI_MAJOR, ABI_MINOR, Buffer, CallFn, ConnectorDescriptor, DESCRIPTOR_SIZE_V1_0, DescriptorHeader,
+    ABI_MAJOR, ABI_MINOR, Buffer, CallFn, DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1, DescriptorHeader,
     ENTRY_SYMBOL, EntryFn, FreeFn, MAGIC, ManifestFn, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
 use capture_connector_api::{
-    CaptureCall, CaptureResult, ConnectorError, HttpRequest, Manifest, ParseCall, SCHEMA_VERSION,
+    CaptureCall, CaptureResult, ConnectorError, HttpRequest, Manifest, ParseCall, SCHEMA_VERSION, StatusCall,
+    StatusParseCall,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -113,6 +114,9 @@ pub enum PluginCallError {
     /// The plugin broke the ABI contract (null buffer, unknown status, oversized output).
     #[error("connector broke the ABI contract: {0}")]
     Contract(String),
+    /// The plugin does not provide this function (older ABI minor or capability not declared).
+    #[error("connector does not support the {0}")]
+    Unsupported(&'static str),
     /// The plugin's output is not valid UTF-8 JSON of the expected schema.
     #[error("connector returned invalid output: {0}")]
     InvalidOutput(String),
@@ -127,6 +131,9 @@ pub struct Plugin {
     build_capture: CallFn,
     parse_capture: CallFn,
     free_buffer: FreeFn,
+    /// ABI 1.1; `None` for a 1.0 plugin or one that does not read status.
+    build_status: Option<CallFn>,
+    parse_status: Option<CallFn>,
 }
 
 // SAFETY: the function pointers point into a library that is never unloaded, and the ABI requires
@@ -176,13 +183,23 @@ impl Plugin {
         if (header.struct_size as usize) < DESCRIPTOR_SIZE_V1_0 {
             return Err(PluginLoadError::DescriptorTooSmall { path: path_buf, size: header.struct_size });
         }
-        // SAFETY: the header says the descriptor is at least the 1.0 size, which is this struct.
-        let d: &ConnectorDescriptor = unsafe { &*desc };
+        // Read field by field, never past what the plugin's `struct_size` covers: a 1.0 plugin's
+        // descriptor ends at `free_buffer`.
         let missing = |function| PluginLoadError::MissingFunction { path: path_buf.clone(), function };
-        let manifest_fn: ManifestFn = d.manifest.ok_or_else(|| missing("manifest"))?;
-        let build_capture = d.build_capture.ok_or_else(|| missing("build_capture"))?;
-        let parse_capture = d.parse_capture.ok_or_else(|| missing("parse_capture"))?;
-        let free_buffer = d.free_buffer.ok_or_else(|| missing("free_buffer"))?;
+        // SAFETY: the header says the descriptor is at least the 1.0 size; these fields lie in it.
+        let (manifest, build, parse, free) =
+            unsafe { ((*desc).manifest, (*desc).build_capture, (*desc).parse_capture, (*desc).free_buffer) };
+        let manifest_fn: ManifestFn = manifest.ok_or_else(|| missing("manifest"))?;
+        let build_capture = build.ok_or_else(|| missing("build_capture"))?;
+        let parse_capture = parse.ok_or_else(|| missing("parse_capture"))?;
+        let free_buffer = free.ok_or_else(|| missing("free_buffer"))?;
+        let (build_status, parse_status) =
+            if minor >= 1 && header.struct_size as usize >= DESCRIPTOR_SIZE_V1_1 {
+                // SAFETY: a 1.1 descriptor of at least the 1.1 size has these fields.
+                unsafe { ((*desc).build_status, (*desc).parse_status) }
+            } else {
+                (None, None)
+            };
 
         let mut out = Buffer::empty();
         // SAFETY: `out` is a valid, writable buffer, as the ABI requires.
@@ -197,6 +214,8 @@ impl Plugin {
             build_capture,
             parse_capture,
             free_buffer,
+            build_status,
+            parse_status,
         })
     }
 
@@ -223,6 +242,27 @@ impl Plugin {
     /// Asks the connector to read the platform's answer.
     pub fn parse_capture(&self, call: &ParseCall) -> Result<CaptureResult, PluginCallError> {
         self.call(self.parse_capture, call)
+    }
+
+    /// Whether the plugin can read a capture's state (ABI 1.1 and `capabilities.status_query`).
+    pub fn supports_status(&self) -> bool {
+        self.build_status.is_some() && self.parse_status.is_some() && self.manifest.capabilities.status_query
+    }
+
+    /// Asks the connector to build a status query.
+    pub fn build_status(&self, call: &StatusCall) -> Result<HttpRequest, PluginCallError> {
+        match (self.supports_status(), self.build_status) {
+            (true, Some(f)) => self.call(f, call),
+            _ => Err(PluginCallError::Unsupported("status query")),
+        }
+    }
+
+    /// Asks the connector to read a status answer.
+    pub fn parse_status(&self, call: &StatusParseCall) -> Result<CaptureResult, PluginCallError> {
+        match (self.supports_status(), self.parse_status) {
+            (true, Some(f)) => self.call(f, call),
+            _ => Err(PluginCallError::Unsupported("status query")),
+        }
     }
 
     fn call<I: Serialize, O: DeserializeOwned>(&self, f: CallFn, input: &I) -> Result<O, PluginCallError> {

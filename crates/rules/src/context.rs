@@ -1,136 +1,172 @@
-//! The `ctx` table rules receive: built once per `decide`/`observe` call, then frozen.
+//! The `ctx` table rules receive, built once per `decide`/`observe` call.
+//!
+//! Creating tables through the Lua C API costs a lock and a registry reference per call, so the
+//! context is handed over as four flat sequences (borrowed strings, owned strings, integers,
+//! booleans) and the prelude's `make_ctx` builds the nested read-only tables in one Lua call.
+//! [`Encoder`] and `make_ctx` in `prelude.lua` must read and write the same fields in the same
+//! order.
 
-use capture_core::{MetadataValue, Money, Outcome};
-use mlua::{Lua, Table, Value};
+use capture_core::{MetadataValue, Money, Outcome, RequestedAmount};
+use mlua::{Lua, Table};
 
 use crate::RuleContext;
 
-type R<T> = mlua::Result<T>;
-
-fn money(lua: &Lua, m: Money) -> R<Table> {
-    let t = lua.create_table_with_capacity(0, 2)?;
-    t.raw_set("value", m.to_decimal_string())?;
-    let minor = m.to_minor().map_err(|e| mlua::Error::runtime(format!("cannot hand {m} to rules: {e}")))?;
-    t.raw_set("minor", minor)?;
-    Ok(t)
+/// The four sequences `make_ctx` reads, in order.
+#[derive(Default)]
+pub(crate) struct Encoder<'a> {
+    /// Strings borrowed from the request (nil where absent).
+    strs: Vec<Option<&'a str>>,
+    /// Strings made here: decimal amounts, the clock, the failure kind.
+    owned: Vec<Option<String>>,
+    ints: Vec<i64>,
+    bools: Vec<Option<bool>>,
 }
 
-fn opt_money(lua: &Lua, m: Option<Money>) -> R<Value> {
-    m.map(|m| money(lua, m).map(Value::Table)).transpose().map(Option::unwrap_or_default)
-}
+impl<'a> Encoder<'a> {
+    fn s(&mut self, v: Option<&'a str>) {
+        self.strs.push(v);
+    }
 
-/// The raw (still writable) ctx table. `outcome` is given for post-capture rules.
-pub(crate) fn build(lua: &Lua, ctx: &RuleContext<'_>, outcome: Option<&Outcome>) -> R<Table> {
-    let req = ctx.request;
-    let order = &req.order;
-    let cur = order.currency;
-    for (what, m) in [("amount", ctx.amount), ("capturable", ctx.capturable)] {
-        if m.currency() != cur {
-            return Err(mlua::Error::runtime(format!(
-                "ctx.{what} is in {} but the order is in {cur}",
-                m.currency()
-            )));
+    fn money(&mut self, m: Money) -> Result<(), String> {
+        let minor = m.to_minor().map_err(|e| format!("cannot hand {m} to rules: {e}"))?;
+        self.owned.push(Some(m.to_decimal_string()));
+        self.ints.push(minor);
+        Ok(())
+    }
+
+    fn count(&mut self, n: usize) -> Result<(), String> {
+        self.ints.push(i64::try_from(n).map_err(|_| format!("{n} items are too many"))?);
+        Ok(())
+    }
+
+    /// Encodes everything `ctx` shows; `outcome` for post-capture rules.
+    pub(crate) fn encode(ctx: &RuleContext<'a>, outcome: Option<&'a Outcome>) -> Result<Encoder<'a>, String> {
+        let req = ctx.request;
+        let order = &req.order;
+        let cur = order.currency;
+        for (what, m) in [("amount", ctx.amount), ("capturable", ctx.capturable)] {
+            if m.currency() != cur {
+                return Err(format!("ctx.{what} is in {} but the order is in {cur}", m.currency()));
+            }
         }
-    }
+        let mut e = Encoder::default();
+        e.s(Some(&req.platform));
+        e.s(Some(&req.idempotency_key));
+        e.s(req.description.as_deref());
+        e.s(Some(cur.code()));
+        e.ints.push(i64::from(cur.exponent()));
+        e.money(ctx.amount)?;
+        e.bools.push(Some(matches!(req.amount, RequestedAmount::Full)));
+        e.money(ctx.capturable)?;
 
-    let t = lua.create_table_with_capacity(0, 14)?;
-    t.raw_set("platform", req.platform.as_str())?;
-    t.raw_set("idempotency_key", req.idempotency_key.as_str())?;
-    t.raw_set("description", req.description.as_deref())?;
-
-    let currency = lua.create_table_with_capacity(0, 2)?;
-    currency.raw_set("code", cur.code())?;
-    currency.raw_set("exponent", i64::from(cur.exponent()))?;
-    t.raw_set("currency", currency)?;
-
-    t.raw_set("amount", money(lua, ctx.amount)?)?;
-    t.raw_set("requested_full", matches!(req.amount, capture_core::RequestedAmount::Full))?;
-    t.raw_set("capturable", money(lua, ctx.capturable)?)?;
-
-    let o = lua.create_table_with_capacity(0, 5)?;
-    o.raw_set("id", order.id.as_str())?;
-    o.raw_set("amount", money(lua, order.amount)?)?;
-    o.raw_set("surcharge", money(lua, order.surcharge)?)?;
-    let payments = lua.create_table_with_capacity(order.payments.len(), 0)?;
-    for p in &order.payments {
-        let pt = lua.create_table_with_capacity(0, 4)?;
-        pt.raw_set("id", p.id.as_str())?;
-        pt.raw_set("amount", money(lua, p.amount)?)?;
-        pt.raw_set("method", p.method.as_deref())?;
-        pt.raw_set("partial_capture", p.partial_capture)?;
-        payments.raw_push(pt)?;
-    }
-    o.raw_set("payments", payments)?;
-    let captures = lua.create_table_with_capacity(order.captures.len(), 0)?;
-    for c in &order.captures {
-        let ct = lua.create_table_with_capacity(0, 3)?;
-        ct.raw_set("reference", c.reference.as_str())?;
-        ct.raw_set("payment_id", c.payment_id.as_deref())?;
-        ct.raw_set("amount", money(lua, c.amount)?)?;
-        captures.raw_push(ct)?;
-    }
-    o.raw_set("captures", captures)?;
-    t.raw_set("order", o)?;
-
-    if let Some(s) = &req.shipping {
-        let st = lua.create_table_with_capacity(0, 3)?;
-        st.raw_set("company", s.company.as_str())?;
-        st.raw_set("method", s.method.as_str())?;
-        st.raw_set("tracking_number", s.tracking_number.as_str())?;
-        t.raw_set("shipping", st)?;
-    }
-
-    let meta = lua.create_table_with_capacity(0, req.metadata.len())?;
-    for (k, v) in &req.metadata {
-        match v {
-            MetadataValue::Text(s) => meta.raw_set(k.as_str(), s.as_str())?,
-            MetadataValue::Integer(i) => meta.raw_set(k.as_str(), *i)?,
-            MetadataValue::Bool(b) => meta.raw_set(k.as_str(), *b)?,
+        e.s(Some(&order.id));
+        e.money(order.amount)?;
+        e.money(order.surcharge)?;
+        e.count(order.payments.len())?;
+        for p in &order.payments {
+            e.s(Some(&p.id));
+            e.money(p.amount)?;
+            e.s(p.method.as_deref());
+            e.bools.push(p.partial_capture);
         }
-    }
-    t.raw_set("metadata", meta)?;
+        e.count(order.captures.len())?;
+        for c in &order.captures {
+            e.s(Some(&c.reference));
+            e.s(c.payment_id.as_deref());
+            e.money(c.amount)?;
+        }
 
-    let now = lua.create_table_with_capacity(0, 2)?;
-    let unix = i64::try_from(ctx.now.unix_seconds())
-        .map_err(|_| mlua::Error::runtime(format!("ctx.now {} is out of range", ctx.now.0)))?;
-    now.raw_set("unix", unix)?;
-    now.raw_set("rfc3339", ctx.now.to_rfc3339())?;
-    t.raw_set("now", now)?;
+        e.bools.push(Some(req.shipping.is_some()));
+        if let Some(s) = &req.shipping {
+            e.s(Some(&s.company));
+            e.s(Some(&s.method));
+            e.s(Some(&s.tracking_number));
+        }
 
-    if let Some(outcome) = outcome {
-        t.raw_set("outcome", outcome_table(lua, outcome)?)?;
-    }
-    Ok(t)
-}
+        e.count(req.metadata.len())?;
+        for (k, v) in &req.metadata {
+            e.s(Some(k));
+            match v {
+                MetadataValue::Text(t) => {
+                    e.ints.push(0);
+                    e.s(Some(t));
+                }
+                MetadataValue::Integer(i) => {
+                    e.ints.push(1);
+                    e.ints.push(*i);
+                }
+                MetadataValue::Bool(b) => {
+                    e.ints.push(2);
+                    e.bools.push(Some(*b));
+                }
+            }
+        }
 
-fn outcome_table(lua: &Lua, outcome: &Outcome) -> R<Table> {
-    let t = lua.create_table_with_capacity(0, 8)?;
-    t.raw_set("status", outcome.status())?;
-    match outcome {
-        Outcome::Captured { amount, platform_capture_id }
-        | Outcome::Pending { amount, platform_capture_id } => {
-            t.raw_set("amount", opt_money(lua, Some(*amount))?)?;
-            t.raw_set("platform_capture_id", platform_capture_id.as_deref())?;
+        let unix = i64::try_from(ctx.now.unix_seconds())
+            .map_err(|_| format!("ctx.now {} is out of range", ctx.now.0))?;
+        e.ints.push(unix);
+        e.owned.push(Some(ctx.now.to_rfc3339()));
+
+        e.bools.push(Some(outcome.is_some()));
+        if let Some(o) = outcome {
+            e.encode_outcome(o)?;
         }
-        Outcome::Rejected { by, code, reason } => {
-            t.raw_set("by", by.as_str())?;
-            t.raw_set("code", code.as_str())?;
-            t.raw_set("message", reason.as_str())?;
-        }
-        Outcome::Held { by, reason } => {
-            t.raw_set("by", by.as_str())?;
-            t.raw_set("message", reason.as_str())?;
-        }
-        Outcome::Failed { kind, retryable, platform_code, message } => {
-            let kind = serde_json::to_value(kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "unknown".to_owned());
-            t.raw_set("kind", kind)?;
-            t.raw_set("retryable", *retryable)?;
-            t.raw_set("code", platform_code.as_deref())?;
-            t.raw_set("message", message.as_str())?;
-        }
+        Ok(e)
     }
-    Ok(t)
+
+    /// status, kind, message, by, code, platform_capture_id, retryable, amount.
+    fn encode_outcome(&mut self, o: &'a Outcome) -> Result<(), String> {
+        let (kind, message, by, code, capture_id, retryable, amount) = match o {
+            Outcome::Captured { amount, platform_capture_id }
+            | Outcome::Pending { amount, platform_capture_id } => {
+                (None, None, None, None, platform_capture_id.as_deref(), None, Some(*amount))
+            }
+            Outcome::Rejected { by, code, reason } => {
+                (None, Some(reason.as_str()), Some(by.as_str()), Some(code.as_str()), None, None, None)
+            }
+            Outcome::Held { by, reason } => {
+                (None, Some(reason.as_str()), Some(by.as_str()), None, None, None, None)
+            }
+            Outcome::AlreadyCaptured { platform_code, message } => {
+                (None, Some(message.as_str()), None, platform_code.as_deref(), None, None, None)
+            }
+            Outcome::Failed { kind, retryable, platform_code, message, .. } => {
+                let kind = serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "unknown".to_owned());
+                (
+                    Some(kind),
+                    Some(message.as_str()),
+                    None,
+                    platform_code.as_deref(),
+                    None,
+                    Some(*retryable),
+                    None,
+                )
+            }
+        };
+        self.s(Some(o.status()));
+        self.owned.push(kind);
+        self.s(message);
+        self.s(by);
+        self.s(code);
+        self.s(capture_id);
+        self.bools.push(retryable);
+        self.bools.push(Some(amount.is_some()));
+        if let Some(m) = amount {
+            self.money(m)?;
+        }
+        Ok(())
+    }
+
+    /// The four sequences as Lua tables (one C-API call each).
+    pub(crate) fn into_tables(self, lua: &Lua) -> mlua::Result<(Table, Table, Table, Table)> {
+        Ok((
+            lua.create_sequence_from(self.strs)?,
+            lua.create_sequence_from(self.owned)?,
+            lua.create_sequence_from(self.ints)?,
+            lua.create_sequence_from(self.bools)?,
+        ))
+    }
 }

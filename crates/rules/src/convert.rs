@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use capture_core::{Currency, Decision, Money};
-use mlua::{Table, Value};
+use mlua::Value;
 
-use crate::sandbox::describe;
+use crate::sandbox::{Returned, describe};
 
 /// A rule's answer before it becomes a [`RuleVerdict`](crate::RuleVerdict).
 #[derive(Debug)]
@@ -27,33 +27,6 @@ fn text(v: &Value, what: &str) -> Result<String, String> {
     match v {
         Value::String(s) => s.to_str().map(|s| s.to_owned()).map_err(|_| format!("{what} is not UTF-8 text")),
         other => Err(format!("{what} must be a string, not {}", describe(other))),
-    }
-}
-
-/// The keys of `t`, sorted; errors on non-string keys.
-fn keys(t: &Table, what: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for pair in t.pairs::<Value, Value>() {
-        let (k, _) = pair.map_err(|e| lua_err(&e))?;
-        match &k {
-            Value::String(_) => out.push(text(&k, &format!("a key of {what}"))?),
-            other => return Err(format!("{what} has a key that is not a string ({})", describe(other))),
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn refuse_unknown(t: &Table, allowed: &[&str], what: &str) -> Result<(), String> {
-    let unknown: Vec<String> = keys(t, what)?
-        .into_iter()
-        .filter(|k| !allowed.contains(&k.as_str()))
-        .map(|k| format!("`{k}`"))
-        .collect();
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{what} has unknown field(s) {} (allowed: {})", unknown.join(", "), allowed.join(", ")))
     }
 }
 
@@ -123,16 +96,15 @@ fn follow_ups(v: &Value) -> Result<Vec<BTreeMap<String, String>>, String> {
 }
 
 /// Tags (sorted, unique), notes (in order) and follow-ups of a result table.
-fn extras(t: &Table, decision: Decision) -> Result<Parts, String> {
-    let get = |k: &str| t.raw_get::<Value>(k).map_err(|e| lua_err(&e));
-    let mut tags = strings(&get("tags")?, "tags")?;
+fn extras(decision: Decision, tags: &Value, notes: &Value, follow_ups: &Value) -> Result<Parts, String> {
+    let mut tags = strings(tags, "tags")?;
     if let Some(empty) = tags.iter().position(String::is_empty) {
         return Err(format!("tags[{}] is empty", empty + 1));
     }
     tags.sort();
     tags.dedup();
-    let notes = strings(&get("notes")?, "notes")?;
-    let follow_ups = follow_ups(&get("follow_ups")?)?;
+    let notes = strings(notes, "notes")?;
+    let follow_ups = self::follow_ups(follow_ups)?;
     Ok(Parts { decision, tags, notes, follow_ups })
 }
 
@@ -155,12 +127,41 @@ fn adjust_amount(v: &Value, cur: Currency) -> Result<Money, String> {
     }
 }
 
+/// A rule's result as `take_apart` (prelude) splits it: `[true, unknown keys, decision, code,
+/// reason, amount, tags, notes, follow_ups]` for a table, `[false, value, ...]` otherwise.
+struct Fields {
+    unknown: Value,
+    decision: Value,
+    code: Value,
+    reason: Value,
+    amount: Value,
+    tags: Value,
+    notes: Value,
+    follow_ups: Value,
+}
+
+fn fields(r: Returned) -> Result<Fields, Value> {
+    let [is_table, unknown, decision, code, reason, amount, tags, notes, follow_ups] = r;
+    if matches!(is_table, Value::Boolean(true)) {
+        Ok(Fields { unknown, decision, code, reason, amount, tags, notes, follow_ups })
+    } else {
+        Err(unknown)
+    }
+}
+
+fn refuse_unknown(unknown: &Value, allowed: &str, what: &str) -> Result<(), String> {
+    match unknown {
+        Value::Nil => Ok(()),
+        v => Err(format!("{what} has unknown field(s) {} (allowed: {allowed})", text(v, "the key list")?)),
+    }
+}
+
 /// A pre-validate rule's return value.
-pub(crate) fn decision(v: Value, cur: Currency) -> Result<Parts, String> {
-    let t = match v {
-        Value::Table(t) => t,
-        Value::Nil => return Err(format!("decide returned nothing; return {CONSTRUCTORS}")),
-        other => {
+pub(crate) fn decision(r: Returned, cur: Currency) -> Result<Parts, String> {
+    let f = match fields(r) {
+        Ok(f) => f,
+        Err(Value::Nil) => return Err(format!("decide returned nothing; return {CONSTRUCTORS}")),
+        Err(other) => {
             return Err(format!(
                 "decide returned {}, not a decision; return {CONSTRUCTORS}",
                 describe(&other)
@@ -168,32 +169,32 @@ pub(crate) fn decision(v: Value, cur: Currency) -> Result<Parts, String> {
         }
     };
     refuse_unknown(
-        &t,
-        &["decision", "code", "reason", "amount", "tags", "notes", "follow_ups"],
+        &f.unknown,
+        "decision, code, reason, amount, tags, notes, follow_ups",
         "the decision table",
     )?;
-    let get = |k: &str| t.raw_get::<Value>(k).map_err(|e| lua_err(&e));
-    let kind = match get("decision")? {
+    let kind = match &f.decision {
         Value::Nil => return Err(format!("the returned table has no `decision`; return {CONSTRUCTORS}")),
-        other => text(&other, "`decision`")?,
+        other => text(other, "`decision`")?,
     };
     let decision = match kind.as_str() {
         "allow" => Decision::Allow,
         "reject" => Decision::Reject {
-            code: text(&get("code")?, "reject code")?,
-            reason: text(&get("reason")?, "reject reason")?,
+            code: text(&f.code, "reject code")?,
+            reason: text(&f.reason, "reject reason")?,
         },
-        "hold" => Decision::Hold { reason: text(&get("reason")?, "hold reason")? },
-        "adjust" => Decision::Adjust { amount: adjust_amount(&get("amount")?, cur)? },
+        "hold" => Decision::Hold { reason: text(&f.reason, "hold reason")? },
+        "adjust" => Decision::Adjust { amount: adjust_amount(&f.amount, cur)? },
         other => return Err(format!("unknown decision `{other}`; return {CONSTRUCTORS}")),
     };
-    extras(&t, decision)
+    extras(decision, &f.tags, &f.notes, &f.follow_ups)
 }
 
 /// A post-capture rule's return value: nil or `{ tags = ..., notes = ..., follow_ups = ... }`.
-pub(crate) fn observation(v: Value) -> Result<Parts, String> {
-    let t = match v {
-        Value::Nil => {
+pub(crate) fn observation(r: Returned) -> Result<Parts, String> {
+    let f = match fields(r) {
+        Ok(f) => f,
+        Err(Value::Nil) => {
             return Ok(Parts {
                 decision: Decision::Allow,
                 tags: Vec::new(),
@@ -201,19 +202,18 @@ pub(crate) fn observation(v: Value) -> Result<Parts, String> {
                 follow_ups: Vec::new(),
             });
         }
-        Value::Table(t) => t,
-        other => {
+        Err(other) => {
             return Err(format!(
                 "observe returned {}; return nil or observe_result{{ tags = ..., notes = ..., follow_ups = ... }}",
                 describe(&other)
             ));
         }
     };
-    match t.raw_get::<Value>("decision").map_err(|e| lua_err(&e))? {
+    match &f.decision {
         Value::Nil => {}
-        v if text(&v, "`decision`").is_ok_and(|d| d == "allow") => {}
+        v if text(v, "`decision`").is_ok_and(|d| d == "allow") => {}
         _ => return Err("post-capture rules cannot decide; return nil or observe_result{...}".into()),
     }
-    refuse_unknown(&t, &["decision", "tags", "notes", "follow_ups"], "the observe result")?;
-    extras(&t, Decision::Allow)
+    refuse_unknown(&f.unknown, "decision, tags, notes, follow_ups", "the observe result")?;
+    extras(Decision::Allow, &f.tags, &f.notes, &f.follow_ups)
 }

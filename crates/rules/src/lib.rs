@@ -42,9 +42,9 @@
 //! # The `ctx` table
 //!
 //! Built once per [`RuleSet::decide`] / [`RuleSet::observe`] call and shared by every rule of the
-//! stage, so it is read-only (every level is a proxy: writes raise, `pairs`, `ipairs` and `#`
-//! work; `next` and `rawget` see an empty table). Money is never a float: each amount is
-//! `{ value = "100.10", minor = 10010 }`.
+//! stage, so rules must not modify it, and cannot: every level is a read-only view (writes raise
+//! "ctx is read-only"; `pairs`, `ipairs` and `#` work; `next` and `rawget` see an empty table).
+//! Money is never a float: each amount is `{ value = "100.10", minor = 10010 }`.
 //!
 //! | field | content |
 //! | --- | --- |
@@ -449,28 +449,19 @@ impl RuleSet {
             Err(e) => return all_failed(format!("cannot prepare the rules: {e}")),
         };
         let cur = ctx.request.order.currency;
-        let t0 = std::time::Instant::now();
         state.lua().set_app_data(EvalCurrency(cur));
-        let t1 = std::time::Instant::now();
-        let raw = context::build(state.lua(), ctx, outcome);
-        let t2 = std::time::Instant::now();
-        let fz = raw.map_err(|e| e.to_string()).and_then(|raw| state.freeze(raw));
-        let t3 = std::time::Instant::now();
-        if std::env::var_os("RULES_TIMING").is_some() {
-            eprintln!("app {:?} build {:?} freeze {:?}", t1 - t0, t2 - t1, t3 - t2);
-        }
-        let ctx_value = match fz {
+        let ctx_value = match context::Encoder::encode(ctx, outcome).and_then(|e| state.context(e)) {
             Ok(v) => v,
             Err(message) => {
                 self.give_state(state);
                 return all_failed(format!("cannot build ctx: {message}"));
             }
         };
-        let method = if outcome.is_some() { "observe" } else { "decide" };
+        let stage = if outcome.is_some() { RuleStage::PostCapture } else { RuleStage::PreValidate };
         let verdicts = range
             .zip(rules)
             .map(|(index, rule)| {
-                let parts = state.call_rule(index, &rule.file, method, &ctx_value).and_then(|v| {
+                let parts = state.call_rule(index, &rule.file, stage, &ctx_value).and_then(|v| {
                     let parts = match outcome {
                         None => convert::decision(v, cur),
                         Some(_) => convert::observation(v),

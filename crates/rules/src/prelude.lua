@@ -12,6 +12,7 @@
 local raw_minor, is_fatal = ...
 
 local type, error, next, rawget, rawlen, tostring = type, error, next, rawget, rawlen, tostring
+local getmetatable = getmetatable
 local raw_setmetatable, raw_pcall, raw_xpcall = setmetatable, pcall, xpcall
 local table_sort, table_concat = table.sort, table.concat
 local math_type = math.type
@@ -30,23 +31,19 @@ local function read_only(message)
   end
 end
 
--- Read-only proxies: reads go to the real table (__index), writes raise, `#` and `pairs` see the
--- real table. `rawset` is not available to rule code, so a proxy cannot be filled behind its back.
-local REAL = raw_setmetatable({}, { __mode = "k" })
-local function proxy_len(p)
-  return rawlen(REAL[p])
-end
-local function proxy_pairs(p)
-  return next, REAL[p], nil
-end
+-- Read-only proxies of the library tables (made once per state): reads go to the real table
+-- (__index), writes raise, `#` and `pairs` see the real table. `rawset` is not available to rule
+-- code, so a proxy cannot be filled behind its back.
 local function proxy(t, newindex)
-  local p = {}
-  REAL[p] = t
-  return raw_setmetatable(p, {
+  return raw_setmetatable({}, {
     __index = t,
     __newindex = newindex,
-    __len = proxy_len,
-    __pairs = proxy_pairs,
+    __len = function()
+      return rawlen(t)
+    end,
+    __pairs = function()
+      return next, t, nil
+    end,
     __metatable = false,
   })
 end
@@ -104,9 +101,38 @@ local function safe_setmetatable(t, mt)
   return raw_setmetatable(t, mt)
 end
 
--- capture.minor("150.00") -> 15000 in the capture's currency, exactly.
+-- capture.minor("150.00") -> 15000 in the capture's currency, exactly (Money::parse in Rust).
+-- Results are memoised per currency: a pure function of (currency, text), so the memo is not
+-- state a rule could observe; it is bounded and only ever holds successful conversions.
+local MINOR_MEMO_MAX = 256
+local minor_memo, minor_memo_size = {}, 0
+local current_currency = nil -- set by make_ctx for the capture being evaluated
+local function to_minor(text)
+  if current_currency == nil or type(text) ~= "string" then
+    return raw_minor(text)
+  end
+  local memo = minor_memo[current_currency]
+  local m = memo and memo[text]
+  if m ~= nil then
+    return m
+  end
+  local err
+  m, err = raw_minor(text)
+  if m ~= nil then
+    if minor_memo_size >= MINOR_MEMO_MAX then
+      minor_memo, minor_memo_size, memo = {}, 0, nil
+    end
+    if memo == nil then
+      memo = {}
+      minor_memo[current_currency] = memo
+    end
+    memo[text] = m
+    minor_memo_size = minor_memo_size + 1
+  end
+  return m, err
+end
 local function minor(text)
-  local m, err = raw_minor(text)
+  local m, err = to_minor(text)
   if m == nil then
     error("capture.minor: " .. err, 2)
   end
@@ -137,7 +163,7 @@ local function adjust(amount)
     error("adjust: amount " .. tostring(amount)
       .. " is a float; use a decimal string such as \"150.00\" or integer minor units", 2)
   elseif t == "string" then
-    local m, err = raw_minor(amount)
+    local m, err = to_minor(amount)
     if m == nil then
       error("adjust: " .. err, 2)
     end
@@ -208,21 +234,197 @@ local function new_env()
   return raw_setmetatable({}, env_mt)
 end
 
--- ctx: the Rust side builds plain nested tables; this turns every level into a read-only proxy.
+-- ctx: built bottom-up from four flat sequences written by `context.rs` (`Encoder`): borrowed
+-- strings S, owned strings D, integers I and booleans B. Both sides read and write the same
+-- fields in the same order.
+--
+-- Rules see read-only views of the ctx tables, made on first access (most rules read a few
+-- fields, so views are cheaper made lazily than for every table up front). Each evaluation has
+-- its own view metatable and caches (plain tables, garbage once the evaluation is over):
+-- `data[view]` is the table a view shows and `views[table]` its view, so a field always yields
+-- the same view. Writes raise; `pairs`, `ipairs` and `#` work; `next` and `rawget` see an empty
+-- table.
 local ctx_ro = read_only("ctx is read-only: copy values into local variables")
-local function freeze(t)
-  for k, v in next, t do
-    if type(v) == "table" then
-      t[k] = freeze(v)
+local function new_views(root)
+  local data, views = {}, {}
+  local mt
+  local function view(t)
+    local v = views[t]
+    if v == nil then
+      v = raw_setmetatable({}, mt)
+      data[v] = t
+      views[t] = v
+    end
+    return v
+  end
+  local function view_next(v, k)
+    local nk, x = next(data[v], k)
+    if type(x) == "table" then
+      x = view(x)
+    end
+    return nk, x
+  end
+  mt = {
+    __index = function(v, k)
+      local x = data[v][k]
+      if type(x) == "table" then
+        return view(x)
+      end
+      return x
+    end,
+    __newindex = ctx_ro,
+    __len = function(v)
+      return rawlen(data[v])
+    end,
+    __pairs = function(v)
+      return view_next, v, nil
+    end,
+    __metatable = false,
+  }
+  return view(root)
+end
+
+local function make_ctx(S, D, I, B)
+  -- Fixed head: S[1..5] platform, idempotency_key, description, currency code, order id;
+  -- D[1..4] and I[2..5] amount, capturable, order amount, surcharge; I[1] exponent;
+  -- B[1] requested_full. Cursors point at the next unread entry; nested tables are built first
+  -- so that every table is made by one constructor, at its final size. Also sets the currency
+  -- `capture.minor` memoises under.
+  local si, di, ii, bi = 6, 5, 6, 2
+
+  local payments = {}
+  local count = I[ii]
+  ii = ii + 1
+  for n = 1, count do
+    payments[n] = {
+      id = S[si],
+      amount = { value = D[di], minor = I[ii] },
+      method = S[si + 1],
+      partial_capture = B[bi],
+    }
+    si, di, ii, bi = si + 2, di + 1, ii + 1, bi + 1
+  end
+
+  local captures = {}
+  count = I[ii]
+  ii = ii + 1
+  for n = 1, count do
+    captures[n] = {
+      reference = S[si],
+      payment_id = S[si + 1],
+      amount = { value = D[di], minor = I[ii] },
+    }
+    si, di, ii = si + 2, di + 1, ii + 1
+  end
+
+  local shipping = nil
+  if B[bi] then
+    shipping = { company = S[si], method = S[si + 1], tracking_number = S[si + 2] }
+    si = si + 3
+  end
+  bi = bi + 1
+
+  local metadata = {}
+  count = I[ii]
+  ii = ii + 1
+  for _ = 1, count do
+    local key, kind = S[si], I[ii]
+    si, ii = si + 1, ii + 1
+    if kind == 0 then
+      metadata[key] = S[si]
+      si = si + 1
+    elseif kind == 1 then
+      metadata[key] = I[ii]
+      ii = ii + 1
+    else
+      metadata[key] = B[bi]
+      bi = bi + 1
     end
   end
-  return proxy(t, ctx_ro)
+
+  local now = { unix = I[ii], rfc3339 = D[di] }
+  ii, di = ii + 1, di + 1
+
+  local outcome = nil
+  if B[bi] then
+    -- S: status, message, by, code, platform_capture_id; D: kind, amount; B: retryable, has amount.
+    local amount = nil
+    if B[bi + 2] then
+      amount = { value = D[di + 1], minor = I[ii] }
+    end
+    outcome = {
+      status = S[si],
+      kind = D[di],
+      message = S[si + 1],
+      by = S[si + 2],
+      code = S[si + 3],
+      platform_capture_id = S[si + 4],
+      retryable = B[bi + 1],
+      amount = amount,
+    }
+  end
+
+  current_currency = S[4]
+  return new_views({
+    platform = S[1],
+    idempotency_key = S[2],
+    description = S[3],
+    currency = { code = S[4], exponent = I[1] },
+    amount = { value = D[1], minor = I[2] },
+    requested_full = B[1],
+    capturable = { value = D[2], minor = I[3] },
+    order = {
+      id = S[5],
+      amount = { value = D[3], minor = I[4] },
+      surcharge = { value = D[4], minor = I[5] },
+      payments = payments,
+      captures = captures,
+    },
+    shipping = shipping,
+    metadata = metadata,
+    now = now,
+    outcome = outcome,
+  })
+end
+
+-- What a rule returned, taken apart here with raw access (no metamethod of the rule's table
+-- runs) so that the Rust side needs no further calls into Lua for the usual results.
+local RESULT_KEYS = {
+  decide = { decision = true, code = true, reason = true, amount = true, tags = true, notes = true, follow_ups = true },
+  observe = { decision = true, tags = true, notes = true, follow_ups = true },
+}
+local function unknown_keys(t, allowed)
+  local bad
+  for k in next, t do
+    if not allowed[k] then
+      bad = bad or {}
+      bad[#bad + 1] = type(k) == "string" and ("`" .. k .. "`") or ("a " .. type(k) .. " key")
+    end
+  end
+  if bad then
+    table_sort(bad)
+    return table_concat(bad, ", ")
+  end
+  return nil
+end
+local function take_apart(method, r)
+  if type(r) ~= "table" then
+    return false, r
+  end
+  local unknown = unknown_keys(r, RESULT_KEYS[method])
+  if getmetatable(r) == nil then
+    -- No metatable: plain reads are raw reads (and cheaper than rawget calls).
+    return true, unknown, r.decision, r.code, r.reason, r.amount, r.tags, r.notes, r.follow_ups
+  end
+  return true, unknown, rawget(r, "decision"), rawget(r, "code"), rawget(r, "reason"), rawget(r, "amount"),
+    rawget(r, "tags"), rawget(r, "notes"), rawget(r, "follow_ups")
 end
 
 -- The one entry point Rust calls: runs a rule file's compiled chunk (fresh upvalues every time,
 -- so file-level locals never carry state from one capture to the next), then, with a method
--- name, calls rule[method](...). Returns ok, value like pcall; error values are plain strings.
-local function invoke(chunk, method, ...)
+-- name, calls rule[method](ctx) and takes the result apart. Without a method it returns the
+-- rule table itself (used when loading). Error values reach Rust as plain strings.
+local function invoke(chunk, method, ctx)
   local rule = chunk()
   if method == nil then
     return rule
@@ -234,10 +436,10 @@ local function invoke(chunk, method, ...)
   if type(f) ~= "function" then
     error("the rule has no `" .. method .. "` function", 0)
   end
-  return (f(...))
+  return take_apart(method, (f(ctx)))
 end
-local function run(chunk, method, ...)
-  return raw_xpcall(invoke, plain_error, chunk, method, ...)
+local function run(chunk, method, ctx)
+  return raw_xpcall(invoke, plain_error, chunk, method, ctx)
 end
 
-return new_env, freeze, run
+return new_env, make_ctx, run

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use capture_core::{Currency, Money};
 use mlua::chunk::ChunkMode;
 use mlua::debug::Debug;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaString, StdLib, Table, Value, VmState};
 
+use crate::context::Encoder;
 use crate::{Limits, RuleStage, RulesError};
 
 /// Text of the error the hook raises once the budget is spent.
@@ -142,6 +143,14 @@ pub(crate) struct Failure {
     pub(crate) message: String,
 }
 
+/// What `run` returned after its ok flag: the rule table when loading; when calling a rule,
+/// `is_table` and then either the non-table value or `unknown keys, decision, code, reason,
+/// amount, tags, notes, follow_ups` (see `take_apart` in `prelude.lua`).
+pub(crate) type Returned = [Value; 9];
+
+/// `run`'s results: the ok flag of its `xpcall`, then [`Returned`] (or the error value).
+type RunResult = (bool, Value, Value, Value, Value, Value, Value, Value, Value, Value);
+
 /// What a rule file's table declares.
 pub(crate) struct Declared {
     pub(crate) name: String,
@@ -162,8 +171,11 @@ pub(crate) struct State {
     limits: Limits,
     budget: Arc<Budget>,
     new_env: Function,
-    freeze: Function,
+    make_ctx: Function,
     run: Function,
+    /// `"decide"` and `"observe"`, made once (pushing a Rust string costs a protected call).
+    decide: LuaString,
+    observe: LuaString,
     /// Compiled rule files, in the order of the sources the state was built from.
     chunks: Vec<Function>,
 }
@@ -190,13 +202,15 @@ impl State {
         let is_fatal =
             lua.create_function(move |_, e: Value| Ok(fatal_budget.is_fatal(&e))).map_err(sandbox_err)?;
         budget.reset();
-        let (new_env, freeze, run): (Function, Function, Function) = lua
+        let (new_env, make_ctx, run): (Function, Function, Function) = lua
             .load(PRELUDE)
             .set_name(format!("={PRELUDE_NAME}"))
             .set_mode(ChunkMode::Text)
             .call((raw_minor, is_fatal))
             .map_err(sandbox_err)?;
-        Ok(State { lua, limits, budget, new_env, freeze, run, chunks: Vec::new() })
+        let decide = lua.create_string("decide").map_err(sandbox_err)?;
+        let observe = lua.create_string("observe").map_err(sandbox_err)?;
+        Ok(State { lua, limits, budget, new_env, make_ctx, run, decide, observe, chunks: Vec::new() })
     }
 
     /// A sandbox with every source compiled and checked, chunks in the order of `sources`.
@@ -247,7 +261,7 @@ impl State {
     /// Runs the file once and validates the table it returns.
     fn declare(&self, file: &str, chunk: &Function) -> Result<Declared, RulesError> {
         let invalid = |message: String| RulesError::Invalid { file: file.to_owned(), message };
-        let value = self.call(chunk, file, None, &Value::Nil).map_err(|f| {
+        let [value, ..] = self.call(chunk, file, None, &Value::Nil).map_err(|f| {
             invalid(match f.line {
                 Some(line) => format!("running the file failed at line {line}: {}", f.message),
                 None => format!("running the file failed: {}", f.message),
@@ -331,29 +345,41 @@ impl State {
         Ok(Declared { name, stage, priority })
     }
 
-    /// Builds the read-only `ctx` for one evaluation (see `context.rs` for the raw table).
-    pub(crate) fn freeze(&self, raw: Table) -> Result<Value, String> {
+    /// Builds the read-only `ctx` for one evaluation (see `context.rs`).
+    ///
+    /// While Rust fills the four input sequences the memory limit is lifted: with a limit, mlua
+    /// wraps every allocating C-API call in a protected call, which made this the most expensive
+    /// part of an evaluation. The data is the engine's own (not rule code) and small.
+    pub(crate) fn context(&self, encoded: Encoder<'_>) -> Result<Value, String> {
+        let _ = self.lua.set_memory_limit(0);
+        let tables = encoded.into_tables(&self.lua);
+        let _ = self.lua.set_memory_limit(self.limits.memory_bytes);
         self.budget.reset();
-        let out = self.freeze.call::<Value>(raw);
+        let out = tables.and_then(|tables| self.make_ctx.call::<Value>(tables));
         if self.budget.exceeded.load(Relaxed) {
             return Err(format!("{BUDGET_MESSAGE} while building ctx"));
         }
         out.map_err(|e| error_text(&e))
     }
 
-    /// Runs the rule chunk at `index` and calls its `method` with `ctx`.
+    /// Runs the rule chunk at `index` and calls its `decide` (pre-validate) or `observe`
+    /// (post-capture) function with `ctx`.
     pub(crate) fn call_rule(
         &self,
         index: usize,
         file: &str,
-        method: &str,
+        stage: RuleStage,
         ctx: &Value,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Returned, Failure> {
         let Some(chunk) = self.chunks.get(index) else {
             return Err(Failure {
                 line: None,
                 message: "internal error: rule not loaded in this state".into(),
             });
+        };
+        let method = match stage {
+            RuleStage::PreValidate => &self.decide,
+            RuleStage::PostCapture => &self.observe,
         };
         self.call(chunk, file, Some(method), ctx)
     }
@@ -364,11 +390,11 @@ impl State {
         &self,
         chunk: &Function,
         file: &str,
-        method: Option<&str>,
+        method: Option<&LuaString>,
         ctx: &Value,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Returned, Failure> {
         self.budget.reset();
-        let result = self.run.call::<(bool, Value)>((chunk, method, ctx));
+        let result = self.run.call::<RunResult>((chunk, method, ctx));
         if self.budget.exceeded.load(Relaxed) {
             return Err(Failure {
                 line: self.budget.line_in(file),
@@ -377,8 +403,8 @@ impl State {
         }
         let memory = self.budget.memory.load(Relaxed)
             || match &result {
-                Ok((false, Value::String(s))) => *s.as_bytes() == *LUA_MEMORY_MESSAGE,
-                Ok((false, Value::Error(e))) => is_memory_error(e),
+                Ok((false, Value::String(s), ..)) => *s.as_bytes() == *LUA_MEMORY_MESSAGE,
+                Ok((false, Value::Error(e), ..)) => is_memory_error(e),
                 Err(e) => is_memory_error(e),
                 Ok(_) => false,
             };
@@ -391,10 +417,10 @@ impl State {
             });
         }
         let text = match result {
-            Ok((true, v)) => return Ok(v),
-            Ok((false, Value::String(s))) => s.to_string_lossy(),
-            Ok((false, Value::Error(e))) => error_text(&e),
-            Ok((false, other)) => format!("(error object is a {} value)", other.type_name()),
+            Ok((true, a, b, c, d, e, f, g, h, i)) => return Ok([a, b, c, d, e, f, g, h, i]),
+            Ok((false, Value::String(s), ..)) => s.to_string_lossy(),
+            Ok((false, Value::Error(e), ..)) => error_text(&e),
+            Ok((false, other, ..)) => format!("(error object is a {} value)", other.type_name()),
             Err(e) => error_text(&e),
         };
         let (line, message) = split_location(file, &text);
@@ -445,5 +471,26 @@ pub(crate) fn describe(v: &Value) -> String {
             }
         }
         other => format!("a {}", other.type_name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_split_off_messages() {
+        assert_eq!(split_location("r.lua", "r.lua:7: boom"), (Some(7), "boom".to_owned()));
+        assert_eq!(
+            split_location("r.lua", "r.lua:12: boom\nstack traceback:\n\t[C]: in ?"),
+            (Some(12), "boom".to_owned())
+        );
+        assert_eq!(split_location("r.lua", "other.lua:7: boom"), (None, "other.lua:7: boom".to_owned()));
+        assert_eq!(split_location("r.lua", "r.lua: no line"), (None, "r.lua: no line".to_owned()));
+        assert_eq!(split_location("r.lua", "boom"), (None, "boom".to_owned()));
+        assert_eq!(
+            split_location("r.lua", "capture-rules prelude:120: adjust: bad"),
+            (None, "adjust: bad".to_owned())
+        );
     }
 }

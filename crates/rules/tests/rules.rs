@@ -576,6 +576,49 @@ fn observe_returns_sorted_unique_tags_notes_and_follow_ups() {
     assert!(assert_failed(&v[0]).contains("attempt to index a nil value"), "{:?}", v[0]);
     assert_eq!(v[2].tags, ["outcome_unknown"]);
 
+    // Every outcome field reaches ctx.outcome.
+    let fields = set(&[(
+        "o.lua",
+        &rule_file(
+            "o",
+            "post-capture",
+            None,
+            "local o = ctx.outcome
+             local notes = {}
+             for _, k in ipairs({'status', 'kind', 'message', 'by', 'code', 'platform_capture_id', 'retryable'}) do
+               notes[#notes + 1] = k .. '=' .. tostring(o[k])
+             end
+             notes[#notes + 1] = 'amount=' .. (o.amount and (o.amount.value .. '/' .. o.amount.minor) or 'nil')
+             return { notes = notes }",
+        ),
+    )]);
+    let notes = |outcome: &Outcome| with_ctx(|ctx| fields.observe(ctx, outcome)).remove(0).notes.join(" ");
+    assert_eq!(
+        notes(&outcome),
+        "status=captured kind=nil message=nil by=nil code=nil platform_capture_id=pc-1 retryable=nil amount=100.10/10010"
+    );
+    assert_eq!(
+        notes(&Outcome::Pending { amount: usd("5.00"), platform_capture_id: None }),
+        "status=pending kind=nil message=nil by=nil code=nil platform_capture_id=nil retryable=nil amount=5.00/500"
+    );
+    assert_eq!(
+        notes(&Outcome::Rejected { by: "rule:r".into(), code: "too_late".into(), reason: "shipped".into() }),
+        "status=rejected kind=nil message=shipped by=rule:r code=too_late platform_capture_id=nil retryable=nil amount=nil"
+    );
+    assert_eq!(
+        notes(&Outcome::Held { by: "hook:stock".into(), reason: "review".into() }),
+        "status=held kind=nil message=review by=hook:stock code=nil platform_capture_id=nil retryable=nil amount=nil"
+    );
+    assert_eq!(
+        notes(&Outcome::Failed {
+            kind: FailureKind::RateLimited,
+            retryable: true,
+            platform_code: Some("429".into()),
+            message: "slow down".into()
+        }),
+        "status=failed kind=rate_limited message=slow down by=nil code=429 platform_capture_id=nil retryable=true amount=nil"
+    );
+
     // Bad observations fail closed.
     for (body, needle) in [
         ("return observe_result{ tag = {'x'} }", "unknown field(s) `tag`"),
@@ -684,4 +727,70 @@ fn the_failure_message_format_is_stable() {
     );
     assert_eq!(v[0].error.as_deref(), Some("too big"));
     assert_eq!(v[0].file, "hold_large.lua");
+}
+
+#[test]
+fn capture_minor_follows_the_capture_currency() {
+    let rules =
+        set(&[("m.lua", &rule_file("m", "pre-validate", None, "return adjust(capture.minor('2000'))"))]);
+    let jpy = CaptureRequest::from_json(
+        br#"{"platform": "optty", "idempotency_key": "k-jpy", "amount": "full",
+             "order": {"id": "o-2", "currency": "JPY", "amount": "5000",
+                       "payments": [{"id": "p", "amount": "5000"}]}}"#,
+    )
+    .unwrap();
+    let yen = |t: &str| Money::parse(t, Currency::from_code("JPY").unwrap()).unwrap();
+    for _ in 0..3 {
+        let v = with_ctx(|ctx| rules.decide(ctx));
+        assert_eq!(v[0].decision, Decision::Adjust { amount: usd("2000.00") });
+        let ctx = RuleContext { request: &jpy, amount: yen("5000"), capturable: yen("5000"), now: now() };
+        let v = rules.decide(&ctx);
+        assert_eq!(v[0].decision, Decision::Adjust { amount: yen("2000") });
+        let minor = set(&[(
+            "n.lua",
+            &rule_file("n", "pre-validate", None, "return hold(tostring(capture.minor('2000')))"),
+        )]);
+        assert_eq!(minor.decide(&ctx)[0].decision, Decision::Hold { reason: "2000".into() });
+        assert_eq!(with_ctx(|c| minor.decide(c))[0].decision, Decision::Hold { reason: "200000".into() });
+    }
+    // Fractions a currency does not have fail closed.
+    let frac = set(&[(
+        "f.lua",
+        &rule_file("f", "pre-validate", None, "local m = capture.minor('1.5') return allow()"),
+    )]);
+    let ctx = RuleContext { request: &jpy, amount: yen("5000"), capturable: yen("5000"), now: now() };
+    assert!(assert_failed(&frac.decide(&ctx)[0]).contains("JPY allows 0"));
+    assert_eq!(with_ctx(|c| frac.decide(c))[0].decision, Decision::Allow);
+}
+
+#[test]
+fn values_reached_through_pairs_are_read_only_too() {
+    let v = decide_one(
+        "for k, v in pairs(ctx.order) do\n      if k == 'amount' then v.minor = 1 end\n    end\n    return allow()",
+    );
+    assert!(assert_failed(&v).contains("ctx is read-only"), "{v:?}");
+    let v = decide_one("for _, p in ipairs(ctx.order.payments) do p.id = 'x' end return allow()");
+    assert!(assert_failed(&v).contains("ctx is read-only"), "{v:?}");
+    let v = decide_one(
+        "return hold(tostring(ctx.amount == ctx.amount) .. tostring(rawequal(ctx.order, ctx.order)) .. tostring(getmetatable(ctx)))",
+    );
+    assert_eq!(v.decision, Decision::Hold { reason: "truetruefalse".into() });
+    let v = decide_one("setmetatable(ctx, nil) return allow()");
+    assert!(assert_failed(&v).contains("protected metatable"), "{v:?}");
+}
+
+#[test]
+fn a_small_budget_is_enforced_precisely() {
+    let limits = Limits { instructions: 300, ..Limits::default() };
+    let files = vec![
+        ("a.lua".to_string(), rule_file("a", "pre-validate", Some(1), "return allow()")),
+        (
+            "b.lua".to_string(),
+            rule_file("b", "pre-validate", Some(2), "for i = 1, 1000 do end return allow()"),
+        ),
+    ];
+    let rules = RuleSet::from_sources(files, limits).unwrap();
+    let v = with_ctx(|ctx| rules.decide(ctx));
+    assert_eq!(v[0].decision, Decision::Allow);
+    assert!(assert_failed(&v[1]).contains("instruction budget exceeded (300 instructions)"), "{v:?}");
 }

@@ -22,6 +22,10 @@
 //! # }
 //! ```
 
+pub mod bigcommerce;
+pub mod faults;
+pub mod medusa;
 pub mod optty;
+pub mod wix;
 
 pub use optty::{OpttyConfig, OpttyEmulator, OpttyOrder, RecordedCapture};

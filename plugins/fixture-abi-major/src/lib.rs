@@ -16,6 +16,8 @@ static DESCRIPTOR: ConnectorDescriptor = ConnectorDescriptor {
     build_capture: None,
     parse_capture: None,
     free_buffer: None,
+    build_status: None,
+    parse_status: None,
 };
 
 /// The entry point, as the ABI names it.

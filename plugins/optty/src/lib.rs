@@ -142,6 +142,7 @@ impl Connector for Optty {
                 amount_encoding: AmountEncoding::DecimalNumber2,
                 max_currency_exponent: 2,
                 idempotency_key: true,
+                status_query: false,
             },
             allowed_hosts: vec!["*.optty.com".into()],
             credentials: vec!["bearer_token".into()],

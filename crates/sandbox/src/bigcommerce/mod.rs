@@ -1,0 +1,1 @@
+//! Bigcommerce emulator (being built).

@@ -1,0 +1,1 @@
+//! Wix emulator (being built).

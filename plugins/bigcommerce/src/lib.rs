@@ -1,0 +1,1 @@
+//! Bigcommerce connector (being built).

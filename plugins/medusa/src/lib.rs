@@ -1,0 +1,1 @@
+//! Medusa connector (being built).

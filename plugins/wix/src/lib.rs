@@ -1,0 +1,1 @@
+//! Wix connector (being built).

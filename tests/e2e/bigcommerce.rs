@@ -1,0 +1,1 @@
+//! Bigcommerce end-to-end scenarios (being built).

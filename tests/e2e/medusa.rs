@@ -1,0 +1,1 @@
+//! Medusa end-to-end scenarios (being built).

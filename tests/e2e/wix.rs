@@ -1,0 +1,1 @@
+//! Wix end-to-end scenarios (being built).
