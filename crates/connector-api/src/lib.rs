@@ -19,6 +19,7 @@
 //!             id: "echo".into(), name: "Echo".into(), version: "0.1.0".into(), schema: SCHEMA_VERSION,
 //!             capabilities: Capabilities {
 //!                 partial_capture: PartialCapture::Always, multiple_payments_per_call: false,
+//!                 max_payments_per_call: None,
 //!                 asynchronous: false, amount_encoding: AmountEncoding::DecimalString,
 //!                 max_currency_exponent: 3, idempotency_key: true, status_query: false,
 //!             },

@@ -44,6 +44,9 @@ pub struct Capabilities {
     pub partial_capture: PartialCapture,
     /// Several payments in one call.
     pub multiple_payments_per_call: bool,
+    /// The most payments one call may carry, if the platform sets a bound (Wix: 100).
+    #[serde(default)]
+    pub max_payments_per_call: Option<u32>,
     /// Captures may finish later (pending first).
     pub asynchronous: bool,
     /// Amount encoding on the wire.

@@ -412,7 +412,18 @@ fn builtin_checks(req: &CaptureRequest, amount: Money, manifest: &Manifest) -> V
         }
     };
     out.push(("partial_capture", partial_check));
-    let payments_check = if !caps.multiple_payments_per_call && targets.len() > 1 {
+    let too_many = caps.max_payments_per_call.is_some_and(|max| targets.len() > max as usize);
+    let payments_check = if too_many {
+        reject(
+            "too_many_payments",
+            format!(
+                "{} captures at most {} payments per call; this capture spans {}",
+                manifest.name,
+                caps.max_payments_per_call.unwrap_or(0),
+                targets.len()
+            ),
+        )
+    } else if !caps.multiple_payments_per_call && targets.len() > 1 {
         reject(
             "multiple_payments_unsupported",
             format!(

@@ -138,6 +138,7 @@ impl Connector for Optty {
             capabilities: Capabilities {
                 partial_capture: PartialCapture::PerPaymentMethod,
                 multiple_payments_per_call: false,
+                max_payments_per_call: Some(1),
                 asynchronous: false,
                 amount_encoding: AmountEncoding::DecimalNumber2,
                 max_currency_exponent: 2,
