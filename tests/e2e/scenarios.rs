@@ -145,3 +145,100 @@ async fn an_unreachable_platform_is_a_retryable_failure_with_nothing_sent() {
         report.outcome
     );
 }
+
+mod faults {
+    use capture_core::{FailureKind, Outcome};
+    use capture_sandbox::faults::Fault;
+
+    use crate::{emulator, engine, engine_on, sample};
+
+    #[tokio::test]
+    async fn a_503_is_retryable_because_the_capture_reference_dedupes() {
+        let emu = emulator().await;
+        emu.faults().push([Fault::status(503)]);
+        let report = engine(&emu).capture_json(&sample("full-capture.json")).await.expect("valid");
+        assert!(
+            matches!(&report.outcome, Outcome::Failed { kind: FailureKind::PlatformUnavailable, retryable: true, platform_code: Some(c), .. } if c == "503"),
+            "{:?}",
+            report.outcome
+        );
+        assert!(emu.captures("ORD-1001").is_empty(), "a 503 before the capture applied nothing");
+        // The retry with the same key goes through once.
+        let again = engine(&emu).capture_json(&sample("full-capture.json")).await.expect("valid");
+        assert!(matches!(again.outcome, Outcome::Captured { .. }), "{:?}", again.outcome);
+        assert_eq!(emu.captures("ORD-1001").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_429_carries_the_reset_hint() {
+        let emu = emulator().await;
+        emu.faults().push([Fault::rate_limited(1500)]);
+        let report = engine(&emu).capture_json(&sample("full-capture.json")).await.expect("valid");
+        assert!(
+            matches!(
+                &report.outcome,
+                Outcome::Failed {
+                    kind: FailureKind::RateLimited,
+                    retryable: true,
+                    retry_after_ms: Some(2000),
+                    ..
+                }
+            ),
+            "{:?}",
+            report.outcome
+        );
+        assert!(emu.captures("ORD-1001").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_after_apply_is_an_unknown_outcome_not_a_failure() {
+        let emu = emulator().await;
+        emu.faults().push([Fault::drop_after_apply()]);
+        let report = engine(&emu).capture_json(&sample("full-capture.json")).await.expect("valid");
+        assert!(
+            matches!(
+                &report.outcome,
+                Outcome::Failed { kind: FailureKind::OutcomeUnknown, retryable: false, .. }
+            ),
+            "{:?}",
+            report.outcome
+        );
+        assert_eq!(emu.captures("ORD-1001").len(), 1, "the platform did capture");
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_past_the_timeout_is_an_unknown_outcome() {
+        let emu = emulator().await;
+        emu.faults().push([Fault::delay(3_000)]);
+        let engine = engine_on(
+            "optty",
+            &emu.base_url(),
+            &[],
+            &[("bearer_token", crate::TOKEN)],
+            capture_engine::RuleSet::empty(),
+        );
+        let report = engine.capture_json(&sample("full-capture.json")).await.expect("valid");
+        match &report.outcome {
+            Outcome::Failed { kind: FailureKind::OutcomeUnknown, message, .. } => {
+                assert!(message.contains("no answer within 2000 ms"), "{message}")
+            }
+            other => panic!("expected an unknown outcome, got {other:?}"),
+        }
+        assert_eq!(emu.captures("ORD-1001").len(), 1, "the platform did capture");
+    }
+
+    #[tokio::test]
+    async fn optty_has_no_status_query() {
+        let emu = emulator().await;
+        let q = capture_engine::StatusQuery {
+            platform: "optty".into(),
+            order_id: "ORD-1001".into(),
+            currency: capture_core::Currency::from_code("USD").expect("USD"),
+            payment_ids: vec![],
+            idempotency_key: None,
+            platform_capture_id: None,
+        };
+        let err = engine(&emu).status(&q).await.expect_err("Optty documents no status route");
+        assert!(err.to_string().contains("cannot read a capture's state"), "{err}");
+    }
+}

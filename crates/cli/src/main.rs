@@ -3,6 +3,7 @@
 //! ```text
 //! capture demo                                   # emulator + real plugin + example rules, no credentials
 //! capture run --config capture.toml REQUEST.json # one capture, report as JSON on stdout
+//! capture status --config capture.toml --platform bigcommerce ORDER  # what became of a capture
 //! capture sandbox --port 8080                    # the Optty emulator alone, for your own tries
 //! ```
 //!
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use capture_core::{CaptureReport, FailureKind, Outcome, Timestamp};
+use capture_core::{FailureKind, Outcome, Timestamp};
 use capture_engine::{CaptureError, EngineBuilder, EngineConfig, EngineError, FixedClock};
 use clap::{Parser, Subcommand};
 
@@ -70,6 +71,33 @@ enum Command {
         /// The request (JSON file, or `-` for standard input).
         request: PathBuf,
     },
+    /// Ask the platform what became of an order's captures (asynchronous captures, outcomes left
+    /// unknown) and print the status report as JSON.
+    Status {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The platform (connector id).
+        #[arg(long)]
+        platform: String,
+        /// The order currency (ISO 4217).
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// A payment id to read (repeat for several; none: all of the order's).
+        #[arg(long = "payment")]
+        payments: Vec<String>,
+        /// The platform's capture id, if the capture returned one.
+        #[arg(long)]
+        capture_id: Option<String>,
+        /// The capture's idempotency key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Fix the clock (RFC 3339), for reproducible reports.
+        #[arg(long)]
+        now: Option<String>,
+        /// The platform's order id.
+        order: String,
+    },
     /// Run the Optty emulator in the foreground (loopback only) until interrupted.
     Sandbox {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -78,9 +106,9 @@ enum Command {
     },
 }
 
-/// The exit code for a report's outcome.
-pub(crate) fn exit_code(report: &CaptureReport) -> u8 {
-    match &report.outcome {
+/// The exit code for an outcome.
+pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
         Outcome::Captured { .. } => exit::CAPTURED,
         Outcome::Pending { .. } => exit::PENDING,
         Outcome::AlreadyCaptured { .. } => exit::ALREADY_CAPTURED,
@@ -105,6 +133,25 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo { plugins, rules, reports } => demo::run(plugins, &rules, reports).await,
             Command::Run { config, now, request } => run(&config, now.as_deref(), &request).await,
+            Command::Status { config, platform, currency, payments, capture_id, key, now, order } => {
+                let currency = capture_core::Currency::from_code(&currency).map_err(|e| {
+                    capture_core::RequestError::Invalid { field: "--currency".into(), problem: e.to_string() }
+                });
+                match currency {
+                    Ok(currency) => {
+                        let q = capture_engine::StatusQuery {
+                            platform,
+                            order_id: order,
+                            currency,
+                            payment_ids: payments,
+                            idempotency_key: key,
+                            platform_capture_id: capture_id,
+                        };
+                        status(&config, now.as_deref(), &q).await
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
             Command::Sandbox { port } => sandbox(port).await,
         }
     });
@@ -145,20 +192,29 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     };
     // The request is validated before anything is loaded, so a bad request never costs a plugin load.
     let req = capture_core::CaptureRequest::from_json(&body)?;
+    let report = engine(config, now)?.capture(req).await?;
+    let code = exit_code(&report.outcome);
+    print!("{}", report.to_json());
+    if code != exit::CAPTURED {
+        eprintln!("capture {}: {}", report.outcome.status(), demo::describe(&report.outcome));
+    }
+    Ok(code)
+}
+
+fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engine::Engine> {
     let cfg = EngineConfig::load(config)?;
     let mut builder = EngineBuilder::from_config(&cfg)?;
     if let Some(now) = now {
         let t = Timestamp::parse_rfc3339(now).map_err(|e| anyhow::anyhow!("--now: {e}"))?;
         builder = builder.clock(Arc::new(FixedClock(t)));
     }
-    let engine = builder.build()?;
-    let report = engine.capture(req).await?;
-    let code = exit_code(&report);
+    Ok(builder.build()?)
+}
+
+async fn status(config: &Path, now: Option<&str>, q: &capture_engine::StatusQuery) -> anyhow::Result<u8> {
+    let report = engine(config, now)?.status(q).await?;
     print!("{}", report.to_json());
-    if code != exit::CAPTURED {
-        eprintln!("capture {}: {}", report.outcome.status(), demo::describe(&report.outcome));
-    }
-    Ok(code)
+    Ok(exit_code(&report.outcome))
 }
 
 async fn sandbox(port: u16) -> anyhow::Result<u8> {

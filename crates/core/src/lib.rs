@@ -30,7 +30,7 @@ pub use money::{Currency, ExactDecimal, Money, MoneyError, parse_decimal};
 pub use outcome::{FailureKind, Outcome};
 pub use report::{
     CaptureReport, ConnectorRef, Exchange, REPORT_SCHEMA, RecordedHeader, RecordedRequest, RecordedResponse,
-    Requested, Stage, Step, StepSource,
+    Requested, STATUS_SCHEMA, Stage, StatusReport, Step, StepSource,
 };
 pub use request::{
     AuthorizedPayment, CaptureRequest, EarlierCapture, MetadataValue, OrderSnapshot, PaymentAmount,

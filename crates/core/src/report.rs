@@ -175,3 +175,36 @@ impl CaptureReport {
         s
     }
 }
+
+/// Version of the status report's JSON shape.
+pub const STATUS_SCHEMA: &str = "capture-status/1";
+
+/// The report of one status query: what the platform says of an order's captures now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    /// Status report schema version.
+    pub schema: &'static str,
+    /// Platform.
+    pub platform: String,
+    /// Order id.
+    pub order_id: String,
+    /// When the platform was asked (from the injected clock).
+    pub checked_at: Timestamp,
+    /// The connector that asked.
+    pub connector: ConnectorRef,
+    /// Every step in order.
+    pub steps: Vec<Step>,
+    /// The HTTP exchange(s).
+    pub exchanges: Vec<Exchange>,
+    /// What the platform says: captured (with the amount), pending, or failed.
+    pub outcome: Outcome,
+}
+
+impl StatusReport {
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        s.push('\n');
+        s
+    }
+}

@@ -5,20 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capture_connector_api::{
-    CallPayment, CallShipping, CaptureCall, CaptureResult, Manifest, ParseCall, PartialCapture, ResultStatus,
-    SCHEMA_VERSION,
+    CallPayment, CallShipping, CaptureCall, CaptureResult, HttpResponse, Manifest, ParseCall, PartialCapture,
+    ResultStatus, SCHEMA_VERSION, StatusCall, StatusParseCall,
 };
 use capture_core::{
     CaptureReport, CaptureRequest, ConnectorRef, Decision, Exchange, FailureKind, Money, Outcome,
     REPORT_SCHEMA, RecordedHeader, RecordedRequest, RecordedResponse, RequestError, Requested,
-    RequestedAmount, Stage, Step, StepSource, merge,
+    RequestedAmount, STATUS_SCHEMA, Stage, StatusReport, Step, StepSource, merge,
 };
 use capture_rules::{RuleContext, RuleSet, RuleVerdict};
 
 use crate::clock::{Clock, DerivedIds, IdGenerator, SystemClock};
 use crate::config::{ConfigError, EngineConfig, Secret};
 use crate::hooks::{Hook, HookContext};
-use crate::plugin::{Plugin, PluginLoadError};
+use crate::plugin::{Plugin, PluginCallError, PluginLoadError};
 use crate::transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 
 /// Errors building an engine.
@@ -46,6 +46,23 @@ pub enum CaptureError {
     /// The request is malformed or names something the engine does not have.
     #[error(transparent)]
     Request(#[from] RequestError),
+}
+
+/// A status query: which order's captures to read back from which platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusQuery {
+    /// The platform (connector id).
+    pub platform: String,
+    /// The platform's order id.
+    pub order_id: String,
+    /// The order currency.
+    pub currency: capture_core::Currency,
+    /// The payments to read (empty: all of the order's).
+    pub payment_ids: Vec<String>,
+    /// The capture's idempotency key, if known.
+    pub idempotency_key: Option<String>,
+    /// The platform's capture id, if known.
+    pub platform_capture_id: Option<String>,
 }
 
 /// A platform the engine can capture on: its connector and its settings.
@@ -277,6 +294,7 @@ impl std::fmt::Debug for Engine {
 }
 
 /// What the pipeline accumulates for the report.
+#[derive(Default)]
 struct Run {
     steps: Vec<Step>,
     exchanges: Vec<Exchange>,
@@ -521,6 +539,92 @@ impl Engine {
         self.platforms.iter().map(|(id, p)| (id.as_str(), p.plugin.as_ref()))
     }
 
+    /// Asks the platform what became of an order's captures (for asynchronous captures and for
+    /// outcomes left unknown), through the connector's status query (ABI 1.1).
+    pub async fn status(&self, q: &StatusQuery) -> Result<StatusReport, CaptureError> {
+        let platform = self.platform(&q.platform)?;
+        let plugin = &platform.plugin;
+        let manifest = plugin.manifest();
+        if !plugin.supports_status() {
+            return Err(RequestError::Invalid {
+                field: "platform".into(),
+                problem: format!("connector `{}` cannot read a capture's state", manifest.id),
+            }
+            .into());
+        }
+        let mut run = Run::default();
+        let call = StatusCall {
+            schema: SCHEMA_VERSION,
+            base_url: platform.setup.base_url.trim_end_matches('/').to_owned(),
+            settings: platform.setup.settings.clone(),
+            order_id: q.order_id.clone(),
+            currency: q.currency.code().into(),
+            currency_exponent: q.currency.exponent(),
+            payment_ids: q.payment_ids.clone(),
+            idempotency_key: q.idempotency_key.clone(),
+            platform_capture_id: q.platform_capture_id.clone(),
+        };
+        let build_step = format!("{}.build_status", manifest.id);
+        let parse_step = format!("{}.parse_status", manifest.id);
+        let version = Some(manifest.version.clone());
+        let built = plugin.build_status(&call);
+        let outcome = match self.exchange(platform, Stage::Capture, &build_step, built, &mut run).await {
+            Err(outcome) => outcome,
+            Ok(response) => {
+                let status = response.status;
+                let parsed = plugin
+                    .parse_status(&StatusParseCall { schema: SCHEMA_VERSION, status: call, response })
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| self.outcome_of(r, q.currency, None));
+                match parsed {
+                    Ok(o) => {
+                        run.step(
+                            Stage::Capture,
+                            StepSource::Connector,
+                            &parse_step,
+                            version,
+                            o.status(),
+                            None,
+                        );
+                        o
+                    }
+                    Err(problem) => {
+                        run.step(
+                            Stage::Capture,
+                            StepSource::Connector,
+                            &parse_step,
+                            version,
+                            "error",
+                            Some(problem.clone()),
+                        );
+                        Self::unreadable(status, problem)
+                    }
+                }
+            }
+        };
+        Ok(StatusReport {
+            schema: STATUS_SCHEMA,
+            platform: q.platform.clone(),
+            order_id: q.order_id.clone(),
+            checked_at: self.clock.now(),
+            connector: ConnectorRef { id: manifest.id.clone(), version: manifest.version.clone() },
+            steps: run.steps,
+            exchanges: run.exchanges,
+            outcome,
+        })
+    }
+
+    fn platform(&self, id: &str) -> Result<&Platform, CaptureError> {
+        self.platforms.get(id).ok_or_else(|| {
+            let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
+            RequestError::Invalid {
+                field: "platform".into(),
+                problem: format!("`{id}` is not a configured platform (configured: {})", known.join(", ")),
+            }
+            .into()
+        })
+    }
+
     /// Parses a JSON request and captures it.
     pub async fn capture_json(&self, json: &[u8]) -> Result<CaptureReport, CaptureError> {
         let request = CaptureRequest::from_json(json)?;
@@ -530,27 +634,10 @@ impl Engine {
     /// Runs the pipeline for one request and returns its report. Every failure after the request
     /// was accepted is an outcome in the report, not an error.
     pub async fn capture(&self, req: CaptureRequest) -> Result<CaptureReport, CaptureError> {
-        let Some(platform) = self.platforms.get(&req.platform) else {
-            let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
-            return Err(RequestError::Invalid {
-                field: "platform".into(),
-                problem: format!(
-                    "`{}` is not a configured platform (configured: {})",
-                    req.platform,
-                    known.join(", ")
-                ),
-            }
-            .into());
-        };
+        let platform = self.platform(&req.platform)?;
         let manifest = platform.plugin.manifest();
         let now = self.clock.now();
-        let mut run = Run {
-            steps: Vec::new(),
-            exchanges: Vec::new(),
-            tags: BTreeSet::new(),
-            notes: Vec::new(),
-            follow_ups: Vec::new(),
-        };
+        let mut run = Run::default();
         let cur = req.order.currency;
         let capturable = req.order.capturable().unwrap_or_else(|_| Money::zero(cur));
         let mut amount = match req.amount {
@@ -740,88 +827,15 @@ impl Engine {
                 tracking_number: s.tracking_number.clone(),
             }),
         };
-        let http = match plugin.build_capture(&call) {
-            Ok(h) => h,
-            Err(e) => {
-                run.step(
-                    Stage::Capture,
-                    StepSource::Connector,
-                    &build_step,
-                    version,
-                    "error",
-                    Some(e.to_string()),
-                );
-                return connector_failure(format!("{} (nothing was sent)", e));
-            }
-        };
-        let outgoing = match self.check_request(platform, &http) {
-            Ok(o) => o,
-            Err(problem) => {
-                let msg = format!("connector built an unacceptable request: {problem} (nothing was sent)");
-                run.step(
-                    Stage::Capture,
-                    StepSource::Connector,
-                    &build_step,
-                    version,
-                    "error",
-                    Some(msg.clone()),
-                );
-                return connector_failure(msg);
-            }
-        };
-        run.step(
-            Stage::Capture,
-            StepSource::Connector,
-            &build_step,
-            version.clone(),
-            "ok",
-            Some(format!("{} {}", http.method, http.url)),
-        );
-        let recorded = redact(&http);
-        let response = match self.transport.send(outgoing, platform.setup.timeout).await {
+        let built = plugin.build_capture(&call);
+        let response = match self.exchange(platform, Stage::Capture, &build_step, built, run).await {
             Ok(r) => r,
-            Err(e) => {
-                run.step(Stage::Capture, StepSource::Transport, "http", None, "error", Some(e.to_string()));
-                run.exchanges.push(Exchange { request: recorded, response: None });
-                return match e {
-                    TransportError::Connect(m) => Outcome::Failed {
-                        kind: FailureKind::PlatformUnavailable,
-                        retryable: true,
-                        platform_code: None,
-                        message: format!("could not connect, nothing was sent: {m}"),
-                        retry_after_ms: None,
-                    },
-                    TransportError::Invalid(m) => {
-                        connector_failure(format!("request could not be sent: {m}"))
-                    }
-                    other => Outcome::Failed {
-                        kind: FailureKind::OutcomeUnknown,
-                        retryable: false,
-                        platform_code: None,
-                        message: format!(
-                            "{other}: the platform may have applied the capture; read its state before retrying"
-                        ),
-                        retry_after_ms: None,
-                    },
-                };
-            }
+            Err(outcome) => return outcome,
         };
-        run.step(
-            Stage::Capture,
-            StepSource::Transport,
-            "http",
-            None,
-            "ok",
-            Some(format!("status {}", response.status)),
-        );
-        run.exchanges.push(Exchange {
-            request: recorded,
-            response: Some(RecordedResponse { status: response.status, body: response.body.clone() }),
-        });
         let status = response.status;
         let parsed = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response });
         match parsed {
-            Ok(result) => match self.outcome_of(result, amount) {
+            Ok(result) => match self.outcome_of(result, amount.currency(), Some(amount)) {
                 Ok(outcome) => {
                     run.step(
                         Stage::Capture,
@@ -859,6 +873,84 @@ impl Engine {
         }
     }
 
+    /// Checks what the connector built, adds the secrets, sends it and records the exchange.
+    /// Every failure on the way comes back as the outcome to report.
+    async fn exchange(
+        &self,
+        platform: &Platform,
+        stage: Stage,
+        build_step: &str,
+        built: Result<capture_connector_api::HttpRequest, PluginCallError>,
+        run: &mut Run,
+    ) -> Result<HttpResponse, Outcome> {
+        let version = Some(platform.plugin.manifest().version.clone());
+        let http = match built {
+            Ok(h) => h,
+            Err(e) => {
+                run.step(stage, StepSource::Connector, build_step, version, "error", Some(e.to_string()));
+                return Err(connector_failure(format!("{e} (nothing was sent)")));
+            }
+        };
+        let outgoing = match self.check_request(platform, &http) {
+            Ok(o) => o,
+            Err(problem) => {
+                let msg = format!("connector built an unacceptable request: {problem} (nothing was sent)");
+                run.step(stage, StepSource::Connector, build_step, version, "error", Some(msg.clone()));
+                return Err(connector_failure(msg));
+            }
+        };
+        run.step(
+            stage,
+            StepSource::Connector,
+            build_step,
+            version.clone(),
+            "ok",
+            Some(format!("{} {}", http.method, http.url)),
+        );
+        let recorded = redact(&http);
+        let response = match self.transport.send(outgoing, platform.setup.timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                run.step(stage, StepSource::Transport, "http", None, "error", Some(e.to_string()));
+                run.exchanges.push(Exchange { request: recorded, response: None });
+                return Err(match e {
+                    TransportError::Connect(m) => Outcome::Failed {
+                        kind: FailureKind::PlatformUnavailable,
+                        retryable: true,
+                        platform_code: None,
+                        message: format!("could not connect, nothing was sent: {m}"),
+                        retry_after_ms: None,
+                    },
+                    TransportError::Invalid(m) => {
+                        connector_failure(format!("request could not be sent: {m}"))
+                    }
+                    other => Outcome::Failed {
+                        kind: FailureKind::OutcomeUnknown,
+                        retryable: false,
+                        platform_code: None,
+                        message: format!(
+                            "{other}: the platform may have applied the request; read its state before retrying"
+                        ),
+                        retry_after_ms: None,
+                    },
+                });
+            }
+        };
+        run.step(
+            stage,
+            StepSource::Transport,
+            "http",
+            None,
+            "ok",
+            Some(format!("status {}", response.status)),
+        );
+        run.exchanges.push(Exchange {
+            request: recorded,
+            response: Some(RecordedResponse { status: response.status, body: response.body.clone() }),
+        });
+        Ok(response)
+    }
+
     /// The platform answered but its answer could not be read: if it might have been a success,
     /// the outcome is unknown, never a failure that invites a blind retry.
     fn unreadable(status: u16, problem: String) -> Outcome {
@@ -875,13 +967,16 @@ impl Engine {
         }
     }
 
-    fn outcome_of(&self, result: CaptureResult, amount: Money) -> Result<Outcome, String> {
+    fn outcome_of(
+        &self,
+        result: CaptureResult,
+        currency: capture_core::Currency,
+        requested: Option<Money>,
+    ) -> Result<Outcome, String> {
         let captured = |r: &CaptureResult| -> Result<Money, String> {
             match &r.captured_amount {
-                None => Ok(amount),
-                Some(text) => {
-                    Money::parse(text, amount.currency()).map_err(|e| format!("captured_amount: {e}"))
-                }
+                None => requested.ok_or_else(|| "captured_amount is missing".to_owned()),
+                Some(text) => Money::parse(text, currency).map_err(|e| format!("captured_amount: {e}")),
             }
         };
         Ok(match result.status {

@@ -35,7 +35,7 @@ mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
 pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, Secret};
-pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup};
+pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery};
 pub use hooks::{Hook, HookContext, Observation};
 pub use plugin::{Plugin, PluginCallError, PluginLoadError};
 pub use transport::{HttpTransport, OutgoingRequest, Transport, TransportError};

@@ -85,11 +85,10 @@ mod validation;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use rust_decimal::Decimal;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::faults::{FaultPlan, Server};
 
 /// Payment methods the emulator knows, with whether each supports partial capture.
 ///
@@ -246,16 +245,18 @@ impl Booked {
 struct State {
     config: OpttyConfig,
     orders: BTreeMap<String, Booked>,
+    faults: FaultPlan,
 }
 
 impl State {
     fn new(config: OpttyConfig) -> State {
-        let mut state = State { config, orders: BTreeMap::new() };
+        let mut state = State { config, orders: BTreeMap::new(), faults: FaultPlan::default() };
         state.reset();
         state
     }
 
     fn reset(&mut self) {
+        self.faults.clear();
         self.orders.clear();
         for order in self.config.orders.clone() {
             self.put_order(order);
@@ -332,10 +333,9 @@ fn lock(state: &Shared) -> MutexGuard<'_, State> {
 /// Dropping the handle stops the server; [`OpttyEmulator::shutdown`] stops it gracefully.
 #[derive(Debug)]
 pub struct OpttyEmulator {
-    addr: SocketAddr,
+    server: Server,
     state: Shared,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    faults: FaultPlan,
 }
 
 impl OpttyEmulator {
@@ -347,30 +347,27 @@ impl OpttyEmulator {
     /// Starts the emulator on `addr` (port 0 picks a free port). Keep it on loopback: the control
     /// API has no authentication.
     pub async fn start_on(addr: SocketAddr, config: OpttyConfig) -> std::io::Result<OpttyEmulator> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let state: Shared = Arc::new(Mutex::new(State::new(config)));
-        let router = server::router(Arc::clone(&state));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let signal = async move {
-                // Either a shutdown request or the handle being dropped.
-                let _ = stopped.await;
-            };
-            // `serve` only returns once the signal fired; its io::Result is always Ok.
-            let _ = axum::serve(listener, router).with_graceful_shutdown(signal).await;
-        });
-        Ok(OpttyEmulator { addr, state, stop: Some(stop), task: Some(task) })
+        let state = State::new(config);
+        let faults = state.faults.clone();
+        let state: Shared = Arc::new(Mutex::new(state));
+        let router = server::router(Arc::clone(&state)).merge(faults.routes());
+        let server = Server::start(addr, router).await?;
+        Ok(OpttyEmulator { server, state, faults })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
+    }
+
+    /// The fault queue: each capture request takes the next fault (see [`crate::faults`]).
+    pub fn faults(&self) -> &FaultPlan {
+        &self.faults
     }
 
     /// The captures accepted for an order, in order (empty for an unknown order).
@@ -393,31 +390,13 @@ impl OpttyEmulator {
         lock(&self.state).put_order(order);
     }
 
-    /// Back to the orders the emulator was started with, and no captures.
+    /// Back to the orders the emulator was started with, no captures and no queued faults.
     pub fn reset(&self) {
         lock(&self.state).reset();
     }
 
     /// Stops accepting connections, lets requests in flight finish (up to 5 seconds), then returns.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for OpttyEmulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Number, Value, json};
 
 use super::validation::{parse_json_body, validate_capture, validate_order};
 use super::{Booked, CaptureError, Shared, lock, two_places};
+use crate::faults::{self, Fault, FaultKind};
 
 /// The emulator's routes over the shared state.
 pub(super) fn router(state: Shared) -> Router {
@@ -108,9 +109,14 @@ async fn capture(
         Ok(request) => request,
         Err(messages) => return bad_request_list(messages),
     };
+    // Injected faults: those that stand in for the platform's answer come before the capture.
+    let fault = lock(&state).faults.next();
+    if let Some(f) = fault.filter(|f| !f.applies()) {
+        return fault_response(&f);
+    }
     // 4, 5. The order and the business rules (the lock is released before any await).
     let result = lock(&state).capture(&merchant, &order_reference, request);
-    match result {
+    let response = match result {
         Ok(capture) => json_response(
             StatusCode::OK,
             &json!({
@@ -121,7 +127,33 @@ async fn capture(
         ),
         Err(e @ CaptureError::OrderNotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // Faults that show after the capture was applied.
+    match fault {
+        Some(f) if f.kind == FaultKind::Delay => {
+            faults::wait(&f).await;
+            response
+        }
+        Some(f) if f.kind == FaultKind::DropAfterApply => faults::dropped_connection(),
+        Some(f) => fault_response(&f),
+        None => response,
     }
+}
+
+/// The answer a fault stands for, in NestJS's shape: 429 from its throttler with `Retry-After`
+/// (whole seconds, rounded up), other statuses with their reason phrase.
+fn fault_response(fault: &Fault) -> Response {
+    let status =
+        fault.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if fault.kind == FaultKind::RateLimited {
+        let seconds = fault.reset_ms.unwrap_or(1000).div_ceil(1000);
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "ThrottlerException: Too Many Requests");
+        if let Ok(v) = header::HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    error(status, status.canonical_reason().unwrap_or("Error"))
 }
 
 /// `POST /_sandbox/reset`.
