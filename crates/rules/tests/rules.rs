@@ -571,6 +571,7 @@ fn observe_returns_sorted_unique_tags_notes_and_follow_ups() {
         retryable: false,
         platform_code: None,
         message: "timeout".into(),
+        retry_after_ms: None,
     };
     let v = with_ctx(|ctx| rules.observe(ctx, &failed));
     assert!(assert_failed(&v[0]).contains("attempt to index a nil value"), "{:?}", v[0]);
@@ -614,7 +615,8 @@ fn observe_returns_sorted_unique_tags_notes_and_follow_ups() {
             kind: FailureKind::RateLimited,
             retryable: true,
             platform_code: Some("429".into()),
-            message: "slow down".into()
+            message: "slow down".into(),
+            retry_after_ms: Some(1000),
         }),
         "status=failed kind=rate_limited message=slow down by=nil code=429 platform_capture_id=nil retryable=true amount=nil"
     );
