@@ -11,13 +11,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use capture_core::{CaptureReport, Outcome, Timestamp};
-use capture_engine::{Engine, FixedClock, PlatformSetup, Plugin, RuleLimits, RuleSet, Secret};
+use capture_engine::{Engine, FixedClock, PlatformSetup, Plugin, RuleLimits, RuleSet, Secret, StatusQuery};
+use capture_sandbox::bigcommerce::{BigCommerceConfig, BigCommerceEmulator};
 use capture_sandbox::{OpttyConfig, OpttyEmulator};
 
 use crate::exit;
-
-/// The emulator's demo token: public sandbox data, not a secret of anyone's.
-const DEMO_TOKEN: &str = "sandbox-optty-token";
 
 struct Scenario {
     title: &'static str,
@@ -25,41 +23,59 @@ struct Scenario {
     expect: &'static str,
 }
 
+/// A platform of the demo: its emulator, plugin and sandbox credentials.
+struct DemoPlatform {
+    id: &'static str,
+    base_url: String,
+    settings: &'static [(&'static str, &'static str)],
+    credentials: &'static [(&'static str, &'static str)],
+}
+
 const SCENARIOS: &[Scenario] = &[
     Scenario {
-        title: "full capture",
+        title: "Optty: full capture",
         request: include_str!("../../../examples/requests/full-capture.json"),
         expect: "captured",
     },
     Scenario {
-        title: "partial capture (50.1 read exactly)",
+        title: "Optty: partial capture (50.1 read exactly)",
         request: include_str!("../../../examples/requests/partial-capture.json"),
         expect: "captured",
     },
     Scenario {
-        title: "held by a rule",
+        title: "Optty: held by a rule",
         request: include_str!("../../../examples/requests/held-large-order.json"),
         expect: "held",
     },
     Scenario {
-        title: "rejected by a rule",
+        title: "Optty: rejected by a rule",
         request: include_str!("../../../examples/requests/rejected-missing-tracking.json"),
         expect: "rejected",
     },
     Scenario {
-        title: "rejected by the built-in bounds",
+        title: "Optty: rejected by the built-in bounds",
         request: include_str!("../../../examples/requests/over-capture.json"),
         expect: "rejected",
     },
     Scenario {
-        title: "refused by the platform (400)",
+        title: "Optty: refused by the platform (400)",
         request: include_str!("../../../examples/requests/platform-refuses-partial.json"),
         expect: "failed",
     },
     Scenario {
-        title: "refused by the platform (404)",
+        title: "Optty: refused by the platform (404)",
         request: include_str!("../../../examples/requests/platform-unknown-order.json"),
         expect: "failed",
+    },
+    Scenario {
+        title: "BigCommerce: full capture (asynchronous)",
+        request: include_str!("../../../examples/requests/bigcommerce-full-capture.json"),
+        expect: "pending",
+    },
+    Scenario {
+        title: "BigCommerce: partial refused before any call",
+        request: include_str!("../../../examples/requests/bigcommerce-partial-refused.json"),
+        expect: "rejected",
     },
 ];
 
@@ -97,48 +113,63 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
             .map(Path::to_path_buf)
             .context("the executable has no parent folder")?,
     };
-    let plugin = Plugin::load(&plugin_file(&plugin_dir, "capture_plugin_optty"))?;
     let rule_set = RuleSet::load_dir(rules, RuleLimits::default())
         .map_err(capture_engine::EngineError::from)
-        .with_context(|| {
-            format!("loading the demo rule pack {} (run the demo from the repository root)", rules.display())
-        })?;
-    let emulator = OpttyEmulator::start(OpttyConfig::demo()).await.context("starting the Optty emulator")?;
+        .with_context(|| format!("loading the demo rule pack {} (run the demo from the repository root)", rules.display()))?;
+    let optty = OpttyEmulator::start(OpttyConfig::demo()).await.context("starting the Optty emulator")?;
+    let bigcommerce =
+        BigCommerceEmulator::start(BigCommerceConfig::demo()).await.context("starting the BigCommerce emulator")?;
+    let platforms = [
+        DemoPlatform {
+            id: "optty",
+            base_url: optty.base_url(),
+            settings: &[],
+            credentials: &[("bearer_token", "sandbox-optty-token")],
+        },
+        DemoPlatform {
+            id: "bigcommerce",
+            base_url: bigcommerce.base_url(),
+            settings: &[("store_hash", "abc123")],
+            credentials: &[("access_token", "sandbox-bigcommerce-token")],
+        },
+    ];
 
-    println!("capture demo");
-    println!("  platform  Optty emulator on {} (real HTTP over loopback)", emulator.base_url());
-    println!(
-        "  connector {} {} from {} (ABI {}.{})",
-        plugin.manifest().id,
-        plugin.manifest().version,
-        plugin.path().display(),
-        plugin.abi_version().0,
-        plugin.abi_version().1
-    );
-    let rule_names: Vec<String> = rule_set.rules().iter().map(|r| r.name.clone()).collect();
-    println!("  rules     {} [{}] version {}", rules.display(), rule_names.join(", "), rule_set.version());
-    println!();
-
-    let engine = Engine::builder()
-        .plugin(Arc::new(plugin))?
-        .rules(rule_set)
-        .clock(Arc::new(FixedClock(
-            Timestamp::parse_rfc3339("2026-11-21T09:00:00Z").map_err(anyhow::Error::msg)?,
-        )))
-        .platform(
-            "optty",
+    println!("capture demo: every platform is an emulator on loopback (real HTTP), every connector a shared library");
+    let mut builder = Engine::builder();
+    for p in &platforms {
+        let plugin = Plugin::load(&plugin_file(&plugin_dir, &format!("capture_plugin_{}", p.id)))?;
+        let (major, minor) = plugin.abi_version();
+        println!(
+            "  {:<12} {} (ABI {major}.{minor}) -> {}",
+            p.id,
+            plugin.path().display(),
+            p.base_url
+        );
+        let own = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        builder = builder.plugin(Arc::new(plugin))?.platform(
+            p.id,
             PlatformSetup {
-                base_url: emulator.base_url(),
+                base_url: p.base_url.clone(),
                 timeout: std::time::Duration::from_secs(10),
-                settings: BTreeMap::new(),
-                credentials: BTreeMap::from([("bearer_token".to_owned(), Secret::new(DEMO_TOKEN))]),
+                settings: own(p.settings),
+                // Sandbox data of the emulators, not anyone's secret.
+                credentials: own(p.credentials).into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
             },
-        )
+        );
+    }
+    let rule_names: Vec<String> = rule_set.rules().iter().map(|r| r.name.clone()).collect();
+    println!("  rules        {} [{}] version {}", rules.display(), rule_names.join(", "), rule_set.version());
+    println!();
+    let engine = builder
+        .rules(rule_set)
+        .clock(Arc::new(FixedClock(Timestamp::parse_rfc3339("2026-11-21T09:00:00Z").map_err(anyhow::Error::msg)?)))
         .build()?;
 
     let mut reports: Vec<CaptureReport> = Vec::new();
     let mut surprises = 0;
-    println!("  {:<38} {:<10} {:<10} detail", "scenario", "order", "outcome");
+    println!("  {:<46} {:<10} {:<10} detail", "scenario", "order", "outcome");
     for s in SCENARIOS {
         let report = engine
             .capture_json(s.request.as_bytes())
@@ -150,7 +181,7 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
             surprises += 1;
         }
         println!(
-            "{mark} {:<38} {:<10} {:<10} {}",
+            "{mark} {:<46} {:<10} {:<10} {}",
             s.title,
             report.order_id,
             status,
@@ -158,16 +189,44 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
         );
         reports.push(report);
     }
+
+    // An asynchronous capture settles later: ask the platform.
+    let q = StatusQuery {
+        platform: "bigcommerce".into(),
+        order_id: "100".into(),
+        currency: capture_core::Currency::from_code("USD").map_err(anyhow::Error::msg)?,
+        payment_ids: vec![],
+        idempotency_key: Some("bc-100-capture-1".into()),
+        platform_capture_id: None,
+    };
+    let status = engine.status(&q).await?;
+    let mark = if status.outcome.status() == "captured" { " " } else { "!" };
+    if mark == "!" {
+        surprises += 1;
+    }
+    println!(
+        "{mark} {:<46} {:<10} {:<10} {}",
+        "BigCommerce: status query, the capture settled",
+        status.order_id,
+        status.outcome.status(),
+        describe(&status.outcome)
+    );
+
     println!();
-    println!("  the emulator's books:");
+    println!("  the Optty emulator's books:");
     for order in ["ORD-1001", "ORD-1002", "ORD-1003", "ORD-1004", "ORD-1005", "ORD-1006"] {
-        let captures = emulator.captures(order);
+        let captures = optty.captures(order);
         let list: Vec<String> = captures
             .iter()
             .map(|c| format!("{} {} ({})", c.capture_id, c.amount, c.capture_reference))
             .collect();
         println!("    {order}: {}", if list.is_empty() { "no capture".to_owned() } else { list.join(", ") });
     }
+    println!(
+        "  the BigCommerce emulator: order 100 is `{}`, order 101 is `{}`",
+        bigcommerce.payment_status(100).unwrap_or_default(),
+        bigcommerce.payment_status(101).unwrap_or_default()
+    );
     if print_reports {
         for r in &reports {
             println!();
@@ -177,7 +236,8 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
         println!();
         println!("  (add --reports to print every capture report as JSON)");
     }
-    emulator.shutdown().await;
+    optty.shutdown().await;
+    bigcommerce.shutdown().await;
     if surprises > 0 {
         bail!("{surprises} scenario(s) did not end as expected (marked with !)");
     }
