@@ -4,6 +4,7 @@
 //! The plugins and the `capture` binary must be built first: `cargo build --workspace`
 //! (the README's test command does it).
 
+mod abi;
 mod bad_requests;
 mod bigcommerce;
 mod medusa;

@@ -1,0 +1,1 @@
+//! ABI hardening end-to-end tests (being built).
