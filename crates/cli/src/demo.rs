@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use capture_core::{CaptureReport, Outcome, Timestamp};
 use capture_engine::{Engine, FixedClock, PlatformSetup, Plugin, RuleLimits, RuleSet, Secret, StatusQuery};
 use capture_sandbox::bigcommerce::{BigCommerceConfig, BigCommerceEmulator};
+use capture_sandbox::wix::{WixConfig, WixEmulator};
 use capture_sandbox::{OpttyConfig, OpttyEmulator};
 
 use crate::exit;
@@ -77,7 +78,25 @@ const SCENARIOS: &[Scenario] = &[
         request: include_str!("../../../examples/requests/bigcommerce-partial-refused.json"),
         expect: "rejected",
     },
+    Scenario {
+        title: "Wix: two payments in one call",
+        request: include_str!("../../../examples/requests/wix-full-capture.json"),
+        expect: "pending",
+    },
+    Scenario {
+        title: "Wix: PAYMENT_ALREADY_CAPTURED",
+        request: include_str!("../../../examples/requests/wix-already-captured.json"),
+        expect: "already_captured",
+    },
 ];
+
+/// The Wix demo order with two payments.
+const WIX_ORDER: &str = capture_sandbox::wix::demo_ids::USD_ORDER;
+
+/// An order id short enough for the table (GUIDs are cut to their first group).
+fn short(order: &str) -> &str {
+    if order.len() > 10 { order.split('-').next().unwrap_or(order) } else { order }
+}
 
 /// One line about an outcome.
 pub(crate) fn describe(outcome: &Outcome) -> String {
@@ -119,6 +138,7 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
     let optty = OpttyEmulator::start(OpttyConfig::demo()).await.context("starting the Optty emulator")?;
     let bigcommerce =
         BigCommerceEmulator::start(BigCommerceConfig::demo()).await.context("starting the BigCommerce emulator")?;
+    let wix = WixEmulator::start(WixConfig::demo()).await.context("starting the Wix emulator")?;
     let platforms = [
         DemoPlatform {
             id: "optty",
@@ -131,6 +151,12 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
             base_url: bigcommerce.base_url(),
             settings: &[("store_hash", "abc123")],
             credentials: &[("access_token", "sandbox-bigcommerce-token")],
+        },
+        DemoPlatform {
+            id: "wix",
+            base_url: wix.base_url(),
+            settings: &[],
+            credentials: &[("api_key", capture_sandbox::wix::demo_ids::TOKEN)],
         },
     ];
 
@@ -169,7 +195,7 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
 
     let mut reports: Vec<CaptureReport> = Vec::new();
     let mut surprises = 0;
-    println!("  {:<46} {:<10} {:<10} detail", "scenario", "order", "outcome");
+    println!("  {:<46} {:<10} {:<16} detail", "scenario", "order", "outcome");
     for s in SCENARIOS {
         let report = engine
             .capture_json(s.request.as_bytes())
@@ -181,36 +207,36 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
             surprises += 1;
         }
         println!(
-            "{mark} {:<46} {:<10} {:<10} {}",
+            "{mark} {:<46} {:<10} {:<16} {}",
             s.title,
-            report.order_id,
+            short(&report.order_id),
             status,
             describe(&report.outcome)
         );
         reports.push(report);
     }
 
-    // An asynchronous capture settles later: ask the platform.
-    let q = StatusQuery {
-        platform: "bigcommerce".into(),
-        order_id: "100".into(),
-        currency: capture_core::Currency::from_code("USD").map_err(anyhow::Error::msg)?,
-        payment_ids: vec![],
-        idempotency_key: Some("bc-100-capture-1".into()),
-        platform_capture_id: None,
-    };
-    let status = engine.status(&q).await?;
-    let mark = if status.outcome.status() == "captured" { " " } else { "!" };
-    if mark == "!" {
-        surprises += 1;
+    // Asynchronous captures settle later: ask the platforms.
+    let usd = capture_core::Currency::from_code("USD").map_err(anyhow::Error::msg)?;
+    for (title, platform, order) in [
+        ("BigCommerce: status query, the capture settled", "bigcommerce", "100"),
+        ("Wix: status query, the captures settled", "wix", WIX_ORDER),
+    ] {
+        let q = StatusQuery {
+            platform: platform.into(),
+            order_id: order.into(),
+            currency: usd,
+            payment_ids: vec![],
+            idempotency_key: None,
+            platform_capture_id: None,
+        };
+        let status = engine.status(&q).await?;
+        let mark = if status.outcome.status() == "captured" { " " } else { "!" };
+        if mark == "!" {
+            surprises += 1;
+        }
+        println!("{mark} {title:<46} {:<10} {:<16} {}", short(order), status.outcome.status(), describe(&status.outcome));
     }
-    println!(
-        "{mark} {:<46} {:<10} {:<10} {}",
-        "BigCommerce: status query, the capture settled",
-        status.order_id,
-        status.outcome.status(),
-        describe(&status.outcome)
-    );
 
     println!();
     println!("  the Optty emulator's books:");
@@ -238,6 +264,7 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
     }
     optty.shutdown().await;
     bigcommerce.shutdown().await;
+    wix.shutdown().await;
     if surprises > 0 {
         bail!("{surprises} scenario(s) did not end as expected (marked with !)");
     }

@@ -5,8 +5,16 @@
 //! `shared/PLATFORMS.md`); where the documentation is silent the emulator picks one behaviour and its
 //! module documentation says which.
 //!
-//! - [`optty`]: the Optty Merchant API capture endpoint, `POST /orders/{orderReference}/capture`,
-//!   plus a `/_sandbox` control API (no authentication: loopback use only).
+//! - [`optty`]: the Optty Merchant API capture endpoint, `POST /orders/{orderReference}/capture`.
+//! - [`bigcommerce`]: BigCommerce's `payment_actions/capture` and order transactions; captures
+//!   are `capture pending` first and settle after a configurable number of status reads.
+//! - [`wix`]: Wix eCommerce `capture-authorized-payments` and order transactions (PENDING
+//!   captures settle after status reads).
+//! - [`medusa`]: Medusa admin API v1 payment and order capture.
+//! - [`faults`]: fault injection shared by all of them (error statuses, 429 with reset hints,
+//!   slow answers, a connection dropped after the capture was applied) and the loopback server.
+//!
+//! Each has a `/_sandbox` control API (reset, faults, books): no authentication, loopback only.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
