@@ -27,7 +27,7 @@ pub mod time;
 
 pub use decision::{Decision, merge};
 pub use money::{Currency, ExactDecimal, Money, MoneyError, parse_decimal};
-pub use outcome::{FailureKind, Outcome};
+pub use outcome::{FailureKind, Outcome, OutcomeRecord};
 pub use report::{
     CaptureReport, ConnectorRef, Exchange, REPORT_SCHEMA, RecordedHeader, RecordedRequest, RecordedResponse,
     Requested, STATUS_SCHEMA, Stage, StatusReport, Step, StepSource,
