@@ -34,6 +34,12 @@
 //! raises an error for a bad amount. There is no `load`, `require`, `dofile`, `os`, `io`,
 //! `package`, `debug`, `coroutine` or `collectgarbage`.
 //!
+//! Library functions that loop in C, where the instruction budget cannot see them, are bounded
+//! by the same number: `string.find`/`match`/`gmatch`/`gsub` refuse a pattern whose worst case
+//! on the given subject (start positions × backtracking quantifiers) is over
+//! [`Limits::instructions`] steps ("pattern too complex", plain finds are never refused), and
+//! `table.sort`/`move`/`insert`/`remove`/`concat`/`unpack` refuse ranges that large.
+//!
 //! Globals and library tables are read-only (`x = 1` raises "globals are read-only: use local
 //! variables"); rules use locals. A rule file's top-level code runs again for every evaluation,
 //! so file-level locals start fresh for each capture: no state survives from one capture to the

@@ -9,7 +9,10 @@
 --   raw_minor(text) -> minor | nil, message   decimal string to minor units of the capture's currency
 --   is_fatal(err)   -> boolean                true once the instruction budget or the memory limit
 --                                             was hit in the current rule call (sticky)
-local raw_minor, is_fatal = ...
+--   step_limit      integer                   most steps a C library loop may risk (pattern
+--                                             matching, table.sort, table.move...): the
+--                                             instruction budget
+local raw_minor, is_fatal, step_limit = ...
 
 local type, error, next, rawget, rawlen, tostring = type, error, next, rawget, rawlen, tostring
 local getmetatable = getmetatable
@@ -24,6 +27,182 @@ string.dump = nil
 math.random = nil
 math.randomseed = nil
 getmetatable("").__metatable = false
+
+-- Pattern matching runs in C, where the instruction budget cannot see it, and Lua patterns can
+-- backtrack for a very long time: ("a"):rep(40):find(("a-"):rep(10) .. "b") runs for minutes.
+-- find, match, gmatch and gsub therefore estimate the worst case first (start positions x
+-- C(n + k, k) for k backtracking quantifiers, x 2 per backtracking `?`, x n per `%b` or back
+-- reference, on a subject of n bytes; a quantifier at the end of the pattern does not
+-- backtrack) and refuse a call whose worst case is over `step_limit`. Plain finds are linear
+-- and never refused.
+local string_byte = string.byte
+local raw_find, raw_match, raw_gmatch, raw_gsub = string.find, string.match, string.gmatch, string.gsub
+
+-- Index just past the set `[...]` that starts at p[i] (Lua's classEnd).
+local function set_end(p, i)
+  i = i + 1
+  if string_byte(p, i) == 94 then -- ^
+    i = i + 1
+  end
+  repeat
+    local c = string_byte(p, i)
+    if c == nil then
+      return i -- malformed: the real function reports it
+    end
+    i = i + 1
+    if c == 37 then -- %
+      i = i + 1
+    end
+  until string_byte(p, i) == 93 -- ]
+  return i + 1
+end
+
+local function pattern_work(n, p, anchorable, cap)
+  local len, i = #p, 1
+  local work = n + 1 -- start positions
+  if anchorable and string_byte(p, 1) == 94 then
+    work, i = 1, 2
+  end
+  local k, pending_k, pending_q = 0, 0, 0
+  while i <= len do
+    local c = string_byte(p, i)
+    local kind = nil -- "single": a one-character class that may take a quantifier; "scan": linear
+    if c == 40 or c == 41 or (c == 36 and i == len) then -- ( ) and a final $
+      i = i + 1
+    elseif c == 37 then -- %
+      local d = string_byte(p, i + 1)
+      if d == 98 then -- %bxy
+        i, kind = i + 4, "scan"
+      elseif d == 102 then -- %f[set]
+        i = set_end(p, i + 2)
+      elseif d ~= nil and d >= 48 and d <= 57 then -- back reference %0-%9
+        i, kind = i + 2, "scan"
+      else
+        i, kind = i + 2, "single"
+      end
+    elseif c == 91 then -- [set]
+      i, kind = set_end(p, i), "single"
+    else
+      i, kind = i + 1, "single"
+    end
+    if kind ~= nil then
+      -- Something follows the pending quantifiers, so they may backtrack.
+      k, pending_k = k + pending_k, 0
+      while pending_q > 0 and work <= cap do
+        work, pending_q = work * 2, pending_q - 1
+      end
+      pending_q = 0
+      if kind == "scan" then
+        work = work * (n + 1)
+      else
+        local q = string_byte(p, i)
+        if q == 42 or q == 43 or q == 45 then -- * + -
+          pending_k, i = pending_k + 1, i + 1
+        elseif q == 63 then -- ?
+          pending_q, i = pending_q + 1, i + 1
+        end
+      end
+      if work > cap then
+        return work
+      end
+    end
+  end
+  for j = 1, k do -- work * C(n + k, k), exactly, stopping once over the cap
+    work = work * (n + j) // j
+    if work > cap then
+      return work
+    end
+  end
+  return work
+end
+
+local function check_pattern(s, p, anchorable, fname)
+  local n = type(s) == "string" and #s or 32 -- a number subject is at most ~24 bytes
+  if type(p) == "number" then
+    p = tostring(p)
+  end
+  if type(p) == "string" and pattern_work(n, p, anchorable, step_limit) > step_limit then
+    error(fname .. ": pattern too complex for a subject of " .. n .. " bytes (its worst case is over "
+      .. step_limit .. " steps); use a plain find, a shorter subject or fewer repetitions", 3)
+  end
+end
+
+string.find = function(s, p, init, plain)
+  if not plain then
+    check_pattern(s, p, true, "string.find")
+  end
+  return raw_find(s, p, init, plain)
+end
+string.match = function(s, p, init)
+  check_pattern(s, p, true, "string.match")
+  return raw_match(s, p, init)
+end
+string.gmatch = function(s, p, init)
+  check_pattern(s, p, false, "string.gmatch")
+  return raw_gmatch(s, p, init)
+end
+string.gsub = function(s, p, repl, n)
+  check_pattern(s, p, true, "string.gsub")
+  return raw_gsub(s, p, repl, n)
+end
+
+-- The table library also loops in C over ranges and lengths a rule controls
+-- (`table.move({}, 1, 1e15, 1, {})` moves nils for ever without allocating anything; `#t` may
+-- come from __len). Ranges over `step_limit` elements (and sorts over that many steps) are
+-- refused; building a table that big would already spend the instruction budget.
+local math_tointeger = math.tointeger
+local raw_sort, raw_move, raw_insert, raw_remove = table.sort, table.move, table.insert, table.remove
+local raw_concat, raw_unpack = table.concat, table.unpack
+
+local function check_range(first, last, fname)
+  first, last = math_tointeger(first), math_tointeger(last)
+  if first ~= nil and last ~= nil and last >= first then
+    local span = last - first -- wraps below zero for spans over maxinteger
+    if span < 0 or span >= step_limit then
+      error(fname .. ": a range of more than " .. step_limit .. " elements is not allowed in rules", 3)
+    end
+  end
+end
+local function length(t)
+  if type(t) == "table" then
+    return #t
+  end
+  return nil
+end
+
+table.sort = function(t, comp)
+  local n = length(t)
+  if n ~= nil and n > 1 then
+    local steps, m = 0, n
+    while m > 1 and steps <= step_limit do -- about n * log2(n) comparisons
+      steps, m = steps + n, m // 2
+    end
+    if steps > step_limit then
+      error("table.sort: sorting " .. n .. " elements is over the step limit of " .. step_limit, 2)
+    end
+  end
+  return raw_sort(t, comp)
+end
+table.move = function(a1, f, e, t, a2)
+  check_range(f, e, "table.move")
+  return raw_move(a1, f, e, t, a2)
+end
+table.insert = function(t, ...)
+  check_range(1, length(t), "table.insert")
+  return raw_insert(t, ...)
+end
+table.remove = function(t, ...)
+  check_range(1, length(t), "table.remove")
+  return raw_remove(t, ...)
+end
+table.concat = function(t, sep, i, j)
+  check_range(i or 1, j or length(t), "table.concat")
+  return raw_concat(t, sep, i, j)
+end
+table.unpack = function(t, i, j)
+  check_range(i or 1, j or length(t), "table.unpack")
+  return raw_unpack(t, i, j)
+end
 
 local function read_only(message)
   return function()

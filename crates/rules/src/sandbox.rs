@@ -206,7 +206,7 @@ impl State {
             .load(PRELUDE)
             .set_name(format!("={PRELUDE_NAME}"))
             .set_mode(ChunkMode::Text)
-            .call((raw_minor, is_fatal))
+            .call((raw_minor, is_fatal, i64::try_from(limits.instructions).unwrap_or(i64::MAX)))
             .map_err(sandbox_err)?;
         let decide = lua.create_string("decide").map_err(sandbox_err)?;
         let observe = lua.create_string("observe").map_err(sandbox_err)?;

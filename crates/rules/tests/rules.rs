@@ -796,3 +796,66 @@ fn a_small_budget_is_enforced_precisely() {
     assert_eq!(v[0].decision, Decision::Allow);
     assert!(assert_failed(&v[1]).contains("instruction budget exceeded (300 instructions)"), "{v:?}");
 }
+
+#[test]
+fn runaway_patterns_fail_closed_quickly() {
+    let started = std::time::Instant::now();
+    for body in [
+        "local s = string.rep('a', 40) local r = string.find(s, string.rep('a-', 10) .. 'b') return allow()",
+        "local s = string.rep('a', 40) local r = s:match(string.rep('a*', 10) .. 'b') return allow()",
+        "local s = string.rep('a', 3000) for w in s:gmatch('(a-)(a-)b') do end return allow()",
+        "local s = string.rep('x', 5000000) local r = s:gsub('y', 'z') return allow()",
+    ] {
+        let v = decide_one(body);
+        assert!(assert_failed(&v).contains("pattern too complex"), "{body}: {v:?}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    // Ordinary patterns work, also through method calls; plain finds are never refused.
+    let v = decide_one(
+        "local d = ctx.description
+    local a, b = d:find('capture')
+    local word = string.match(d, '^(%a+)')
+    local trimmed = ('  x y  '):match('^%s*(.-)%s*$')
+    local n = select(2, ctx.order.id:gsub('%-', '_'))
+    local parts = {}
+    for p in ('a,b,c'):gmatch('[^,]+') do parts[#parts + 1] = p end
+    local plain = string.rep('x', 5000000):find('y', 1, true)
+    return hold(table.concat({ a, b, word, trimmed, n, table.concat(parts, ''), tostring(plain),
+      tostring(('%d'):find('%d', 1, true)), ('[x]'):gsub('%[', '(') }, '|'))",
+    );
+    assert_eq!(v.decision, Decision::Hold { reason: "7|13|first|x y|1|abc|nil|1|(x]|1".into() }, "{v:?}");
+}
+
+#[test]
+fn runaway_table_library_loops_fail_closed_quickly() {
+    let started = std::time::Instant::now();
+    for body in [
+        "table.move({}, 1, 1e15, 1, {}) return allow()",
+        "table.move({}, math.mininteger, math.maxinteger, 1, {}) return allow()",
+        "local t = setmetatable({}, { __len = function() return 1e12 end, __index = rawlen }) table.sort(t) return allow()",
+        "local t = setmetatable({}, { __len = function() return 1e12 end, __newindex = rawequal }) table.insert(t, 1, 'x') return allow()",
+        "local t = setmetatable({}, { __len = function() return 1e12 end }) table.remove(t, 1) return allow()",
+        "local r = table.concat({}, ',', 1, 1e12) return allow()",
+        "local r = table.unpack({}, 1, 1e12) return allow()",
+    ] {
+        let v = decide_one(body);
+        let reason = assert_failed(&v);
+        assert!(
+            reason.contains("is not allowed in rules") || reason.contains("over the step limit"),
+            "{body}: {reason}"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    // Ordinary use works.
+    let v = decide_one(
+        "local t = {5, 3, 9}
+    table.sort(t)
+    table.insert(t, 1, 0)
+    table.insert(t, 10)
+    local last = table.remove(t)
+    local moved = table.move(t, 1, #t, 1, {})
+    local a, b = table.unpack(moved, 2, 3)
+    return hold(table.concat(t, ',') .. '|' .. last .. '|' .. a .. b .. '|' .. table.concat(t, '-', 2, 3))",
+    );
+    assert_eq!(v.decision, Decision::Hold { reason: "0,3,5,9|10|35|3-5".into() }, "{v:?}");
+}
