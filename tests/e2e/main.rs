@@ -7,6 +7,7 @@
 mod abi;
 mod bad_requests;
 mod bigcommerce;
+mod ledger;
 mod medusa;
 mod plugins;
 mod processes;
@@ -87,6 +88,47 @@ pub fn engine_on(
         )
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An engine like [`engine_on`], with a capture ledger.
+pub fn engine_with_store(
+    platform: &str,
+    base_url: &str,
+    settings: &[(&str, &str)],
+    credentials: &[(&str, &str)],
+    store: Arc<dyn capture_engine::CaptureStore>,
+) -> Engine {
+    let plugin = Plugin::load(&plugin_file(platform)).unwrap_or_else(|e| panic!("{e}"));
+    let own = |pairs: &[(&str, &str)]| {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>()
+    };
+    Engine::builder()
+        .plugin(Arc::new(plugin))
+        .expect("one plugin")
+        .clock(Arc::new(FixedClock(test_time())))
+        .store(store)
+        .retry(capture_engine::RetryPolicy {
+            max_sends: 3,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_secs(3),
+        })
+        .platform(
+            platform,
+            PlatformSetup {
+                base_url: base_url.to_owned(),
+                timeout: Duration::from_secs(2),
+                settings: own(settings),
+                credentials: own(credentials).into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+            },
+        )
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A fresh SQLite ledger in a scratch folder.
+pub fn sqlite_store(name: &str) -> Arc<dyn capture_engine::CaptureStore> {
+    let dir = plugins::scratch(name);
+    Arc::new(capture_engine::store::SqliteStore::open(&dir.join("ledger.db")).expect("open SQLite ledger"))
 }
 
 /// A report's JSON with a base URL replaced by a stable placeholder, ready for a snapshot.

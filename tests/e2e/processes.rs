@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::plugins::scratch;
-use crate::{artifact, emulator, engine, optty_plugin, repo, sample};
+use crate::{artifact, emulator, optty_plugin, repo, sample};
 
 const NOW: &str = "2026-11-21T09:00:00Z";
 const TOKEN_VAR: &str = "CAPTURE_E2E_OPTTY_TOKEN";
@@ -33,22 +33,55 @@ fn capture_run(cfg: &Path, request: &str) -> Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_capture_in_two_processes_gives_byte_identical_reports() {
     let emu = emulator().await;
-    let dir = scratch("two-processes");
-    let cfg = write_config(&dir, &emu.base_url());
+    // Each process gets a fresh ledger (capture.db next to its configuration), so the second is
+    // a new capture, not a replay of the first.
+    let cfg1 = write_config(&scratch("two-processes-1"), &emu.base_url());
+    let cfg2 = write_config(&scratch("two-processes-2"), &emu.base_url());
 
-    let first = capture_run(&cfg, "partial-capture.json");
+    let first = capture_run(&cfg1, "partial-capture.json");
     assert_eq!(first.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&first.stderr));
     assert_eq!(emu.captures("ORD-1002").len(), 1);
 
     emu.reset();
-    let second = capture_run(&cfg, "partial-capture.json");
+    let second = capture_run(&cfg2, "partial-capture.json");
     assert_eq!(second.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&second.stderr));
     assert!(!first.stdout.is_empty());
     assert_eq!(first.stdout, second.stdout, "reports differ between processes");
 
-    // And the in-process engine, on the same emulator, writes the very same bytes.
+    // A third process on the first ledger replays the recorded outcome and sends nothing.
+    let replay = capture_run(&cfg1, "partial-capture.json");
+    assert_eq!(replay.status.code(), Some(0));
+    let replayed: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("JSON report");
+    assert_eq!(replayed["exchanges"].as_array().map(Vec::len), Some(0));
+    assert_eq!(emu.captures("ORD-1002").len(), 1);
+
+    // And the in-process engine, on the same emulator and a fresh ledger, writes the very same bytes.
     emu.reset();
-    let report = engine(&emu).capture_json(&sample("partial-capture.json")).await.expect("valid");
+    let store = std::sync::Arc::new(
+        capture_engine::store::SqliteStore::open(&scratch("two-processes-3").join("capture.db"))
+            .expect("ledger"),
+    );
+    let plugin = capture_engine::Plugin::load(&optty_plugin()).expect("plugin");
+    let engine = capture_engine::Engine::builder()
+        .plugin(std::sync::Arc::new(plugin))
+        .expect("plugin")
+        .rules(
+            capture_engine::RuleSet::load_dir(&repo().join("rules/demo"), Default::default()).expect("rules"),
+        )
+        .clock(std::sync::Arc::new(capture_engine::FixedClock(crate::test_time())))
+        .store(store)
+        .platform(
+            "optty",
+            capture_engine::PlatformSetup {
+                base_url: emu.base_url(),
+                timeout: std::time::Duration::from_secs(5),
+                settings: Default::default(),
+                credentials: [("bearer_token".to_owned(), capture_engine::Secret::new(crate::TOKEN))].into(),
+            },
+        )
+        .build()
+        .expect("engine");
+    let report = engine.capture_json(&sample("partial-capture.json")).await.expect("valid");
     assert_eq!(String::from_utf8_lossy(&first.stdout), report.to_json());
 }
 

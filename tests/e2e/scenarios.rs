@@ -126,7 +126,7 @@ async fn the_same_idempotency_key_cannot_capture_twice() {
     let first = engine.capture_json(&sample("partial-capture.json")).await.expect("valid");
     assert!(matches!(first.outcome, Outcome::Captured { .. }));
     let second = engine.capture_json(&sample("partial-capture.json")).await.expect("valid");
-    assert!(matches!(second.outcome, Outcome::Failed { .. }), "{:?}", second.outcome);
+    assert!(matches!(second.outcome, Outcome::AlreadyCaptured { .. }), "{:?}", second.outcome);
     assert_eq!(emu.captures("ORD-1002").len(), 1, "the platform captured once");
 }
 

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use capture_core::{CaptureReport, Outcome, Timestamp};
 use capture_engine::{Engine, FixedClock, PlatformSetup, Plugin, RuleLimits, RuleSet, Secret, StatusQuery};
 use capture_sandbox::bigcommerce::{BigCommerceConfig, BigCommerceEmulator};
+use capture_sandbox::medusa::{MedusaConfig, MedusaEmulator};
 use capture_sandbox::wix::{WixConfig, WixEmulator};
 use capture_sandbox::{OpttyConfig, OpttyEmulator};
 
@@ -79,6 +80,16 @@ const SCENARIOS: &[Scenario] = &[
         expect: "rejected",
     },
     Scenario {
+        title: "Medusa: payment captured (minor units)",
+        request: include_str!("../../../examples/requests/medusa-full-capture.json"),
+        expect: "captured",
+    },
+    Scenario {
+        title: "Medusa: 200 but requires_action is a failure",
+        request: include_str!("../../../examples/requests/medusa-requires-action.json"),
+        expect: "failed",
+    },
+    Scenario {
         title: "Wix: two payments in one call",
         request: include_str!("../../../examples/requests/wix-full-capture.json"),
         expect: "pending",
@@ -134,11 +145,15 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
     };
     let rule_set = RuleSet::load_dir(rules, RuleLimits::default())
         .map_err(capture_engine::EngineError::from)
-        .with_context(|| format!("loading the demo rule pack {} (run the demo from the repository root)", rules.display()))?;
+        .with_context(|| {
+            format!("loading the demo rule pack {} (run the demo from the repository root)", rules.display())
+        })?;
     let optty = OpttyEmulator::start(OpttyConfig::demo()).await.context("starting the Optty emulator")?;
-    let bigcommerce =
-        BigCommerceEmulator::start(BigCommerceConfig::demo()).await.context("starting the BigCommerce emulator")?;
+    let bigcommerce = BigCommerceEmulator::start(BigCommerceConfig::demo())
+        .await
+        .context("starting the BigCommerce emulator")?;
     let wix = WixEmulator::start(WixConfig::demo()).await.context("starting the Wix emulator")?;
+    let medusa = MedusaEmulator::start(MedusaConfig::demo()).await.context("starting the Medusa emulator")?;
     let platforms = [
         DemoPlatform {
             id: "optty",
@@ -153,6 +168,12 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
             credentials: &[("access_token", "sandbox-bigcommerce-token")],
         },
         DemoPlatform {
+            id: "medusa",
+            base_url: medusa.base_url(),
+            settings: &[],
+            credentials: &[("api_token", "sandbox-medusa-token")],
+        },
+        DemoPlatform {
             id: "wix",
             base_url: wix.base_url(),
             settings: &[],
@@ -160,17 +181,14 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
         },
     ];
 
-    println!("capture demo: every platform is an emulator on loopback (real HTTP), every connector a shared library");
+    println!(
+        "capture demo: every platform is an emulator on loopback (real HTTP), every connector a shared library"
+    );
     let mut builder = Engine::builder();
     for p in &platforms {
         let plugin = Plugin::load(&plugin_file(&plugin_dir, &format!("capture_plugin_{}", p.id)))?;
         let (major, minor) = plugin.abi_version();
-        println!(
-            "  {:<12} {} (ABI {major}.{minor}) -> {}",
-            p.id,
-            plugin.path().display(),
-            p.base_url
-        );
+        println!("  {:<12} {} (ABI {major}.{minor}) -> {}", p.id, plugin.path().display(), p.base_url);
         let own = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
         };
@@ -190,7 +208,9 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
     println!();
     let engine = builder
         .rules(rule_set)
-        .clock(Arc::new(FixedClock(Timestamp::parse_rfc3339("2026-11-21T09:00:00Z").map_err(anyhow::Error::msg)?)))
+        .clock(Arc::new(FixedClock(
+            Timestamp::parse_rfc3339("2026-11-21T09:00:00Z").map_err(anyhow::Error::msg)?,
+        )))
         .build()?;
 
     let mut reports: Vec<CaptureReport> = Vec::new();
@@ -235,7 +255,12 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
         if mark == "!" {
             surprises += 1;
         }
-        println!("{mark} {title:<46} {:<10} {:<16} {}", short(order), status.outcome.status(), describe(&status.outcome));
+        println!(
+            "{mark} {title:<46} {:<10} {:<16} {}",
+            short(order),
+            status.outcome.status(),
+            describe(&status.outcome)
+        );
     }
 
     println!();
@@ -265,6 +290,7 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
     optty.shutdown().await;
     bigcommerce.shutdown().await;
     wix.shutdown().await;
+    medusa.shutdown().await;
     if surprises > 0 {
         bail!("{surprises} scenario(s) did not end as expected (marked with !)");
     }

@@ -4,7 +4,10 @@
 //! capture demo                                   # emulator + real plugin + example rules, no credentials
 //! capture run --config capture.toml REQUEST.json # one capture, report as JSON on stdout
 //! capture status --config capture.toml --platform bigcommerce ORDER  # what became of a capture
+//! capture reconcile --config capture.toml       # resolve captures left unknown by a crash
 //! capture sandbox --port 8080                    # the Optty emulator alone, for your own tries
+//! capture plugins inspect FILE                   # what a connector plugin declares, its sha256
+//! capture plugins verify FILE [--fixtures DIR]   # the conformance kit: PASS/FAIL per check
 //! ```
 //!
 //! Exit codes (also in the README):
@@ -12,8 +15,10 @@
 //! or rules, 5 held, 6 failed (platform refused; do not retry), 7 failed retryable or outcome
 //! unknown (read the platform's state before retrying), 8 pending, 9 configuration or plugin error,
 //! 10 already captured (the platform had captured it before; nothing new was captured).
+//! `capture plugins verify` exits 0 when every check passes and 1 when one fails.
 
 mod demo;
+mod plugins_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -98,11 +103,29 @@ enum Command {
         /// The platform's order id.
         order: String,
     },
+    /// Resolve every capture left sent, pending or unknown in the ledger (after a crash, a
+    /// timeout or a dropped connection) by reading the platforms' state.
+    Reconcile {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Release reservations never sent that are older than this (seconds).
+        #[arg(long, default_value_t = 60)]
+        abandoned_after: u64,
+        /// Fix the clock (RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+    },
     /// Run the Optty emulator in the foreground (loopback only) until interrupted.
     Sandbox {
         /// Port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 0)]
         port: u16,
+    },
+    /// Inspect a connector plugin file, or verify it against the conformance kit.
+    Plugins {
+        #[command(subcommand)]
+        command: plugins_cmd::PluginsCommand,
     },
 }
 
@@ -152,7 +175,11 @@ fn main() -> ExitCode {
                     Err(e) => Err(e.into()),
                 }
             }
+            Command::Reconcile { config, abandoned_after, now } => {
+                reconcile(&config, now.as_deref(), abandoned_after).await
+            }
             Command::Sandbox { port } => sandbox(port).await,
+            Command::Plugins { command } => plugins_cmd::run(command).await,
         }
     });
     match code {
@@ -170,6 +197,7 @@ fn classify(e: &anyhow::Error) -> u8 {
         || e.downcast_ref::<capture_engine::ConfigError>().is_some()
         || e.downcast_ref::<capture_engine::PluginLoadError>().is_some()
         || e.downcast_ref::<capture_engine::RulesError>().is_some()
+        || e.downcast_ref::<capture_engine::store::StoreError>().is_some()
     {
         exit::CONFIG
     } else if e.downcast_ref::<CaptureError>().is_some()
@@ -192,7 +220,7 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     };
     // The request is validated before anything is loaded, so a bad request never costs a plugin load.
     let req = capture_core::CaptureRequest::from_json(&body)?;
-    let report = engine(config, now)?.capture(req).await?;
+    let report = engine(config, now).await?.capture(req).await?;
     let code = exit_code(&report.outcome);
     print!("{}", report.to_json());
     if code != exit::CAPTURED {
@@ -201,18 +229,53 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     Ok(code)
 }
 
-fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engine::Engine> {
+/// Builds the engine a configuration file describes, with its capture ledger.
+async fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engine::Engine> {
     let cfg = EngineConfig::load(config)?;
     let mut builder = EngineBuilder::from_config(&cfg)?;
     if let Some(now) = now {
         let t = Timestamp::parse_rfc3339(now).map_err(|e| anyhow::anyhow!("--now: {e}"))?;
         builder = builder.clock(Arc::new(FixedClock(t)));
     }
+    let base = config.parent().unwrap_or(Path::new("."));
+    let store = capture_engine::store::open(&cfg.store_target(base)?).await?;
+    builder = builder.store(store).merchant(cfg.merchant.clone().unwrap_or_else(|| "default".to_owned()));
+    // Test hook for the crash suite: abort at a step of the state machine.
+    if let Ok(at) = std::env::var("CAPTURE_CRASH_AT") {
+        let point = capture_engine::CrashPoint::parse(&at)
+            .ok_or_else(|| anyhow::anyhow!("CAPTURE_CRASH_AT: `{at}` is not reserved, sent or answered"))?;
+        builder = builder.crash_at(Some(point));
+    }
     Ok(builder.build()?)
 }
 
+async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: u64) -> anyhow::Result<u8> {
+    let engine = engine(config, now).await?;
+    let done = engine
+        .reconcile(std::time::Duration::from_secs(abandoned_after))
+        .await
+        .map_err(|e| anyhow::anyhow!("reconcile: {e}"))?;
+    let mut unresolved = 0;
+    for r in &done {
+        println!(
+            "{} {} {}: {} -> {}: {}",
+            r.attempt,
+            r.platform,
+            r.order_id,
+            r.before.as_str(),
+            r.after.as_str(),
+            r.detail
+        );
+        if matches!(r.after, capture_engine::AttemptState::Sent | capture_engine::AttemptState::Unknown) {
+            unresolved += 1;
+        }
+    }
+    println!("{} attempt(s) examined, {unresolved} still unresolved", done.len());
+    Ok(if unresolved == 0 { exit::CAPTURED } else { exit::FAILED_RETRYABLE })
+}
+
 async fn status(config: &Path, now: Option<&str>, q: &capture_engine::StatusQuery) -> anyhow::Result<u8> {
-    let report = engine(config, now)?.status(q).await?;
+    let report = engine(config, now).await?.status(q).await?;
     print!("{}", report.to_json());
     Ok(exit_code(&report.outcome))
 }

@@ -4,6 +4,8 @@
 //! rules = "rules/demo"                         # optional; relative to this file
 //! plugins = ["target/debug/libcapture_plugin_optty.so"]
 //! plugin_dir = "target/debug"                  # optional: every lib*.so in it
+//! # or pin a plugin to the SHA-256 of its file (`capture plugins inspect FILE` prints it):
+//! # plugins = [{ path = "plugins/libacme.so", sha256 = "9f86d081884c7d65...(64 hex digits)" }]
 //!
 //! [platforms.optty]
 //! base_url = "http://127.0.0.1:8080"
@@ -14,11 +16,18 @@
 //!
 //! Credentials are only ever named by environment variable; their values never appear in a
 //! report, a log line or an error message.
+//!
+//! A plugin entry is a path, or a table `{ path, sha256 }`: a pinned file whose SHA-256 differs
+//! is refused before it is loaded ([`ConfigError::Plugin`] with
+//! [`PluginLoadError::Sha256Mismatch`], naming the file and both hashes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::{Error as _, MapAccess, Visitor};
+
+use crate::plugin::{PluginLoadError, verify_sha256};
 
 /// A secret value (a credential). Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,6 +79,9 @@ pub enum ConfigError {
         /// What is wrong.
         problem: String,
     },
+    /// A plugin file fails its `sha256` pin (or cannot be read to check it).
+    #[error(transparent)]
+    Plugin(#[from] PluginLoadError),
     /// A credential's environment variable is not set.
     #[error("platform `{platform}` credential `{credential}`: environment variable {var} is not set")]
     MissingCredential {
@@ -111,6 +123,65 @@ fn default_timeout_ms() -> u64 {
     10_000
 }
 
+/// A plugin file of the configuration, optionally pinned to its SHA-256.
+///
+/// In TOML, either a path (`"target/debug/libx.so"`) or a table
+/// `{ path = "target/debug/libx.so", sha256 = "<64 hex digits>" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginEntry {
+    /// The library file.
+    pub path: PathBuf,
+    /// The SHA-256 its content must have (64 lower-case hex digits), if pinned.
+    pub sha256: Option<String>,
+}
+
+impl PluginEntry {
+    /// An unpinned entry.
+    pub fn new(path: impl Into<PathBuf>) -> PluginEntry {
+        PluginEntry { path: path.into(), sha256: None }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinnedPlugin {
+    path: PathBuf,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for PluginEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PluginEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a plugin file path, or a table { path = \"...\", sha256 = \"...\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PluginEntry, E> {
+                Ok(PluginEntry::new(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PluginEntry, A::Error> {
+                let raw = PinnedPlugin::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let sha256 = match raw.sha256 {
+                    None => None,
+                    Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        Some(h.to_ascii_lowercase())
+                    }
+                    Some(h) => {
+                        return Err(A::Error::custom(format!(
+                            "plugin {}: sha256 `{h}` is not 64 hexadecimal digits",
+                            raw.path.display()
+                        )));
+                    }
+                };
+                Ok(PluginEntry { path: raw.path, sha256 })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The engine's configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,18 +189,45 @@ pub struct EngineConfig {
     /// The merchant's rules folder.
     #[serde(default)]
     pub rules: Option<PathBuf>,
-    /// Plugin files.
+    /// Plugin files, each optionally pinned to its SHA-256.
     #[serde(default)]
-    pub plugins: Vec<PathBuf>,
+    pub plugins: Vec<PluginEntry>,
     /// A folder whose `lib*.so` files are all loaded as plugins.
     #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
     /// Platforms by connector id.
     #[serde(default)]
     pub platforms: BTreeMap<String, PlatformConfig>,
+    /// The capture ledger: a SQLite file (relative to this file; default `capture.db`), a
+    /// `postgres://` URL without a password, or `env:VAR` to read the URL (password included)
+    /// from an environment variable.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// The merchant this engine captures for (default `default`).
+    #[serde(default)]
+    pub merchant: Option<String>,
 }
 
 impl EngineConfig {
+    /// The ledger target: a PostgreSQL URL, or the SQLite file made absolute against `base`.
+    pub fn store_target(&self, base: &Path) -> Result<String, ConfigError> {
+        Ok(match &self.store {
+            Some(s) if s.starts_with("env:") => {
+                let var = &s[4..];
+                std::env::var(var).map_err(|_| ConfigError::Invalid {
+                    key: "store".into(),
+                    problem: format!("environment variable {var} is not set"),
+                })?
+            }
+            Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => s.clone(),
+            Some(s) => {
+                let p = Path::new(s);
+                if p.is_relative() { base.join(p).display().to_string() } else { s.clone() }
+            }
+            None => base.join("capture.db").display().to_string(),
+        })
+    }
+
     /// Reads a configuration file; relative paths in it are resolved against its folder.
     pub fn load(path: &Path) -> Result<EngineConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -159,12 +257,22 @@ impl EngineConfig {
         if let Some(d) = self.plugin_dir.as_mut() {
             fix(d);
         }
-        self.plugins.iter_mut().for_each(fix);
+        self.plugins.iter_mut().for_each(|e| fix(&mut e.path));
     }
 
     /// All plugin files: the explicit ones, then the `lib*.so` files of `plugin_dir`, sorted.
+    ///
+    /// Every pinned file is hashed here, before anything is loaded: a file whose SHA-256 is not
+    /// its pin is [`ConfigError::Plugin`] ([`PluginLoadError::Sha256Mismatch`]).
     pub fn plugin_files(&self) -> Result<Vec<PathBuf>, ConfigError> {
-        let mut files = self.plugins.clone();
+        let mut files = Vec::with_capacity(self.plugins.len());
+        for entry in &self.plugins {
+            if let Some(pin) = &entry.sha256 {
+                verify_sha256(&entry.path, pin)?;
+            }
+            files.push(entry.path.clone());
+        }
+        let explicit = files.clone();
         if let Some(dir) = &self.plugin_dir {
             let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::Invalid {
                 key: "plugin_dir".into(),
@@ -178,7 +286,7 @@ impl EngineConfig {
                 })
                 .collect();
             found.sort();
-            files.extend(found.into_iter().filter(|f| !self.plugins.contains(f)));
+            files.extend(found.into_iter().filter(|f| !explicit.contains(f)));
         }
         Ok(files)
     }
@@ -219,6 +327,56 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.platforms["optty"].timeout_ms, 10_000);
         assert_eq!(cfg.platforms["optty"].credentials["bearer_token"].env, "X");
+    }
+
+    #[test]
+    fn plugins_are_paths_or_pinned_tables() {
+        let pin = "AB".repeat(32);
+        let cfg = EngineConfig::parse(&format!(
+            r#"plugins = ["a.so", {{ path = "b.so", sha256 = "{pin}" }}, {{ path = "c.so" }}]"#
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.plugins,
+            vec![
+                PluginEntry::new("a.so"),
+                PluginEntry { path: "b.so".into(), sha256: Some("ab".repeat(32)) },
+                PluginEntry::new("c.so"),
+            ]
+        );
+        let e = EngineConfig::parse(r#"plugins = [{ path = "b.so", sha256 = "abc" }]"#).unwrap_err();
+        assert!(e.contains("b.so: sha256 `abc` is not 64 hexadecimal digits"), "{e}");
+        let e = EngineConfig::parse(r#"plugins = [{ path = "b.so", sha = "abc" }]"#).unwrap_err();
+        assert!(e.contains("unknown field `sha`"), "{e}");
+    }
+
+    #[test]
+    fn a_pinned_file_with_another_hash_is_refused() {
+        let dir = std::env::temp_dir().join(format!("capture-config-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("libpinned.so");
+        std::fs::write(&file, b"abc").unwrap();
+        // SHA-256("abc").
+        let good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let mut cfg = EngineConfig {
+            plugins: vec![PluginEntry { path: file.clone(), sha256: Some(good.into()) }],
+            ..EngineConfig::default()
+        };
+        assert_eq!(cfg.plugin_files().unwrap(), vec![file.clone()]);
+        let bad = "0".repeat(64);
+        cfg.plugins[0].sha256 = Some(bad.clone());
+        let e = cfg.plugin_files().unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Plugin(PluginLoadError::Sha256Mismatch { path, expected, actual })
+                if *path == file && *expected == bad && actual == good),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains(&file.display().to_string()) && text.contains(good) && text.contains(&bad),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -18,8 +18,10 @@ use capture_rules::{RuleContext, RuleSet, RuleVerdict};
 use crate::clock::{Clock, DerivedIds, IdGenerator, SystemClock};
 use crate::config::{ConfigError, EngineConfig, Secret};
 use crate::hooks::{Hook, HookContext};
+use crate::ledger::{CrashPoint, Gate, Random, RetryPolicy, SeededRandom};
 use crate::plugin::{Plugin, PluginCallError, PluginLoadError};
 use crate::transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
+use capture_store::{AttemptState, AttemptUpdate, CaptureStore};
 
 /// Errors building an engine.
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +81,8 @@ pub struct PlatformSetup {
 }
 
 #[derive(Debug)]
-struct Platform {
-    plugin: Arc<Plugin>,
+pub(crate) struct Platform {
+    pub(crate) plugin: Arc<Plugin>,
     setup: PlatformSetup,
     origin: url::Origin,
 }
@@ -94,6 +96,11 @@ pub struct EngineBuilder {
     transport: Option<Arc<dyn Transport>>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
+    store: Option<Arc<dyn CaptureStore>>,
+    merchant: String,
+    retry: RetryPolicy,
+    random: Arc<dyn Random>,
+    crash_at: Option<CrashPoint>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -112,6 +119,11 @@ impl Default for EngineBuilder {
             transport: None,
             clock: Arc::new(SystemClock),
             ids: Arc::new(DerivedIds),
+            store: None,
+            merchant: "default".to_owned(),
+            retry: RetryPolicy::default(),
+            random: Arc::new(SeededRandom::new(0x5eed)),
+            crash_at: None,
         }
     }
 }
@@ -218,6 +230,36 @@ impl EngineBuilder {
         self
     }
 
+    /// Uses a capture ledger: every capture is reserved, recorded and resolved there (exactly once).
+    pub fn store(mut self, store: Arc<dyn CaptureStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The merchant this engine captures for (idempotency keys are unique per merchant and platform).
+    pub fn merchant(mut self, merchant: impl Into<String>) -> Self {
+        self.merchant = merchant.into();
+        self
+    }
+
+    /// Replaces the retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Replaces the random source of retry jitter (default: seeded, reproducible).
+    pub fn random(mut self, random: Arc<dyn Random>) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// Test hook: abort the process at this point of every capture (crash tests).
+    pub fn crash_at(mut self, at: Option<CrashPoint>) -> Self {
+        self.crash_at = at;
+        self
+    }
+
     /// Checks that every platform has a plugin, its credentials and an allowed base URL.
     pub fn build(self) -> Result<Engine, EngineError> {
         let mut platforms = BTreeMap::new();
@@ -270,18 +312,35 @@ impl EngineBuilder {
         };
         let mut hooks = self.hooks;
         hooks.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
-        Ok(Engine { platforms, rules: self.rules, hooks, transport, clock: self.clock, ids: self.ids })
+        Ok(Engine {
+            platforms,
+            rules: self.rules,
+            hooks,
+            transport,
+            clock: self.clock,
+            ids: self.ids,
+            store: self.store,
+            merchant: self.merchant,
+            retry: self.retry,
+            random: self.random,
+            crash_at: self.crash_at,
+        })
     }
 }
 
 /// The capture engine. Share it (`Arc`) across tasks; every method takes `&self`.
 pub struct Engine {
-    platforms: BTreeMap<String, Platform>,
+    pub(crate) platforms: BTreeMap<String, Platform>,
     rules: Arc<RuleSet>,
     hooks: Vec<Arc<dyn Hook>>,
     transport: Arc<dyn Transport>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
+    pub(crate) store: Option<Arc<dyn CaptureStore>>,
+    pub(crate) merchant: String,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) random: Arc<dyn Random>,
+    pub(crate) crash_at: Option<CrashPoint>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -295,16 +354,16 @@ impl std::fmt::Debug for Engine {
 
 /// What the pipeline accumulates for the report.
 #[derive(Default)]
-struct Run {
-    steps: Vec<Step>,
-    exchanges: Vec<Exchange>,
+pub(crate) struct Run {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) exchanges: Vec<Exchange>,
     tags: BTreeSet<String>,
     notes: Vec<String>,
     follow_ups: Vec<BTreeMap<String, String>>,
 }
 
 impl Run {
-    fn step(
+    pub(crate) fn step(
         &mut self,
         stage: Stage,
         source: StepSource,
@@ -459,7 +518,10 @@ fn builtin_checks(req: &CaptureRequest, amount: Money, manifest: &Manifest) -> V
 
 /// The payments this capture takes money from, with amounts: the request's split if it gave one,
 /// otherwise the order's payments in order, each up to what it still allows.
-fn target_payments(req: &CaptureRequest, amount: Money) -> Vec<(&capture_core::AuthorizedPayment, Money)> {
+pub(crate) fn target_payments(
+    req: &CaptureRequest,
+    amount: Money,
+) -> Vec<(&capture_core::AuthorizedPayment, Money)> {
     if !req.payments.is_empty() {
         return req
             .payments
@@ -568,7 +630,8 @@ impl Engine {
         let parse_step = format!("{}.parse_status", manifest.id);
         let version = Some(manifest.version.clone());
         let built = plugin.build_status(&call);
-        let outcome = match self.exchange(platform, Stage::Capture, &build_step, built, &mut run).await {
+        let outcome = match self.exchange(platform, Stage::Capture, &build_step, built, &mut run, None).await
+        {
             Err(outcome) => outcome,
             Ok(response) => {
                 let status = response.status;
@@ -716,9 +779,10 @@ impl Engine {
         };
 
         // ---- capture ----
+        let capture_id = self.ids.capture_id(&req);
         let outcome = match outcome {
             Some(o) => o,
-            None => self.call_platform(platform, &req, amount, &mut run).await,
+            None => self.capture_with_ledger(platform, &req, amount, &capture_id, &mut run).await?,
         };
 
         // ---- post-capture ----
@@ -745,7 +809,7 @@ impl Engine {
         let reached_amount = !matches!(outcome, Outcome::Rejected { .. });
         Ok(CaptureReport {
             schema: REPORT_SCHEMA,
-            capture_id: self.ids.capture_id(&req),
+            capture_id,
             started_at: now,
             platform: req.platform.clone(),
             order_id: req.order.id.clone(),
@@ -786,12 +850,13 @@ impl Engine {
         }
     }
 
-    async fn call_platform(
+    pub(crate) async fn call_platform(
         &self,
         platform: &Platform,
         req: &CaptureRequest,
         amount: Money,
         run: &mut Run,
+        gate: Option<&Gate<'_>>,
     ) -> Outcome {
         let plugin = &platform.plugin;
         let manifest = plugin.manifest();
@@ -828,7 +893,7 @@ impl Engine {
             }),
         };
         let built = plugin.build_capture(&call);
-        let response = match self.exchange(platform, Stage::Capture, &build_step, built, run).await {
+        let response = match self.exchange(platform, Stage::Capture, &build_step, built, run, gate).await {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };
@@ -882,6 +947,7 @@ impl Engine {
         build_step: &str,
         built: Result<capture_connector_api::HttpRequest, PluginCallError>,
         run: &mut Run,
+        gate: Option<&Gate<'_>>,
     ) -> Result<HttpResponse, Outcome> {
         let version = Some(platform.plugin.manifest().version.clone());
         let http = match built {
@@ -908,6 +974,29 @@ impl Engine {
             Some(format!("{} {}", http.method, http.url)),
         );
         let recorded = redact(&http);
+        if let Some(g) = gate {
+            // The ledger learns the request is leaving before it leaves: a crash from here on
+            // leaves the attempt in `sent`, which reconciliation resolves from the platform.
+            let update = AttemptUpdate {
+                request: serde_json::to_string(&recorded).ok(),
+                count_send: true,
+                ..AttemptUpdate::default()
+            };
+            if let Err(e) = g.store.transition(g.attempt, g.from, AttemptState::Sent, update, g.now).await {
+                run.step(stage, StepSource::Builtin, "ledger", None, "error", Some(e.to_string()));
+                return Err(Outcome::Failed {
+                    kind: FailureKind::InvalidState,
+                    retryable: true,
+                    platform_code: None,
+                    message: format!(
+                        "the ledger did not let attempt {} be sent: {e} (nothing was sent)",
+                        g.attempt
+                    ),
+                    retry_after_ms: None,
+                });
+            }
+            self.crash_point(CrashPoint::Sent);
+        }
         let response = match self.transport.send(outgoing, platform.setup.timeout).await {
             Ok(r) => r,
             Err(e) => {
@@ -1061,5 +1150,17 @@ impl Engine {
             headers,
             body: http.body.clone(),
         })
+    }
+}
+
+/// One line about an outcome, for logs and reconciliation summaries.
+pub(crate) fn describe_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Captured { amount, .. } => format!("captured {amount}"),
+        Outcome::Pending { amount, .. } => format!("pending {amount}"),
+        Outcome::AlreadyCaptured { message, .. } => format!("already captured: {message}"),
+        Outcome::Rejected { reason, .. } => format!("rejected: {reason}"),
+        Outcome::Held { reason, .. } => format!("held: {reason}"),
+        Outcome::Failed { kind, message, .. } => format!("failed ({kind:?}): {message}"),
     }
 }

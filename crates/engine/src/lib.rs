@@ -30,14 +30,23 @@ mod clock;
 mod config;
 mod engine;
 mod hooks;
+mod ledger;
 pub mod plugin;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
-pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, Secret};
+pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, Secret};
 pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery};
 pub use hooks::{Hook, HookContext, Observation};
-pub use plugin::{Plugin, PluginCallError, PluginLoadError};
+pub use ledger::{CrashPoint, Random, Reconciled, RetryPolicy, SeededRandom};
+pub use plugin::{
+    MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction, PluginLoadError, sha256_file, verify_sha256,
+};
 pub use transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 
 pub use capture_rules::{Limits as RuleLimits, RuleSet, RulesError};
+pub use capture_store::{self as store, AttemptState, CaptureStore};
+
+/// The connector ABI and its JSON messages ([`Plugin`]'s calls take and return them), re-exported
+/// so that a host or a conformance tool needs no second dependency.
+pub use capture_connector_api as connector_api;

@@ -1,10 +1,21 @@
 //! Loading connector plugins from shared libraries, and calling them safely.
 //!
-//! The loader opens the library with `RTLD_NOW | RTLD_LOCAL`, checks the descriptor header (magic,
-//! ABI major, minor, size) before reading anything else, never unloads the library, and validates
-//! every byte a plugin hands back (size cap, UTF-8, JSON schema).
+//! The loader opens the library with `RTLD_NOW | RTLD_LOCAL` (every symbol resolved at load, none
+//! leaking into other plugins), checks the descriptor header (magic, ABI major, minor, size)
+//! before reading anything else, reads only the descriptor fields the plugin's `struct_size`
+//! covers, validates the manifest, and never unloads the library.
+//!
+//! Every byte a plugin hands back is validated before the engine uses it: a known status code, a
+//! non-null buffer for a success, the 1 MiB size cap ([`MAX_PLUGIN_OUTPUT`]), UTF-8, JSON of the
+//! expected message schema (unknown fields refused), and for a built request a URL whose host is
+//! loopback or in the manifest's `allowed_hosts`. A caught panic comes back with its message.
+//! Every failure is a typed error that names the plugin file.
+//!
+//! A plugin may be pinned to the SHA-256 of its file ([`Plugin::load_pinned`], or `sha256` in the
+//! configuration): a file whose hash differs is refused before it is opened.
 
 use std::ffi::c_int;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use capture_connector_api::abi::{
@@ -17,6 +28,7 @@ use capture_connector_api::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
 /// The largest buffer a plugin may return (manifest, request or result).
 pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
@@ -30,6 +42,40 @@ pub enum PluginLoadError {
     NotFound {
         /// The path.
         path: PathBuf,
+    },
+    /// The file could not be read to check its pinned hash.
+    #[error("connector plugin {path}: cannot read the file to check its sha256 pin: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file's SHA-256 is not the one the configuration pins.
+    #[error(
+        "connector plugin {path}: sha256 mismatch: the configuration pins {expected}, the file has {actual}; refusing to load it"
+    )]
+    Sha256Mismatch {
+        /// The path.
+        path: PathBuf,
+        /// The pinned hash (lower-case hex).
+        expected: String,
+        /// The file's hash (lower-case hex).
+        actual: String,
+    },
+    /// The file is an ELF library cut short: a segment the loader would map lies past its end
+    /// (a half-copied file). Mapping it would crash the process on first touch, so it is refused
+    /// before the dynamic loader sees it.
+    #[error(
+        "connector plugin {path}: the file is truncated: it is {size} bytes but its program headers need {needed} (was it copied completely?)"
+    )]
+    Truncated {
+        /// The path.
+        path: PathBuf,
+        /// The file's size.
+        size: u64,
+        /// The size its loadable segments need.
+        needed: u64,
     },
     /// The dynamic loader refused the file (not a library, wrong architecture, missing symbols).
     #[error("connector plugin {path}: cannot be loaded as a shared library: {message}")]
@@ -91,43 +137,101 @@ pub enum PluginLoadError {
         /// Which function.
         function: &'static str,
     },
-    /// The manifest could not be read or is invalid.
-    #[error("connector plugin {path}: invalid manifest: {source}")]
+    /// The manifest function failed (panic, error status, broken buffer).
+    #[error("connector plugin {path}: the manifest function failed: {source}")]
     Manifest {
         /// The path.
         path: PathBuf,
-        /// What was wrong.
+        /// What went wrong.
         source: PluginCallError,
+    },
+    /// The manifest is not valid: wrong schema, unknown field, or a value the engine refuses.
+    #[error("connector plugin {path}: invalid manifest: {problem}")]
+    InvalidManifest {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        problem: String,
     },
 }
 
-/// Why a call into a plugin failed.
+/// Why a call into a plugin failed. Every variant but [`PluginCallError::Refused`] (the
+/// connector's own answer) and [`PluginCallError::Unsupported`] is a broken contract, and names
+/// the plugin by its file name (not its full path, so that reports are the same wherever the
+/// library is installed; [`Plugin::path`] has the full path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PluginCallError {
     /// The connector refused the call with its own error.
     #[error("connector refused: {0}")]
     Refused(ConnectorError),
-    /// The connector panicked (caught at the boundary).
-    #[error("connector panicked: {0}")]
-    Panicked(String),
-    /// The plugin broke the ABI contract (null buffer, unknown status, oversized output).
-    #[error("connector broke the ABI contract: {0}")]
-    Contract(String),
+    /// The connector panicked (caught at the boundary); the message is the panic's.
+    #[error("connector plugin {file} panicked: {message}")]
+    Panicked {
+        /// The plugin's file name.
+        file: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The plugin broke the ABI contract (null buffer with a success status, unknown status code,
+    /// oversized output, an error status without a readable error).
+    #[error("connector plugin {file} broke the ABI contract: {problem}")]
+    Contract {
+        /// The plugin's file name.
+        file: String,
+        /// What it did.
+        problem: String,
+    },
     /// The plugin does not provide this function (older ABI minor or capability not declared).
     #[error("connector does not support the {0}")]
     Unsupported(&'static str),
-    /// The plugin's output is not valid UTF-8 JSON of the expected schema.
-    #[error("connector returned invalid output: {0}")]
-    InvalidOutput(String),
+    /// The plugin's output is not valid UTF-8 JSON of the expected message schema.
+    #[error("connector plugin {file} returned invalid output: {problem}")]
+    InvalidOutput {
+        /// The plugin's file name.
+        file: String,
+        /// What is wrong, with the JSON path when the schema does not match.
+        problem: String,
+    },
+    /// The plugin built a request for a host that is neither loopback nor in its manifest's
+    /// `allowed_hosts`.
+    #[error(
+        "connector plugin {file} built a request for `{url}`: host `{host}` is not loopback and not in the manifest's allowed hosts {allowed:?}"
+    )]
+    ForeignHost {
+        /// The plugin's file name.
+        file: String,
+        /// The URL it built.
+        url: String,
+        /// Its host.
+        host: String,
+        /// The manifest's allow-list.
+        allowed: Vec<String>,
+    },
+}
+
+/// A function of the descriptor that takes a JSON message, for [`Plugin::call_raw`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PluginFunction {
+    /// `build_capture`: [`CaptureCall`] in, [`HttpRequest`] out.
+    BuildCapture,
+    /// `parse_capture`: [`ParseCall`] in, [`CaptureResult`] out.
+    ParseCapture,
+    /// `build_status` (ABI 1.1): [`StatusCall`] in, [`HttpRequest`] out.
+    BuildStatus,
+    /// `parse_status` (ABI 1.1): [`StatusParseCall`] in, [`CaptureResult`] out.
+    ParseStatus,
 }
 
 /// A loaded connector plugin. Cheap to share (`Arc`); safe to call from many threads.
 #[derive(Debug)]
 pub struct Plugin {
     path: PathBuf,
+    file: String,
     manifest: Manifest,
     abi: (u16, u16),
+    descriptor_size: u32,
     build_capture: CallFn,
     parse_capture: CallFn,
     free_buffer: FreeFn,
@@ -142,6 +246,40 @@ unsafe impl Send for Plugin {}
 // SAFETY: as above; `Plugin` holds no interior mutability.
 unsafe impl Sync for Plugin {}
 
+/// The SHA-256 of a file, as 64 lower-case hex digits.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&chunk[..n]);
+    }
+    Ok(crate::clock::hex(&hasher.finalize()))
+}
+
+/// Checks a file against a pinned SHA-256 (hex, either case) before it is loaded.
+///
+/// The pin detects a wrong, stale or altered file. It is checked on the file as it is when the
+/// engine starts; whoever can replace the file between this check and the load could as well
+/// edit the configuration, so it is no defence against them.
+pub fn verify_sha256(path: &Path, expected: &str) -> Result<(), PluginLoadError> {
+    if !path.is_file() {
+        return Err(PluginLoadError::NotFound { path: path.to_path_buf() });
+    }
+    let actual =
+        sha256_file(path).map_err(|source| PluginLoadError::Read { path: path.to_path_buf(), source })?;
+    let expected = expected.trim().to_ascii_lowercase();
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(PluginLoadError::Sha256Mismatch { path: path.to_path_buf(), expected, actual })
+    }
+}
+
 impl Plugin {
     /// Loads a plugin from a shared library file.
     pub fn load(path: &Path) -> Result<Plugin, PluginLoadError> {
@@ -149,6 +287,8 @@ impl Plugin {
         if !path.is_file() {
             return Err(PluginLoadError::NotFound { path: path_buf });
         }
+        let file = file_name(path);
+        check_not_truncated(path)?;
         let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
         // SAFETY: loading a library runs its initialisers; plugins are trusted native code chosen by
         // the operator's configuration, as documented in the ABI specification.
@@ -204,13 +344,29 @@ impl Plugin {
         let mut out = Buffer::empty();
         // SAFETY: `out` is a valid, writable buffer, as the ABI requires.
         let status = unsafe { manifest_fn(&mut out) };
-        let manifest = take_output::<Manifest>(status, out, free_buffer)
-            .and_then(|m| validate_manifest(m).map_err(PluginCallError::InvalidOutput))
-            .map_err(|source| PluginLoadError::Manifest { path: path_buf.clone(), source })?;
+        let manifest = match take_output::<Manifest>(&file, status, out, free_buffer) {
+            Ok(m) => m,
+            Err(PluginCallError::InvalidOutput { problem, .. }) => {
+                return Err(PluginLoadError::InvalidManifest { path: path_buf, problem });
+            }
+            Err(source) => return Err(PluginLoadError::Manifest { path: path_buf, source }),
+        };
+        if let Err(problem) = validate_manifest(&manifest) {
+            return Err(PluginLoadError::InvalidManifest { path: path_buf, problem });
+        }
+        if manifest.capabilities.status_query && (build_status.is_none() || parse_status.is_none()) {
+            let problem = format!(
+                "capabilities.status_query is true, but the ABI {major}.{minor} descriptor has no \
+                 build_status/parse_status function (they need ABI 1.1 and non-null pointers)"
+            );
+            return Err(PluginLoadError::InvalidManifest { path: path_buf, problem });
+        }
         Ok(Plugin {
             path: path_buf,
+            file,
             manifest,
             abi: (major, minor),
+            descriptor_size: header.struct_size,
             build_capture,
             parse_capture,
             free_buffer,
@@ -219,9 +375,21 @@ impl Plugin {
         })
     }
 
+    /// Loads a plugin after checking that its file's SHA-256 is `sha256` (hex): a mismatch is
+    /// [`PluginLoadError::Sha256Mismatch`] and the file is never opened. See [`verify_sha256`].
+    pub fn load_pinned(path: &Path, sha256: &str) -> Result<Plugin, PluginLoadError> {
+        verify_sha256(path, sha256)?;
+        Plugin::load(path)
+    }
+
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's name, as call errors name it.
+    pub fn file_name(&self) -> &str {
+        &self.file
     }
 
     /// The validated manifest.
@@ -234,9 +402,17 @@ impl Plugin {
         self.abi
     }
 
-    /// Asks the connector to build the capture request.
+    /// The descriptor's `struct_size`, as the plugin declared it.
+    pub fn descriptor_size(&self) -> u32 {
+        self.descriptor_size
+    }
+
+    /// Asks the connector to build the capture request. The URL's host must be loopback or in the
+    /// manifest's `allowed_hosts` ([`PluginCallError::ForeignHost`] otherwise).
     pub fn build_capture(&self, call: &CaptureCall) -> Result<HttpRequest, PluginCallError> {
-        self.call(self.build_capture, call)
+        let request: HttpRequest = self.call(self.build_capture, call)?;
+        self.check_host(&request)?;
+        Ok(request)
     }
 
     /// Asks the connector to read the platform's answer.
@@ -249,10 +425,14 @@ impl Plugin {
         self.build_status.is_some() && self.parse_status.is_some() && self.manifest.capabilities.status_query
     }
 
-    /// Asks the connector to build a status query.
+    /// Asks the connector to build a status query (same host rule as [`Plugin::build_capture`]).
     pub fn build_status(&self, call: &StatusCall) -> Result<HttpRequest, PluginCallError> {
         match (self.supports_status(), self.build_status) {
-            (true, Some(f)) => self.call(f, call),
+            (true, Some(f)) => {
+                let request: HttpRequest = self.call(f, call)?;
+                self.check_host(&request)?;
+                Ok(request)
+            }
             _ => Err(PluginCallError::Unsupported("status query")),
         }
     }
@@ -265,73 +445,386 @@ impl Plugin {
         }
     }
 
+    /// Calls a function with raw input bytes and returns its output as JSON, validated like every
+    /// output (status, buffer, size cap, UTF-8, JSON) but not against a message schema. For
+    /// conformance tools that must send what the engine never would (garbage, another schema);
+    /// the engine itself uses the typed methods. The status functions are called whenever the
+    /// descriptor has them, whatever the manifest declares.
+    pub fn call_raw(&self, function: PluginFunction, input: &[u8]) -> Result<serde_json::Value, PluginCallError> {
+        let f = match function {
+            PluginFunction::BuildCapture => self.build_capture,
+            PluginFunction::ParseCapture => self.parse_capture,
+            PluginFunction::BuildStatus => self.build_status.ok_or(PluginCallError::Unsupported("status query"))?,
+            PluginFunction::ParseStatus => self.parse_status.ok_or(PluginCallError::Unsupported("status query"))?,
+        };
+        let mut out = Buffer::empty();
+        // SAFETY: `input` is valid for the call and `out` is writable, as the ABI requires.
+        let status = unsafe { f(input.as_ptr(), input.len(), &mut out) };
+        take_output(&self.file, status, out, self.free_buffer)
+    }
+
     fn call<I: Serialize, O: DeserializeOwned>(&self, f: CallFn, input: &I) -> Result<O, PluginCallError> {
-        let bytes = serde_json::to_vec(input).map_err(|e| PluginCallError::Contract(e.to_string()))?;
+        let bytes = serde_json::to_vec(input).map_err(|e| PluginCallError::Contract {
+            file: self.file.clone(),
+            problem: format!("the host could not encode the call: {e}"),
+        })?;
         let mut out = Buffer::empty();
         // SAFETY: `bytes` is valid for the call and `out` is writable, as the ABI requires.
         let status = unsafe { f(bytes.as_ptr(), bytes.len(), &mut out) };
-        take_output(status, out, self.free_buffer)
+        take_output(&self.file, status, out, self.free_buffer)
+    }
+
+    /// The manifest's allow-list, checked on every request the plugin builds (the engine also
+    /// checks that the URL's origin is the configured base URL's).
+    fn check_host(&self, request: &HttpRequest) -> Result<(), PluginCallError> {
+        let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
+        let url = url::Url::parse(&request.url)
+            .map_err(|e| invalid(format!("url `{}` is not an absolute URL: {e}", request.url)))?;
+        let host = url.host().ok_or_else(|| invalid(format!("url `{}` has no host", request.url)))?;
+        if is_loopback(&host) || host_allowed(&host.to_string(), &self.manifest.allowed_hosts) {
+            return Ok(());
+        }
+        Err(PluginCallError::ForeignHost {
+            file: self.file.clone(),
+            url: request.url.clone(),
+            host: host.to_string(),
+            allowed: self.manifest.allowed_hosts.clone(),
+        })
     }
 }
 
-/// Copies the plugin's output, frees it with the plugin's own free function, and decodes it.
-fn take_output<O: DeserializeOwned>(status: c_int, out: Buffer, free: FreeFn) -> Result<O, PluginCallError> {
-    let bytes = if out.ptr.is_null() {
-        if out.len != 0 {
-            return Err(PluginCallError::Contract(format!("null buffer with length {}", out.len)));
+/// Refuses an ELF file whose loadable segments extend past its end. The dynamic loader maps such
+/// a file without complaint and the process dies of SIGBUS when it touches the missing pages.
+/// Files that are not ELF are left to the loader, which refuses them with its own message.
+fn check_not_truncated(path: &Path) -> Result<(), PluginLoadError> {
+    let read_err = |source| PluginLoadError::Read { path: path.to_path_buf(), source };
+    let f = std::fs::File::open(path).map_err(read_err)?;
+    let size = f.metadata().map_err(read_err)?.len();
+    let mut head = Vec::new();
+    f.take(64 * 1024).read_to_end(&mut head).map_err(read_err)?;
+    if head.len() < 16 || head[..4] != *b"\x7fELF" {
+        return Ok(());
+    }
+    let (wide, little) = (head[4] == 2, head[5] != 2);
+    let int = |at: usize, len: usize| -> Option<u64> {
+        let bytes = head.get(at..at + len)?;
+        let mut v = 0u64;
+        for i in 0..len {
+            let b = if little { bytes[len - 1 - i] } else { bytes[i] };
+            v = (v << 8) | u64::from(b);
         }
-        Vec::new()
-    } else if out.len > MAX_PLUGIN_OUTPUT {
+        Some(v)
+    };
+    // ELF header fields: e_phoff, e_phentsize, e_phnum; program header: p_type, p_offset, p_filesz.
+    let (phoff, phentsize, phnum) = if wide {
+        (int(32, 8), int(54, 2), int(56, 2))
+    } else {
+        (int(28, 4), int(42, 2), int(44, 2))
+    };
+    let truncated = |needed| PluginLoadError::Truncated { path: path.to_path_buf(), size, needed };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (phoff, phentsize, phnum) else {
+        return Err(truncated(64));
+    };
+    let table_end = phoff.saturating_add(phentsize.saturating_mul(phnum));
+    if table_end > size {
+        return Err(truncated(table_end));
+    }
+    let mut needed = 0u64;
+    for i in 0..phnum {
+        let at = usize::try_from(phoff + i * phentsize).unwrap_or(usize::MAX);
+        let fields = if wide {
+            (int(at, 4), int(at + 8, 8), int(at + 32, 8))
+        } else {
+            (int(at, 4), int(at + 4, 4), int(at + 16, 4))
+        };
+        // Program headers past the first 64 KiB are not checked (no real plugin has them there).
+        let (Some(kind), Some(offset), Some(filesz)) = fields else { break };
+        const PT_LOAD: u64 = 1;
+        if kind == PT_LOAD {
+            needed = needed.max(offset.saturating_add(filesz));
+        }
+    }
+    if needed > size { Err(truncated(needed)) } else { Ok(()) }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// True for hosts that can only be this machine.
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// `host` matches an entry of `allowed`: exactly, or as a subdomain of a `*.suffix` entry.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    allowed.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) => host.strip_suffix(suffix).is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            None => host == pattern,
+        }
+    })
+}
+
+/// Reads the plugin's output, frees it with the plugin's own free function (exactly once,
+/// whatever the outcome), and decodes it.
+fn take_output<O: DeserializeOwned>(
+    file: &str,
+    status: c_int,
+    out: Buffer,
+    free: FreeFn,
+) -> Result<O, PluginCallError> {
+    let contract = |problem: String| PluginCallError::Contract { file: file.to_owned(), problem };
+    if out.ptr.is_null() {
+        if out.len != 0 {
+            return Err(contract(format!("null buffer pointer with length {}", out.len)));
+        }
+        return decode(file, status, None);
+    }
+    if out.len > MAX_PLUGIN_OUTPUT {
         let len = out.len;
         // SAFETY: the buffer came from this plugin and is given back exactly once.
         unsafe { free(out) };
-        return Err(PluginCallError::Contract(format!(
-            "output of {len} bytes exceeds the {MAX_PLUGIN_OUTPUT}-byte cap"
-        )));
-    } else {
-        // SAFETY: the plugin wrote `len` bytes at `ptr` (checked non-null) and keeps them until freed.
-        let v = unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec();
-        // SAFETY: the buffer came from this plugin and is given back exactly once.
-        unsafe { free(out) };
-        v
-    };
+        return Err(contract(format!("output of {len} bytes exceeds the {MAX_PLUGIN_OUTPUT}-byte cap")));
+    }
+    // SAFETY: the plugin wrote `len` bytes at `ptr` (checked non-null) and keeps them until freed.
+    let bytes = unsafe { std::slice::from_raw_parts(out.ptr, out.len) };
+    // Decoded straight from the plugin's buffer (owned output, no borrow survives), then freed.
+    let result = decode(file, status, Some(bytes));
+    // SAFETY: the buffer came from this plugin and is given back exactly once; `bytes` is dead.
+    unsafe { free(out) };
+    result
+}
+
+/// Interprets a status and its buffer (`None`: a null buffer).
+fn decode<O: DeserializeOwned>(file: &str, status: c_int, bytes: Option<&[u8]>) -> Result<O, PluginCallError> {
+    let contract = |problem: String| PluginCallError::Contract { file: file.to_owned(), problem };
+    let invalid = |problem: String| PluginCallError::InvalidOutput { file: file.to_owned(), problem };
     match status {
         STATUS_OK => {
-            if bytes.is_empty() {
-                return Err(PluginCallError::Contract("success status with an empty buffer".into()));
-            }
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|e| PluginCallError::InvalidOutput(format!("not UTF-8: {e}")))?;
-            serde_json::from_str(text).map_err(|e| PluginCallError::InvalidOutput(e.to_string()))
+            let bytes = match bytes {
+                None => return Err(contract("success status with a null buffer: the result is missing".into())),
+                Some([]) => return Err(contract("success status with an empty buffer".into())),
+                Some(b) => b,
+            };
+            std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
+            serde_json::from_slice(bytes).map_err(|e| invalid(describe_json_error::<O>(bytes, &e)))
         }
-        STATUS_ERROR => {
-            let err: ConnectorError = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                ConnectorError::new("unreadable_error", String::from_utf8_lossy(&bytes).into_owned())
-            });
-            Err(PluginCallError::Refused(err))
+        STATUS_ERROR => match bytes {
+            None | Some([]) => Err(contract("error status without an error message".into())),
+            Some(b) => match serde_json::from_slice::<ConnectorError>(b) {
+                Ok(err) => Err(PluginCallError::Refused(err)),
+                Err(e) => Err(contract(format!(
+                    "error status with a buffer that is not a {{\"code\", \"message\"}} JSON object ({e}): {}",
+                    excerpt(b)
+                ))),
+            },
+        },
+        STATUS_PANIC => {
+            let message = match bytes {
+                None | Some([]) => "(no message)".to_owned(),
+                Some(b) => String::from_utf8_lossy(b).into_owned(),
+            };
+            Err(PluginCallError::Panicked { file: file.to_owned(), message })
         }
-        STATUS_PANIC => Err(PluginCallError::Panicked(String::from_utf8_lossy(&bytes).into_owned())),
-        other => Err(PluginCallError::Contract(format!("unknown status code {other}"))),
+        other => Err(contract(format!(
+            "unknown status code {other} (0 = ok, 1 = error, 2 = panic)"
+        ))),
     }
 }
 
-fn validate_manifest(m: Manifest) -> Result<Manifest, String> {
+/// A decoding error in words: not JSON at all, or JSON that does not match the message, with the
+/// path of the offending field (decoded again on this slow path only).
+fn describe_json_error<O: DeserializeOwned>(bytes: &[u8], e: &serde_json::Error) -> String {
+    let message = std::any::type_name::<O>().rsplit("::").next().unwrap_or("message");
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("not JSON ({e}): {}", excerpt(bytes))
+        }
+        _ => {
+            let de = &mut serde_json::Deserializer::from_slice(bytes);
+            match serde_path_to_error::deserialize::<_, O>(de) {
+                Err(err) => format!("does not match the {message} schema at `{}`: {}", err.path(), err.inner()),
+                Ok(_) => format!("does not match the {message} schema: {e}"),
+            }
+        }
+    }
+}
+
+/// The first 120 characters of some output, for error messages.
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(120).collect();
+    if chars.next().is_some() { format!("{head}...") } else { head }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `MAJOR.MINOR.PATCH` with optional `-pre` and `+build` parts (semver's shape).
+fn valid_semver(v: &str) -> bool {
+    let ident = |s: &str| {
+        s.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    let (core, build) = match v.split_once('+') {
+        Some((core, build)) => (core, Some(build)),
+        None => (v, None),
+    };
+    let (core, pre) = match core.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (core, None),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    numbers.len() == 3
+        && numbers.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && pre.is_none_or(ident)
+        && build.is_none_or(ident)
+}
+
+/// A host name (`api.example.com`, `localhost`, `127.0.0.1`) or a `*.` wildcard over a domain of
+/// at least two labels (`*.example.com`). No scheme, port, path or user.
+fn host_pattern_problem(pattern: &str) -> Option<&'static str> {
+    let (wildcard, name) = match pattern.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, pattern),
+    };
+    if name.is_empty() || name.len() > 253 {
+        return Some("is not a host name");
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !labels.iter().all(label_ok) {
+        return Some("is not a host name (letters, digits, `-` and dots only: no scheme, port or path)");
+    }
+    if wildcard && labels.len() < 2 {
+        return Some("is too broad: a wildcard must cover a domain such as `*.example.com`");
+    }
+    None
+}
+
+/// Checks a manifest's values; the problem names the field.
+fn validate_manifest(m: &Manifest) -> Result<(), String> {
     if m.id.is_empty()
+        || m.id.len() > 64
         || !m.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     {
-        return Err(format!("id `{}` must be non-empty [a-z0-9_-]", m.id));
+        return Err(format!("id `{}` must be 1 to 64 characters of [a-z0-9_-]", m.id));
     }
-    if m.version.is_empty() {
-        return Err("version is empty".into());
+    if m.name.trim().is_empty() {
+        return Err("name is empty".into());
+    }
+    if !valid_semver(&m.version) {
+        return Err(format!("version `{}` is not a semantic version such as 1.2.3", m.version));
     }
     if m.schema != SCHEMA_VERSION {
         return Err(format!("message schema {} is not supported (engine speaks {SCHEMA_VERSION})", m.schema));
     }
-    if m.capabilities.max_currency_exponent > 4 {
+    let caps = &m.capabilities;
+    if caps.max_currency_exponent > 4 {
         return Err(format!(
-            "max_currency_exponent {} is out of range",
-            m.capabilities.max_currency_exponent
+            "capabilities.max_currency_exponent {} is out of range (0 to 4)",
+            caps.max_currency_exponent
         ));
     }
-    Ok(m)
+    match caps.max_payments_per_call {
+        Some(0) => return Err("capabilities.max_payments_per_call is 0: a call carries at least one payment".into()),
+        Some(n) if n > 1 && !caps.multiple_payments_per_call => {
+            return Err(format!(
+                "capabilities.max_payments_per_call is {n} but multiple_payments_per_call is false"
+            ));
+        }
+        _ => {}
+    }
+    for (i, host) in m.allowed_hosts.iter().enumerate() {
+        if let Some(problem) = host_pattern_problem(host) {
+            return Err(format!("allowed_hosts[{i}] `{host}` {problem}"));
+        }
+    }
+    for (field, names) in [("credentials", &m.credentials), ("settings", &m.settings)] {
+        for (i, name) in names.iter().enumerate() {
+            if !valid_name(name) {
+                return Err(format!("{field}[{i}] `{name}` must be non-empty [a-z0-9_]"));
+            }
+            if names[..i].contains(name) {
+                return Err(format!("{field}[{i}] `{name}` is listed twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        for ok in ["api.example.com", "*.optty.com", "localhost", "127.0.0.1", "a-b.c"] {
+            assert_eq!(host_pattern_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "*", "*.com", "https://x.com", "x.com:443", "x.com/path", "-x.com", "a..b", "*.", "x y"] {
+            assert!(host_pattern_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_only() {
+        let allowed = vec!["*.optty.com".to_owned(), "api.bigcommerce.com".to_owned()];
+        assert!(host_allowed("api.optty.com", &allowed));
+        assert!(host_allowed("API.Optty.com", &allowed));
+        assert!(!host_allowed("optty.com", &allowed));
+        assert!(!host_allowed("evil-optty.com", &allowed));
+        assert!(!host_allowed("optty.com.evil.example", &allowed));
+        assert!(host_allowed("api.bigcommerce.com", &allowed));
+        assert!(!host_allowed("x.api.bigcommerce.com", &allowed));
+    }
+
+    #[test]
+    fn semantic_versions() {
+        for ok in ["0.1.0", "1.2.3-beta.1", "1.0.0+build.5", "10.20.30-rc-1+x"] {
+            assert!(valid_semver(ok), "{ok}");
+        }
+        for bad in ["", "1", "1.2", "1.2.x", "v1.2.3", "1.2.3-", "1.2.3+", "1..3"] {
+            assert!(!valid_semver(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn output_decoding_names_the_problem() {
+        let ok: Result<ConnectorError, _> = decode("libx.so", STATUS_OK, Some(br#"{"code":"a","message":"b"}"#));
+        assert!(ok.is_ok());
+        let e = decode::<HttpRequest>("libx.so", STATUS_OK, Some(b"\xff\xfe")).unwrap_err();
+        assert!(e.to_string().contains("libx.so returned invalid output: not UTF-8"), "{e}");
+        let e = decode::<HttpRequest>("libx.so", STATUS_OK, Some(b"hello")).unwrap_err();
+        assert!(e.to_string().contains("not JSON"), "{e}");
+        let e = decode::<HttpRequest>(
+            "libx.so",
+            STATUS_OK,
+            Some(br#"{"method":"GET","url":"http://x","headers":[{"name":"A","value":1}],"body":null}"#),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("HttpRequest schema at `headers[0].value`"), "{e}");
+        let e = decode::<HttpRequest>("libx.so", STATUS_OK, None).unwrap_err();
+        assert!(e.to_string().contains("success status with a null buffer"), "{e}");
+        let e = decode::<HttpRequest>("libx.so", 7, Some(b"{}")).unwrap_err();
+        assert!(e.to_string().contains("unknown status code 7"), "{e}");
+        let e = decode::<HttpRequest>("libx.so", STATUS_ERROR, Some(b"nope")).unwrap_err();
+        assert!(matches!(e, PluginCallError::Contract { .. }), "{e}");
+        let e = decode::<HttpRequest>("libx.so", STATUS_PANIC, Some(b"boom")).unwrap_err();
+        assert_eq!(e.to_string(), "connector plugin libx.so panicked: boom");
+    }
 }

@@ -11,7 +11,9 @@
 //!
 //! Answers: 200 `{captureReference, captureId, capturedAmount}` (references may be numbers or
 //! strings) is `captured`; 400 `invalid_request`, 401/403 `unauthorized`, 404 `not_found`,
-//! 409 `invalid_state` (none retryable); 429 `rate_limited` and 5xx `platform_unavailable` are
+//! 409 `invalid_state` (none retryable); a 400 saying the request's `captureReference` was already
+//! used is `already_captured` (the reference was applied before: how a retry after a lost answer
+//! learns the capture went through); 429 `rate_limited` and 5xx `platform_unavailable` are
 //! retryable because the same `captureReference` cannot capture twice. Anything else is `unknown`.
 
 use capture_connector_api::{
@@ -57,6 +59,16 @@ struct SuccessBody {
 #[derive(Deserialize)]
 struct ErrorBody {
     message: Option<serde_json::Value>,
+}
+
+/// Whether a 400 message says this capture reference was used before. Optty documents the
+/// reference as unique per merchant and transaction but not the wording of the refusal; this
+/// matches a message that names the reference and says it was already used.
+fn reference_already_used(message: &str, reference: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains(&reference.to_ascii_lowercase())
+        && m.contains("already")
+        && (m.contains("used") || m.contains("exists"))
 }
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters pass through).
@@ -242,6 +254,20 @@ impl Connector for Optty {
             .and_then(|(_, v)| v.trim().parse::<u64>().ok())
             .map(|s| s.saturating_mul(1000));
         Ok(match status {
+            // The same captureReference again: Optty applies a reference once, so the capture it
+            // names exists already (this is how a retry after a lost answer learns it went through).
+            400 if reference_already_used(&message, &call.idempotency_key) => CaptureResult {
+                status: ResultStatus::AlreadyCaptured,
+                captured_amount: None,
+                platform_capture_id: None,
+                failure: Some(Failure {
+                    kind: "invalid_request".into(),
+                    retryable: false,
+                    platform_code: Some(status.to_string()),
+                    message,
+                    retry_after_ms: None,
+                }),
+            },
             400 | 422 => failure("invalid_request", false, status, message, None),
             401 | 403 => failure("unauthorized", false, status, message, None),
             404 => failure("not_found", false, status, message, None),
@@ -310,6 +336,25 @@ mod tests {
         );
         let jpy = Optty.build_capture(&call("1500", "JPY")).unwrap();
         assert_eq!(jpy.body.as_deref(), Some(r#"{"captureReference":"key-1","amount":1500}"#));
+    }
+
+    #[test]
+    fn a_used_reference_is_already_captured() {
+        let c = call("100.00", "USD");
+        let r = Optty
+            .parse_capture(
+                &c,
+                &resp(400, r#"{"statusCode":400,"message":"captureReference key-1 has already been used"}"#),
+            )
+            .unwrap();
+        assert_eq!(r.status, ResultStatus::AlreadyCaptured);
+        let other = Optty
+            .parse_capture(
+                &c,
+                &resp(400, r#"{"statusCode":400,"message":"captureReference other has already been used"}"#),
+            )
+            .unwrap();
+        assert_eq!(other.status, ResultStatus::Failed);
     }
 
     #[test]
