@@ -249,7 +249,8 @@ async fn abi_versions_a_major_or_a_newer_minor_are_refused() {
 #[tokio::test]
 async fn broken_descriptors_are_refused_naming_file_and_problem() {
     let dir = scratch("abi-broken-descriptors");
-    let cases: [(&str, fn(&PluginLoadError) -> bool, &str); 4] = [
+    type Is = fn(&PluginLoadError) -> bool;
+    let cases: [(&str, Is, &str); 4] = [
         (
             "FIXTURE_BAD_MAGIC",
             |e| matches!(e, PluginLoadError::BadMagic { found: 0xDEAD_BEEF, .. }),
@@ -313,7 +314,7 @@ async fn an_older_minor_with_the_smaller_descriptor_loads_and_captures() {
     let p = Arc::new(Plugin::load(&file).unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(p.abi_version(), (1, 0));
     assert_eq!(p.descriptor_size() as usize, DESCRIPTOR_SIZE_V1_0);
-    assert!(DESCRIPTOR_SIZE_V1_0 < DESCRIPTOR_SIZE_V1_1);
+    const { assert!(DESCRIPTOR_SIZE_V1_0 < DESCRIPTOR_SIZE_V1_1) };
     assert!(!p.supports_status());
     let status = StatusCall {
         schema: SCHEMA_VERSION,

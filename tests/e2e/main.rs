@@ -7,6 +7,7 @@
 mod abi;
 mod bad_requests;
 mod bigcommerce;
+mod crash;
 mod ledger;
 mod medusa;
 mod plugins;

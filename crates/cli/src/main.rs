@@ -220,7 +220,14 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     };
     // The request is validated before anything is loaded, so a bad request never costs a plugin load.
     let req = capture_core::CaptureRequest::from_json(&body)?;
-    let report = engine(config, now).await?.capture(req).await?;
+    let engine = engine(config, now).await?;
+    // On start: resolve what an earlier run left unresolved (a crash, a lost answer).
+    if let Ok(done) = engine.reconcile(std::time::Duration::from_secs(60)).await {
+        for r in done.iter().filter(|r| r.before != r.after) {
+            eprintln!("reconciled {} ({} {}): {} -> {}", r.attempt, r.platform, r.order_id, r.before.as_str(), r.after.as_str());
+        }
+    }
+    let report = engine.capture(req).await?;
     let code = exit_code(&report.outcome);
     print!("{}", report.to_json());
     if code != exit::CAPTURED {

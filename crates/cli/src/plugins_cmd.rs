@@ -922,11 +922,10 @@ fn check_odd_answers(plugin: &Plugin, samples: &Samples) -> Check {
                         r.status
                     ));
                 }
-                if let (Some(text), Some(cur)) = (&r.captured_amount, currency) {
-                    if let Err(e) = Money::parse(text, cur) {
-                        problems
-                            .push(format!("{what}: captured_amount `{text}` is not an amount in {cur}: {e}"));
-                    }
+                if let (Some(text), Some(cur)) = (&r.captured_amount, currency)
+                    && let Err(e) = Money::parse(text, cur)
+                {
+                    problems.push(format!("{what}: captured_amount `{text}` is not an amount in {cur}: {e}"));
                 }
             }
         }

@@ -522,3 +522,68 @@ mod tests {
         assert_eq!(e.field(), "metadata.score");
     }
 }
+
+impl CaptureRequest {
+    /// The request in its wire form (what [`CaptureRequest::from_json`] reads), amounts as
+    /// decimal strings: stored by the ledger so a capture can be resolved without its caller.
+    pub fn to_wire_json(&self) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let money = |m: &Money| Value::String(m.to_decimal_string());
+        let metadata: serde_json::Map<String, Value> = self
+            .metadata
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    MetadataValue::Text(s) => Value::String(s.clone()),
+                    MetadataValue::Integer(i) => json!(i),
+                    MetadataValue::Bool(b) => Value::Bool(*b),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let mut out = json!({
+            "platform": self.platform,
+            "idempotency_key": self.idempotency_key,
+            "amount": match self.amount { RequestedAmount::Full => Value::String("full".into()), RequestedAmount::Exact(m) => money(&m) },
+            "payments": self.payments.iter().map(|p| json!({"payment_id": p.payment_id, "amount": money(&p.amount)})).collect::<Vec<_>>(),
+            "metadata": metadata,
+            "order": {
+                "id": self.order.id,
+                "currency": self.order.currency.code(),
+                "amount": money(&self.order.amount),
+                "surcharge": money(&self.order.surcharge),
+                "payments": self.order.payments.iter().map(|p| json!({
+                    "id": p.id, "amount": money(&p.amount), "method": p.method, "partial_capture": p.partial_capture,
+                })).collect::<Vec<_>>(),
+                "captures": self.order.captures.iter().map(|c| json!({
+                    "reference": c.reference, "payment_id": c.payment_id, "amount": money(&c.amount),
+                })).collect::<Vec<_>>(),
+            },
+        });
+        if let Some(d) = &self.description {
+            out["description"] = Value::String(d.clone());
+        }
+        if let Some(s) = &self.shipping {
+            out["shipping"] = json!({"company": s.company, "method": s.method, "tracking_number": s.tracking_number});
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_round_trips() {
+        let text = br#"{"platform":"optty","idempotency_key":"k1","amount":50.1,"description":"d",
+            "shipping":{"company":"DHL","method":"Express","tracking_number":"T"},
+            "metadata":{"n":3,"b":true,"s":"x"},
+            "order":{"id":"O1","currency":"USD","amount":"100.00","surcharge":5,
+                     "payments":[{"id":"p1","amount":105,"method":"afterpay","partial_capture":true}],
+                     "captures":[{"reference":"r","payment_id":"p1","amount":"1.00"}]}}"#;
+        let req = CaptureRequest::from_json(text).unwrap();
+        let again = CaptureRequest::from_json(req.to_wire_json().to_string().as_bytes()).unwrap();
+        assert_eq!(again, req);
+    }
+}

@@ -977,8 +977,9 @@ impl Engine {
         if let Some(g) = gate {
             // The ledger learns the request is leaving before it leaves: a crash from here on
             // leaves the attempt in `sent`, which reconciliation resolves from the platform.
+            let stored = serde_json::json!({ "capture_request": g.wire, "http": &recorded });
             let update = AttemptUpdate {
-                request: serde_json::to_string(&recorded).ok(),
+                request: Some(stored.to_string()),
                 count_send: true,
                 ..AttemptUpdate::default()
             };

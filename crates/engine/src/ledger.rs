@@ -178,6 +178,9 @@ fn ledger_failure(message: String) -> Outcome {
 /// The point in a capture where the ledger records that the request is about to leave.
 pub(crate) struct Gate<'a> {
     pub(crate) store: &'a dyn CaptureStore,
+    /// The canonical request in its wire form, stored with the attempt so reconciliation can
+    /// resolve it without its caller.
+    pub(crate) wire: &'a serde_json::Value,
     pub(crate) attempt: &'a str,
     pub(crate) from: &'a [AttemptState],
     pub(crate) now: capture_core::Timestamp,
@@ -344,7 +347,8 @@ impl Engine {
         let idempotent = platform.plugin.manifest().capabilities.idempotency_key;
         loop {
             let from = [attempt.state];
-            let gate = Gate { store, attempt: &attempt.id, from: &from, now: self.clock.now() };
+            let wire = req.to_wire_json();
+            let gate = Gate { store, wire: &wire, attempt: &attempt.id, from: &from, now: self.clock.now() };
             let outcome = self.call_platform(platform, req, amount, run, Some(&gate)).await;
             let sent =
                 store.get(&attempt.id).await.ok().flatten().is_some_and(|a| a.state == AttemptState::Sent);
@@ -537,8 +541,12 @@ impl Engine {
                 "resend",
                 Some(format!("attempt {}: same key again, the platform deduplicates it", a.id)),
             );
-            let gate =
-                Gate { store, attempt: &a.id, from: &[AttemptState::Unknown, AttemptState::Sent], now };
+            if a.state == AttemptState::Sent {
+                // Sent and never answered (a crash, a lost answer): unknown first, then asked again.
+                let _ = store.transition(&a.id, &[AttemptState::Sent], AttemptState::Unknown, AttemptUpdate::default(), now).await;
+            }
+            let wire = req.to_wire_json();
+            let gate = Gate { store, wire: &wire, attempt: &a.id, from: &[AttemptState::Unknown], now };
             let outcome = self.call_platform(platform, req, a.amount, run, Some(&gate)).await;
             let outcome = match outcome {
                 // Our own earlier send went through.
@@ -619,8 +627,10 @@ impl Engine {
                 _ => match self.platforms.get(&a.platform) {
                     None => (a.state, format!("platform `{}` is not configured here", a.platform)),
                     Some(platform) => {
-                        // Without the original request, only a status query can resolve it.
-                        let (state, outcome) = self.resolve(store, platform, None, &a, &mut run).await;
+                        // The request stored with the attempt lets a deduplicating platform be
+                        // asked again with the same key.
+                        let req = stored_request(&a);
+                        let (state, outcome) = self.resolve(store, platform, req.as_ref(), &a, &mut run).await;
                         (state, crate::engine::describe_outcome(&outcome))
                     }
                 },
@@ -636,6 +646,12 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The canonical request stored with an attempt when it was sent.
+fn stored_request(a: &Attempt) -> Option<CaptureRequest> {
+    let stored: serde_json::Value = serde_json::from_str(a.request.as_deref()?).ok()?;
+    CaptureRequest::from_json(stored.get("capture_request")?.to_string().as_bytes()).ok()
 }
 
 fn platform_capture_id(outcome: &Outcome) -> Option<String> {

@@ -51,20 +51,30 @@ async fn record_one(store: &dyn CaptureStore, tag: &str) {
         bound: amount,
         now: Timestamp(1_790_000_000_000 + n),
     };
-    let Reservation::Reserved(a) = store.reserve(&new).await.expect("reserve") else { panic!("not reserved") };
+    let Reservation::Reserved(a) = store.reserve(&new).await.expect("reserve") else {
+        panic!("not reserved")
+    };
     let sent = AttemptUpdate {
-        request: Some(r#"{"method":"POST","url":"https://sandbox/captures","body":{"amount":"100.10"}}"#.into()),
+        request: Some(
+            r#"{"method":"POST","url":"https://sandbox/captures","body":{"amount":"100.10"}}"#.into(),
+        ),
         count_send: true,
         ..Default::default()
     };
-    store.transition(&a.id, &[AttemptState::Reserved], AttemptState::Sent, sent, new.now).await.expect("sent");
+    store
+        .transition(&a.id, &[AttemptState::Reserved], AttemptState::Sent, sent, new.now)
+        .await
+        .expect("sent");
     let done = AttemptUpdate {
         platform_capture_id: Some(format!("pc-{n}")),
         response: Some(r#"{"status":200,"body":{"captureId":"pc"}}"#.into()),
         outcome: Some(r#"{"status":"captured","amount":{"amount":"100.10","currency":"USD"}}"#.into()),
         ..Default::default()
     };
-    store.transition(&a.id, &[AttemptState::Sent], AttemptState::Captured, done, new.now).await.expect("captured");
+    store
+        .transition(&a.id, &[AttemptState::Sent], AttemptState::Captured, done, new.now)
+        .await
+        .expect("captured");
 }
 
 /// The stores under test: a SQLite file and a PostgreSQL database, each fresh.
@@ -89,7 +99,9 @@ fn record_captures(c: &mut Criterion) {
     for (name, target) in [("sqlite_file_wal", &t.sqlite), ("postgres", &t.postgres)] {
         let store: Arc<dyn CaptureStore> = rt.block_on(capture_store::open(target)).expect("open");
         group.throughput(Throughput::Elements(1));
-        group.bench_function(format!("{name}/sequential"), |b| b.iter(|| rt.block_on(record_one(&*store, "s"))));
+        group.bench_function(format!("{name}/sequential"), |b| {
+            b.iter(|| rt.block_on(record_one(&*store, "s")))
+        });
         group.throughput(Throughput::Elements(8));
         group.bench_function(format!("{name}/8_tasks"), |b| {
             b.iter(|| {

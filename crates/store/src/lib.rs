@@ -9,6 +9,46 @@
 //! [`open`] picks one from a configuration value: a `postgres://` or `postgresql://` URL opens
 //! PostgreSQL, anything else is a SQLite file path.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), capture_store::StoreError> {
+//! use capture_core::{Currency, Money, Timestamp};
+//! use capture_store::{AttemptState, AttemptUpdate, CaptureStore, NewAttempt, Reservation, SqliteStore};
+//!
+//! let store = SqliteStore::in_memory()?; // or capture_store::open("ledger.db" / "postgres://…")
+//! let amount = Money::parse("100.10", Currency::from_code("USD").unwrap()).unwrap();
+//! let payments = vec![("pay-1".to_owned(), amount)];
+//! let new = NewAttempt {
+//!     id: "cap_1".into(),
+//!     merchant: "m1".into(),
+//!     platform: "optty".into(),
+//!     idempotency_key: "ord-1-cap-1".into(),
+//!     fingerprint: capture_store::fingerprint("optty", "ord-1", &amount, &payments),
+//!     order_id: "ord-1".into(),
+//!     payment_ids: vec!["pay-1".into()],
+//!     amount,
+//!     bound: amount, // authorized minus what was captured elsewhere
+//!     now: Timestamp(1_790_000_000_000),
+//! };
+//! let Reservation::Reserved(a) = store.reserve(&new).await? else { unreachable!() };
+//! let send = AttemptUpdate { count_send: true, ..Default::default() };
+//! store.transition(&a.id, &[AttemptState::Reserved], AttemptState::Sent, send, new.now).await?;
+//! // The platform timed out: unknown until its state has been read.
+//! store.transition(&a.id, &[AttemptState::Sent], AttemptState::Unknown, Default::default(), new.now).await?;
+//!
+//! // Replaying the request returns the recorded attempt; nothing is sent again.
+//! assert!(matches!(store.reserve(&new).await?, Reservation::Existing(a) if a.state == AttemptState::Unknown));
+//! // Another capture of the same order waits until this one is resolved.
+//! let mut other = new.clone();
+//! other.id = "cap_2".into();
+//! other.idempotency_key = "ord-1-cap-2".into();
+//! assert!(matches!(store.reserve(&other).await?, Reservation::OrderBusy(_)));
+//! // The janitor's work list.
+//! assert_eq!(store.unresolved().await?.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The state machine (one per attempt)
 //!
 //! ```text
@@ -275,8 +315,10 @@ pub async fn open(target: &str) -> Result<Arc<dyn CaptureStore>, StoreError> {
 /// currency, amount and the payments (sorted, so their order does not matter). Each field is
 /// length-prefixed, so no two different inputs share an encoding.
 pub fn fingerprint(platform: &str, order_id: &str, amount: &Money, payments: &[(String, Money)]) -> String {
-    let mut sorted: Vec<(&str, String)> =
-        payments.iter().map(|(id, m)| (id.as_str(), format!("{} {}", m.to_decimal_string(), m.currency()))).collect();
+    let mut sorted: Vec<(&str, String)> = payments
+        .iter()
+        .map(|(id, m)| (id.as_str(), format!("{} {}", m.to_decimal_string(), m.currency())))
+        .collect();
     sorted.sort();
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -318,7 +360,10 @@ mod tests {
         let p = |id: &str, a: &str| (id.to_owned(), usd(a));
         let base = fingerprint("optty", "ord-1", &usd("30.00"), &[p("pay-1", "10.00"), p("pay-2", "20.00")]);
         assert!(base.starts_with("sha256:") && base.len() == 7 + 64, "{base}");
-        assert_eq!(base, fingerprint("optty", "ord-1", &usd("30.00"), &[p("pay-2", "20.00"), p("pay-1", "10.00")]));
+        assert_eq!(
+            base,
+            fingerprint("optty", "ord-1", &usd("30.00"), &[p("pay-2", "20.00"), p("pay-1", "10.00")])
+        );
         // 30 and 30.00 are the same money.
         assert_eq!(base, fingerprint("optty", "ord-1", &usd("30"), &[p("pay-2", "20"), p("pay-1", "10")]));
         let others = [

@@ -93,7 +93,8 @@ impl RawRow {
         let invalid = |message: String| StoreError::InvalidInput { id: a.id.clone(), message };
         let payment_ids =
             serde_json::to_string(&a.payment_ids).map_err(|e| invalid(format!("payment ids: {e}")))?;
-        let time = |t: Timestamp| i64::try_from(t.0).map_err(|_| invalid(format!("timestamp {} out of range", t.0)));
+        let time =
+            |t: Timestamp| i64::try_from(t.0).map_err(|_| invalid(format!("timestamp {} out of range", t.0)));
         Ok(RawRow {
             id: a.id.clone(),
             merchant: a.merchant.clone(),
@@ -136,7 +137,10 @@ pub(crate) enum Plan {
 pub(crate) fn validate(new: &NewAttempt) -> Result<(), StoreError> {
     let invalid = |message: String| StoreError::InvalidInput { id: new.id.clone(), message };
     if new.amount.currency() != new.bound.currency() {
-        return Err(invalid(format!("amount {} and bound {} are in different currencies", new.amount, new.bound)));
+        return Err(invalid(format!(
+            "amount {} and bound {} are in different currencies",
+            new.amount, new.bound
+        )));
     }
     if new.amount.is_negative() || new.amount.is_zero() {
         return Err(invalid(format!("amount {} is not positive", new.amount)));
@@ -229,7 +233,9 @@ fn held_minor(order: &[Stored], except: Option<&str>, id: &str) -> Result<i64, S
     order
         .iter()
         .filter(|s| s.attempt.state.holds_amount() && Some(s.attempt.id.as_str()) != except)
-        .try_fold(0i64, |acc, s| acc.checked_add(minor(s.attempt.amount, &s.attempt.id)?).ok_or_else(|| overflow(id)))
+        .try_fold(0i64, |acc, s| {
+            acc.checked_add(minor(s.attempt.amount, &s.attempt.id)?).ok_or_else(|| overflow(id))
+        })
 }
 
 /// Decides a transition of `current`. Returns the row to write and whether the move needs the
@@ -249,11 +255,14 @@ pub(crate) fn plan_transition(
     if !crate::transition_allowed(a.state, to) || (resend_of_failure && !a.resendable) {
         return Err(StoreError::InvalidTransition { id: a.id.clone(), from: a.state, to });
     }
-    i64::try_from(now.0)
-        .map_err(|_| StoreError::InvalidInput { id: a.id.clone(), message: format!("timestamp {} out of range", now.0) })?;
+    i64::try_from(now.0).map_err(|_| StoreError::InvalidInput {
+        id: a.id.clone(),
+        message: format!("timestamp {} out of range", now.0),
+    })?;
     // Leaving a state that neither holds an amount nor blocks the order for one that does: the
     // invariants `reserve` enforced must be checked again against the order's current attempts.
-    let needs_check = (!a.state.holds_amount() && to.holds_amount()) || (!a.state.in_flight() && to.in_flight());
+    let needs_check =
+        (!a.state.holds_amount() && to.holds_amount()) || (!a.state.in_flight() && to.in_flight());
     let mut next = current;
     let n = &mut next.attempt;
     n.state = to;
@@ -285,7 +294,10 @@ pub(crate) fn check_resend(next: &Stored, order: &[Stored]) -> Result<(), StoreE
     let a = &next.attempt;
     let refused = |reason: String| StoreError::ResendRefused { id: a.id.clone(), reason };
     if let Some(busy) = order.iter().find(|s| s.attempt.id != a.id && s.attempt.state.in_flight()) {
-        return Err(refused(format!("attempt {} of order {} is {}", busy.attempt.id, a.order_id, busy.attempt.state)));
+        return Err(refused(format!(
+            "attempt {} of order {} is {}",
+            busy.attempt.id, a.order_id, busy.attempt.state
+        )));
     }
     let held = held_minor(order, Some(&a.id), &a.id)?;
     let total = held.checked_add(minor(a.amount, &a.id)?).ok_or_else(|| overflow(&a.id))?;

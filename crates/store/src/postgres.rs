@@ -186,9 +186,10 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let target = redact_target(url);
         let mut secrets = url_password(url);
-        let mut config: Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Open { target: target.clone(), message: scrub(&e.to_string(), &secrets) })?;
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| StoreError::Open {
+            target: target.clone(),
+            message: scrub(&e.to_string(), &secrets),
+        })?;
         if let Some(p) = config.get_password() {
             secrets.push(String::from_utf8_lossy(p).into_owned());
         }
@@ -202,7 +203,8 @@ impl PostgresStore {
             slots: (0..POOL_SIZE).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
         };
-        let open_err = |e: StoreError| StoreError::Open { target: store.target.clone(), message: e.to_string() };
+        let open_err =
+            |e: StoreError| StoreError::Open { target: store.target.clone(), message: e.to_string() };
         let mut client = store.connect_client().await.map_err(open_err)?;
         store.create_schema(&mut client).await.map_err(open_err)?;
         let st = store.prepare(&client).await.map_err(open_err)?;
@@ -261,7 +263,9 @@ impl PostgresStore {
     async fn prepare(&self, client: &Client) -> Result<Statements, StoreError> {
         let p = |sql: String| async move { client.prepare(&sql).await.map_err(|e| self.err(&e)) };
         let select = |filter: &str| format!("SELECT {COLUMNS} FROM capture_attempts WHERE {filter}");
-        let many = |filter: &str| format!("SELECT {COLUMNS} FROM capture_attempts WHERE {filter} ORDER BY created_at, seq");
+        let many = |filter: &str| {
+            format!("SELECT {COLUMNS} FROM capture_attempts WHERE {filter} ORDER BY created_at, seq")
+        };
         Ok(Statements {
             by_key: p(select("merchant = $1 AND platform = $2 AND idempotency_key = $3")).await?,
             by_id: p(select("id = $1")).await?,
@@ -395,13 +399,18 @@ impl PostgresStore {
             )
             .await?;
         if changed != 1 {
-            return Err(StoreError::Database(format!("postgres: updating {id} changed {changed} rows")).into());
+            return Err(
+                StoreError::Database(format!("postgres: updating {id} changed {changed} rows")).into()
+            );
         }
         tx.commit().await?;
         Ok(next.attempt)
     }
 
-    async fn read(&self, pick: impl FnOnce(&Statements) -> (&Statement, Vec<String>)) -> Result<Vec<Stored>, StoreError> {
+    async fn read(
+        &self,
+        pick: impl FnOnce(&Statements) -> (&Statement, Vec<String>),
+    ) -> Result<Vec<Stored>, StoreError> {
         let conn = self.conn().await?;
         let (stmt, args) = pick(&conn.st);
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =

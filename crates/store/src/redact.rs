@@ -112,7 +112,10 @@ mod tests {
             ("postgres://app:s3cret@db:5432/ledger", "postgres://app:***@db:5432/ledger"),
             ("postgresql://app:p@ss@db/ledger", "postgresql://app:***@db/ledger"),
             ("postgres://app@db/ledger", "postgres://app@db/ledger"),
-            ("postgres://db/ledger?user=app&password=s3cret&x=1", "postgres://db/ledger?user=app&password=***&x=1"),
+            (
+                "postgres://db/ledger?user=app&password=s3cret&x=1",
+                "postgres://db/ledger?user=app&password=***&x=1",
+            ),
             ("host=db user=app password=s3cret dbname=x", "host=db user=app password=*** dbname=x"),
             ("host=db PASSWORD='it''s secret' dbname=x", "host=db PASSWORD=*** dbname=x"),
             ("host=db password='a \\' s3cret' dbname=x", "host=db password=*** dbname=x"),

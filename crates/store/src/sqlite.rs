@@ -75,7 +75,8 @@ impl SqliteStore {
         let target = path.display().to_string();
         let fail = |message: String| StoreError::Open { target: target.clone(), message };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
         }
         let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         conn.busy_handler(Some(busy_wait)).map_err(|e| fail(e.to_string()))?;
@@ -108,7 +109,9 @@ impl SqliteStore {
     fn init(mut conn: Connection, target: String) -> Result<SqliteStore, StoreError> {
         let fail = |message: String| StoreError::Open { target: target.clone(), message };
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| fail(e.to_string()))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| fail(e.to_string()))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| fail(e.to_string()))?;
         tx.execute_batch(SCHEMA).map_err(|e| fail(format!("creating the schema: {e}")))?;
         let version: Option<i64> = tx
             .query_row("SELECT MAX(version) FROM capture_store_schema", [], |r| r.get(0))
@@ -196,20 +199,33 @@ fn raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     })
 }
 
-fn select_one(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Option<Stored>, StoreError> {
+fn select_one(
+    conn: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> Result<Option<Stored>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM capture_attempts WHERE {filter}");
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     stmt.query_row(args, raw).optional().map_err(db)?.map(RawRow::decode).transpose()
 }
 
-fn select_many(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<Stored>, StoreError> {
+fn select_many(
+    conn: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Stored>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM capture_attempts WHERE {filter} ORDER BY created_at, seq");
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let rows = stmt.query_map(args, raw).map_err(db)?;
     rows.map(|r| r.map_err(db).and_then(RawRow::decode)).collect()
 }
 
-fn order_rows(conn: &Connection, merchant: &str, platform: &str, order: &str) -> Result<Vec<Stored>, StoreError> {
+fn order_rows(
+    conn: &Connection,
+    merchant: &str,
+    platform: &str,
+    order: &str,
+) -> Result<Vec<Stored>, StoreError> {
     select_many(conn, "merchant = ?1 AND platform = ?2 AND order_id = ?3", params![merchant, platform, order])
 }
 

@@ -181,7 +181,11 @@ fn alive(pid: u32) -> bool {
     if proc.is_dir() {
         return proc.join(pid.to_string()).exists();
     }
-    Command::new("kill").args(["-0", &pid.to_string()]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Stops and removes the servers of test processes that are gone.
@@ -196,7 +200,12 @@ fn clean_stale(bin: &Path, root: bool) {
         let data = e.path().join("data");
         if data.join("postmaster.pid").exists() {
             let mut stop = pg_command(root, &bin.join("pg_ctl"));
-            stop.arg("stop").arg("-D").arg(&data).args(["-m", "immediate"]).stdout(Stdio::null()).stderr(Stdio::null());
+            stop.arg("stop")
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
             let _ = run(stop, "pg_ctl stop (stale)");
         }
         let _ = std::fs::remove_dir_all(e.path());
@@ -230,17 +239,23 @@ fn start_server() -> Result<Server, String> {
         run(chown, "chown the PostgreSQL directory to postgres")?;
     }
     let mut initdb = pg_command(root, &bin.join("initdb"));
-    initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]);
+    initdb.arg("-D").arg(&data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-locale",
+        "--no-sync",
+    ]);
     run(initdb, "initdb")?;
     let pg_ctl = bin.join("pg_ctl");
     let mut last = String::new();
     let mut port = 0;
     for _ in 0..5 {
         port = free_port()?;
-        let options = format!(
-            "-p {port} -k '{}' -c listen_addresses=127.0.0.1 -c max_connections=300",
-            base.display()
-        );
+        let options =
+            format!("-p {port} -k '{}' -c listen_addresses=127.0.0.1 -c max_connections=300", base.display());
         let mut start = pg_command(root, &pg_ctl);
         start.arg("-D").arg(&data).arg("-l").arg(&log).args(["-w", "-t", "60", "-o", &options, "start"]);
         match run(start, "pg_ctl start") {

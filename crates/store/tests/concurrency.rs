@@ -43,7 +43,14 @@ struct Counts {
 
 /// Reserves `key` until the answer is final (not OrderBusy), then drives a reserved attempt to
 /// its end state. Panics on any error: none is expected.
-async fn reserve_and_drive(store: Arc<dyn CaptureStore>, key: String, order: String, k: usize, amount: Money, bound: Money) -> Counts {
+async fn reserve_and_drive(
+    store: Arc<dyn CaptureStore>,
+    key: String,
+    order: String,
+    k: usize,
+    amount: Money,
+    bound: Money,
+) -> Counts {
     let new = attempt(&key, &order, amount, bound);
     let mut counts = Counts::default();
     let started = Instant::now();
@@ -61,7 +68,10 @@ async fn reserve_and_drive(store: Arc<dyn CaptureStore>, key: String, order: Str
             }
             Reservation::OverBound { held, bound: b } => {
                 assert_eq!(b, bound);
-                assert!(held.checked_add(amount).unwrap() > bound, "refused although {held} + {amount} fits {bound}");
+                assert!(
+                    held.checked_add(amount).unwrap() > bound,
+                    "refused although {held} + {amount} fits {bound}"
+                );
                 counts.over_bound += 1;
                 return counts;
             }
@@ -90,7 +100,9 @@ async fn distinct_keys_only_one_in_flight(fx: &Fixture) {
     let tasks: Vec<_> = (0..TASKS)
         .map(|i| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.reserve(&attempt(&format!("one-{i}"), "ord-1", amount, bound)).await.unwrap() })
+            tokio::spawn(async move {
+                store.reserve(&attempt(&format!("one-{i}"), "ord-1", amount, bound)).await.unwrap()
+            })
         })
         .collect();
     let (mut reserved, mut busy) = (0, 0);
@@ -172,7 +184,9 @@ async fn same_key_reserved_once(fx: &Fixture) {
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.reserve(&attempt("same", "ord-1", amount, bound)).await.unwrap() })
+            tokio::spawn(
+                async move { store.reserve(&attempt("same", "ord-1", amount, bound)).await.unwrap() },
+            )
         })
         .collect();
     let (mut reserved, mut existing) = (0, 0);
@@ -248,8 +262,26 @@ macro_rules! backend_tests {
     };
 }
 
-backend_tests!(sqlite, crate::common::sqlite, [distinct_keys_only_one_in_flight, distinct_keys_bound_fits_n, same_key_reserved_once, same_key_two_orders]);
-backend_tests!(postgres, crate::common::postgres, [distinct_keys_only_one_in_flight, distinct_keys_bound_fits_n, same_key_reserved_once, same_key_two_orders]);
+backend_tests!(
+    sqlite,
+    crate::common::sqlite,
+    [
+        distinct_keys_only_one_in_flight,
+        distinct_keys_bound_fits_n,
+        same_key_reserved_once,
+        same_key_two_orders
+    ]
+);
+backend_tests!(
+    postgres,
+    crate::common::postgres,
+    [
+        distinct_keys_only_one_in_flight,
+        distinct_keys_bound_fits_n,
+        same_key_reserved_once,
+        same_key_two_orders
+    ]
+);
 
 // ---------------------------------------------------------------------------------------------
 // Two OS processes.
@@ -273,7 +305,14 @@ async fn hammer(store: Arc<dyn CaptureStore>) -> Counts {
     for o in 0..ORDERS {
         for k in 0..KEYS_PER_ORDER {
             let store = Arc::clone(&store);
-            tasks.push(tokio::spawn(reserve_and_drive(store, format!("p-{o}-{k}"), format!("ord-{o}"), k, amount, bound)));
+            tasks.push(tokio::spawn(reserve_and_drive(
+                store,
+                format!("p-{o}-{k}"),
+                format!("ord-{o}"),
+                k,
+                amount,
+                bound,
+            )));
         }
     }
     let mut total = Counts::default();
@@ -341,9 +380,15 @@ async fn two_processes(fx: &Fixture, test_name: &str) {
     .await;
     std::fs::write(barrier.path().join("go"), b"").unwrap();
     let mine = hammer(Arc::clone(&store)).await;
-    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()).await.unwrap().unwrap();
+    let out =
+        tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()).await.unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "worker failed: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "worker failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = |tag: &str| {
         stdout
             .lines()

@@ -33,7 +33,9 @@ async fn reserve_then_replay_returns_the_recorded_attempt(fx: &Fixture) {
     };
     walk(&store, &a.id, &[Sent]).await;
     let captured = store.transition(&a.id, &[Sent], Captured, update, Timestamp(T0 + 5)).await.unwrap();
-    let Reservation::Existing(replayed) = store.reserve(&later).await.unwrap() else { panic!("expected Existing") };
+    let Reservation::Existing(replayed) = store.reserve(&later).await.unwrap() else {
+        panic!("expected Existing")
+    };
     assert_eq!(replayed, captured);
     assert_eq!(replayed.outcome.as_deref(), Some(r#"{"status":"captured"}"#));
     assert_eq!(store.get(&a.id).await.unwrap(), Some(captured.clone()));
@@ -48,7 +50,10 @@ async fn key_reused_for_something_else_conflicts(fx: &Fixture) {
     walk(&store, &first.id, &[Sent, Captured]).await;
 
     // Another amount, another order: refused, naming the attempt the key belongs to.
-    for other in [attempt("k-1", "ord-1", usd("11.00"), usd("50.00")), attempt("k-1", "ord-2", usd("10.00"), usd("50.00"))] {
+    for other in [
+        attempt("k-1", "ord-1", usd("11.00"), usd("50.00")),
+        attempt("k-1", "ord-2", usd("10.00"), usd("50.00")),
+    ] {
         match store.reserve(&other).await.unwrap() {
             Reservation::KeyConflict(a) => {
                 assert_eq!((a.id.as_str(), a.order_id.as_str(), a.state), ("cap-k-1", "ord-1", Captured))
@@ -71,7 +76,9 @@ async fn key_reused_for_something_else_conflicts(fx: &Fixture) {
     let mut dup = attempt("k-2", "ord-9", usd("1.00"), usd("50.00"));
     dup.id = first.id.clone();
     match store.reserve(&dup).await {
-        Err(StoreError::DuplicateId { id, existing_key }) => assert_eq!((id.as_str(), existing_key.as_str()), ("cap-k-1", "k-1")),
+        Err(StoreError::DuplicateId { id, existing_key }) => {
+            assert_eq!((id.as_str(), existing_key.as_str()), ("cap-k-1", "k-1"))
+        }
         r => panic!("expected DuplicateId, got {r:?}"),
     }
     assert_eq!(store.all().await.unwrap().len(), 3);
@@ -123,11 +130,17 @@ async fn order_busy_while_in_flight_then_released(fx: &Fixture) {
         assert!(a.state.in_flight());
         let b = attempt(&format!("busy-{i}-b"), &order, usd("10.00"), bound);
         match store.reserve(&b).await.unwrap() {
-            Reservation::OrderBusy(blocking) => assert_eq!((blocking.id, blocking.state), (a.id.clone(), a.state)),
+            Reservation::OrderBusy(blocking) => {
+                assert_eq!((blocking.id, blocking.state), (a.id.clone(), a.state))
+            }
             r => panic!("expected OrderBusy while {} is {}, got {r:?}", a.id, a.state),
         }
         // Another order is not blocked.
-        reserve_ok(&store, &attempt(&format!("busy-{i}-other"), &format!("{order}-other"), usd("1.00"), bound)).await;
+        reserve_ok(
+            &store,
+            &attempt(&format!("busy-{i}-other"), &format!("{order}-other"), usd("1.00"), bound),
+        )
+        .await;
         let a = walk(&store, &a.id, to_final).await;
         assert!(a.state.is_final());
         let b = reserve_ok(&store, &b).await;
@@ -144,7 +157,10 @@ async fn transitions_are_compare_and_set(fx: &Fixture) {
     let usd = |t| money(t, "USD");
     let a = reserve_ok(&store, &attempt("cas-a", "ord-1", usd("10.00"), usd("10.00"))).await;
     walk(&store, &a.id, &[Sent]).await;
-    store.transition(&a.id, &[Sent, Unknown], Captured, AttemptUpdate::default(), Timestamp(T0 + 9)).await.unwrap();
+    store
+        .transition(&a.id, &[Sent, Unknown], Captured, AttemptUpdate::default(), Timestamp(T0 + 9))
+        .await
+        .unwrap();
     // A second process that also saw it Sent loses.
     match store.transition(&a.id, &[Sent], Failed, AttemptUpdate::default(), Timestamp(T0 + 9)).await {
         Err(StoreError::StateConflict { id, expected, found }) => {
@@ -192,7 +208,9 @@ async fn invalid_transitions_are_refused(fx: &Fixture) {
     let a = reserve_ok(&store, &attempt("inv-a", "ord-1", usd("10.00"), usd("100.00"))).await;
     for to in [Captured, Pending, Unknown, AlreadyCaptured, Reserved] {
         match store.transition(&a.id, &[Reserved], to, AttemptUpdate::default(), Timestamp(T0)).await {
-            Err(StoreError::InvalidTransition { id, from, to: t }) => assert_eq!((id, from, t), (a.id.clone(), Reserved, to)),
+            Err(StoreError::InvalidTransition { id, from, to: t }) => {
+                assert_eq!((id, from, t), (a.id.clone(), Reserved, to))
+            }
             r => panic!("Reserved -> {to}: expected InvalidTransition, got {r:?}"),
         }
     }
@@ -250,7 +268,9 @@ async fn resend_of_a_failure_rechecks_the_order(fx: &Fixture) {
     // B captured the whole bound: still refused, now for the amount.
     walk(&store, &b.id, &[Sent, Captured]).await;
     match store.transition(&a.id, &[Failed], Sent, AttemptUpdate::default(), Timestamp(T0)).await {
-        Err(StoreError::ResendRefused { reason, .. }) => assert!(reason.contains("bound 10.00 USD"), "{reason}"),
+        Err(StoreError::ResendRefused { reason, .. }) => {
+            assert!(reason.contains("bound 10.00 USD"), "{reason}")
+        }
         r => panic!("expected ResendRefused (bound), got {r:?}"),
     }
     assert_eq!(store.get(&a.id).await.unwrap().unwrap().state, Failed);
@@ -314,7 +334,8 @@ async fn amounts_are_exact_in_usd_jpy_and_kwd(fx: &Fixture) {
 
     let kwd_bound = money("3.750", "KWD");
     for i in 0..3 {
-        let a = reserve_ok(&store, &attempt(&format!("ex-kwd-{i}"), "kwd", money("1.250", "KWD"), kwd_bound)).await;
+        let a = reserve_ok(&store, &attempt(&format!("ex-kwd-{i}"), "kwd", money("1.250", "KWD"), kwd_bound))
+            .await;
         walk(&store, &a.id, &[Sent, Captured]).await;
     }
     assert_eq!(
@@ -333,7 +354,9 @@ async fn amounts_are_exact_in_usd_jpy_and_kwd(fx: &Fixture) {
     assert!(matches!(store.reserve(&zero).await, Err(StoreError::InvalidInput { .. })));
     let other_currency = attempt("ex-bad-3", "usd", money("0.01", "EUR"), money("9.00", "EUR"));
     match store.reserve(&other_currency).await {
-        Err(e @ StoreError::InvalidInput { .. }) => assert!(e.to_string().contains("in USD, this one is in EUR"), "{e}"),
+        Err(e @ StoreError::InvalidInput { .. }) => {
+            assert!(e.to_string().contains("in USD, this one is in EUR"), "{e}")
+        }
         r => panic!("expected InvalidInput, got {r:?}"),
     }
     assert_eq!(store.all().await.unwrap().len(), 6);
@@ -363,11 +386,17 @@ async fn updates_are_recorded(fx: &Fixture) {
     let c = store.transition(&a.id, &[Sent], Captured, done, Timestamp(T0 + 40)).await.unwrap();
     let stored = store.get(&a.id).await.unwrap().unwrap();
     assert_eq!(stored, c);
-    assert_eq!(stored.request.as_deref(), Some(r#"{"url":"https://x/capture","authorization":"[redacted]"}"#));
+    assert_eq!(
+        stored.request.as_deref(),
+        Some(r#"{"url":"https://x/capture","authorization":"[redacted]"}"#)
+    );
     assert_eq!(stored.response.as_deref(), Some(r#"{"status":200}"#));
     assert_eq!(stored.platform_capture_id.as_deref(), Some("pc-77"));
     assert!(stored.outcome.as_deref().unwrap().contains("captured"));
-    assert_eq!((stored.state, stored.sends, stored.resendable, stored.updated_at), (Captured, 2, false, Timestamp(T0 + 40)));
+    assert_eq!(
+        (stored.state, stored.sends, stored.resendable, stored.updated_at),
+        (Captured, 2, false, Timestamp(T0 + 40))
+    );
 }
 
 async fn listings_and_reopening(fx: &Fixture) {
@@ -457,7 +486,10 @@ async fn sqlite_file_is_in_wal_mode() {
 async fn sqlite_refuses_a_newer_schema() {
     let fx = common::sqlite().await;
     drop(fx.store().await);
-    rusqlite::Connection::open(&fx.target).unwrap().execute("UPDATE capture_store_schema SET version = 99", []).unwrap();
+    rusqlite::Connection::open(&fx.target)
+        .unwrap()
+        .execute("UPDATE capture_store_schema SET version = 99", [])
+        .unwrap();
     match capture_store::open(&fx.target).await {
         Err(e @ StoreError::Open { .. }) => assert!(e.to_string().contains("schema version 99"), "{e}"),
         r => panic!("expected Open error, got {r:?}"),
@@ -501,7 +533,10 @@ async fn postgres_errors_never_show_the_password() {
             let userinfo = &rest[..rest.rfind('@').unwrap_or(0)];
             (fx.target.clone(), userinfo.split_once(':').map(|(_, p)| p.to_owned()))
         }
-        Err(_) => (fx.target.replacen("postgres@", "postgres:trust-ignores-this@", 1), Some("trust-ignores-this".into())),
+        Err(_) => (
+            fx.target.replacen("postgres@", "postgres:trust-ignores-this@", 1),
+            Some("trust-ignores-this".into()),
+        ),
     };
     let store = capture_store::open(&url).await.unwrap();
     let debug = format!("{store:?}");

@@ -1,0 +1,163 @@
+//! Crash tests: the `capture` process dies (abort, as abrupt as SIGKILL) at each step of the
+//! state machine; after `capture reconcile` and the same request again, the platform's books and
+//! the ledger agree: captured exactly once, nothing lost. Also two processes at once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use capture_engine::{AttemptState, CaptureStore};
+use capture_sandbox::wix::{WixConfig, WixEmulator, demo_ids};
+use rust_decimal::Decimal;
+
+use crate::plugins::scratch;
+use crate::{TOKEN, artifact, emulator, plugin_file};
+
+const POINTS: [&str; 3] = ["reserved", "sent", "answered"];
+
+fn config(dir: &Path, platform: &str, base_url: &str, credential: (&str, &str), store: Option<&str>) -> PathBuf {
+    let cfg = dir.join("capture.toml");
+    let store = store.map(|s| format!("store = {s:?}\n")).unwrap_or_default();
+    let text = format!(
+        "{store}plugins = [{plugin:?}]\n\n[platforms.{platform}]\nbase_url = {base_url:?}\ntimeout_ms = 3000\ncredentials = {{ {} = {{ env = \"CAPTURE_E2E_CREDENTIAL\" }} }}\n",
+        credential.0,
+        plugin = plugin_file(platform).display().to_string(),
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    cfg
+}
+
+fn capture(cfg: &Path, request: &Path, credential: &str, crash_at: Option<&str>) -> Output {
+    let mut cmd = Command::new(artifact("capture"));
+    cmd.args(["run", "--config"]).arg(cfg).arg(request).env("CAPTURE_E2E_CREDENTIAL", credential);
+    if let Some(point) = crash_at {
+        cmd.env("CAPTURE_CRASH_AT", point);
+    }
+    cmd.output().expect("run capture")
+}
+
+fn reconcile(cfg: &Path, credential: &str) -> Output {
+    Command::new(artifact("capture"))
+        .args(["reconcile", "--abandoned-after", "0", "--config"])
+        .arg(cfg)
+        .env("CAPTURE_E2E_CREDENTIAL", credential)
+        .output()
+        .expect("run capture reconcile")
+}
+
+async fn ledger(target: &str) -> Vec<capture_engine::store::Attempt> {
+    capture_engine::store::open(target).await.expect("open ledger").all().await.expect("read ledger")
+}
+
+fn text(o: &Output) -> String {
+    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Crashes a capture at `point`, reconciles, captures again; returns what the ledger holds.
+async fn crash_and_recover(
+    cfg: &Path,
+    request: &Path,
+    credential: &str,
+    point: &str,
+    target: &str,
+) -> Vec<capture_engine::store::Attempt> {
+    let crashed = capture(cfg, request, credential, Some(point));
+    assert_eq!(crashed.status.code(), None, "the process must die at `{point}`: {}", text(&crashed));
+    let rec = reconcile(cfg, credential);
+    assert!(matches!(rec.status.code(), Some(0) | Some(7)), "reconcile after `{point}`: {}", text(&rec));
+    let again = capture(cfg, request, credential, None);
+    assert!(matches!(again.status.code(), Some(0) | Some(8)), "capture after `{point}`: {}", text(&again));
+    let attempts = ledger(target).await;
+    assert_eq!(attempts.len(), 1, "one attempt for one key after `{point}`: {attempts:?}");
+    assert!(
+        matches!(attempts[0].state, AttemptState::Captured | AttemptState::Pending),
+        "after `{point}` the attempt is {:?}",
+        attempts[0].state
+    );
+    attempts
+}
+
+async fn optty_crash_suite(store: impl Fn(&Path, &str) -> (Option<String>, String)) {
+    for point in POINTS {
+        let emu = emulator().await;
+        let dir = scratch(&format!("crash-optty-{point}"));
+        let (configured, target) = store(&dir, point);
+        let cfg = config(&dir, "optty", &emu.base_url(), ("bearer_token", TOKEN), configured.as_deref());
+        let request = crate::repo().join("examples/requests/full-capture.json");
+        let attempts = crash_and_recover(&cfg, &request, TOKEN, point, &target).await;
+        let books = emu.captures("ORD-1001");
+        println!("optty crash at {point}: platform holds {} capture(s), ledger says {:?}", books.len(), attempts[0].state);
+        assert_eq!(books.len(), 1, "captured exactly once after a crash at `{point}`");
+        assert_eq!(books[0].amount, Decimal::new(12000, 2));
+        assert_eq!(attempts[0].amount.amount(), books[0].amount, "ledger and platform agree");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optty_crashes_at_every_step_recover_exactly_once_on_sqlite() {
+    optty_crash_suite(|dir, _| (None, dir.join("capture.db").display().to_string())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wix_crashes_at_every_step_recover_exactly_once_on_sqlite() {
+    for point in POINTS {
+        let emu = WixEmulator::start(WixConfig::demo()).await.expect("wix");
+        let dir = scratch(&format!("crash-wix-{point}"));
+        let cfg = config(&dir, "wix", &emu.base_url(), ("api_key", demo_ids::TOKEN), None);
+        let request = crate::repo().join("examples/requests/wix-full-capture.json");
+        let attempts =
+            crash_and_recover(&cfg, &request, demo_ids::TOKEN, point, &dir.join("capture.db").display().to_string()).await;
+        let order = emu.order(demo_ids::USD_ORDER).expect("order");
+        let captures: Vec<Decimal> = order.payments.iter().flat_map(|p| p.captures.iter().map(|c| c.amount)).collect();
+        println!("wix crash at {point}: platform holds {captures:?}, ledger says {:?}", attempts[0].state);
+        assert_eq!(captures.len(), 2, "each payment captured exactly once after a crash at `{point}`");
+        assert_eq!(captures.iter().copied().sum::<Decimal>(), attempts[0].amount.amount());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_capturing_the_same_orders_capture_each_once() {
+    let emu = emulator().await;
+    let dir = scratch("two-processes-at-once");
+    let cfg = config(&dir, "optty", &emu.base_url(), ("bearer_token", TOKEN), None);
+    let requests: Vec<PathBuf> = ["full-capture.json", "partial-capture.json"]
+        .iter()
+        .map(|r| crate::repo().join("examples/requests").join(r))
+        .collect();
+    let spawn = || {
+        let mut children = Vec::new();
+        for r in &requests {
+            for _ in 0..2 {
+                children.push(
+                    Command::new(artifact("capture"))
+                        .args(["run", "--config"])
+                        .arg(&cfg)
+                        .arg(r)
+                        .env("CAPTURE_E2E_CREDENTIAL", TOKEN)
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .expect("spawn capture"),
+                );
+            }
+        }
+        children
+    };
+    let mut outputs = Vec::new();
+    for child in spawn() {
+        outputs.push(child.wait_with_output().expect("wait"));
+    }
+    let attempts = ledger(&dir.join("capture.db").display().to_string()).await;
+    let one = emu.captures("ORD-1001").len();
+    let two = emu.captures("ORD-1002").len();
+    println!(
+        "4 processes, 2 keys: platform holds {one} + {two} capture(s); ledger {} attempt(s); exit codes {:?}",
+        attempts.len(),
+        outputs.iter().map(|o| o.status.code()).collect::<Vec<_>>()
+    );
+    assert_eq!((one, two), (1, 1), "each key captured exactly once");
+    assert_eq!(attempts.len(), 2);
+    // A process that lost the race either replayed the outcome or was told the key is in flight.
+    for o in &outputs {
+        assert!(matches!(o.status.code(), Some(0) | Some(7)), "{}", text(o));
+    }
+}
