@@ -161,3 +161,82 @@ async fn two_processes_capturing_the_same_orders_capture_each_once() {
         assert!(matches!(o.status.code(), Some(0) | Some(7)), "{}", text(o));
     }
 }
+
+/// A fresh database on a throwaway PostgreSQL server (or `CAPTURE_TEST_POSTGRES_URL`); fails,
+/// never skips, when PostgreSQL is not installed.
+async fn postgres() -> String {
+    capture_store::testing::throwaway_postgres().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optty_crashes_at_every_step_recover_exactly_once_on_postgres() {
+    let mut urls = Vec::new();
+    for _ in POINTS {
+        urls.push(postgres().await);
+    }
+    let urls = std::sync::Mutex::new(urls);
+    optty_crash_suite(|_, _| {
+        let url = urls.lock().expect("urls").pop().expect("a database per point");
+        (Some(url.clone()), url)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_and_two_processes_share_one_postgres_ledger() {
+    let url = postgres().await;
+    let emu = emulator().await;
+    // Two engine processes (the `capture` binary) and this process's tasks, on one ledger.
+    let dir = scratch("pg-shared");
+    let cfg = config(&dir, "optty", &emu.base_url(), ("bearer_token", TOKEN), Some(&url));
+    let request = crate::repo().join("examples/requests/full-capture.json");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(artifact("capture"))
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .arg(&request)
+                .env("CAPTURE_E2E_CREDENTIAL", TOKEN)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let store: std::sync::Arc<dyn CaptureStore> = capture_engine::store::open(&url).await.expect("ledger");
+    let engine = std::sync::Arc::new(crate::engine_with_store("optty", &emu.base_url(), &[], &[("bearer_token", TOKEN)], store.clone()));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = format!(
+                r#"{{"platform":"optty","idempotency_key":"pg-{i}","amount":"30.00",
+                    "order":{{"id":"ORD-1002","currency":"USD","amount":"80.00","surcharge":"2.50",
+                              "payments":[{{"id":"pay-1002","amount":"82.50","method":"afterpay","partial_capture":true}}]}}}}"#
+            );
+            engine.capture_json(body.as_bytes()).await.expect("valid").outcome
+        }));
+    }
+    let mut captured = 0u32;
+    for t in tasks {
+        if matches!(t.await.expect("task"), capture_core::Outcome::Captured { .. }) {
+            captured += 1;
+        }
+    }
+    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().expect("wait")).collect();
+    let attempts = store.all().await.expect("ledger");
+    let held: Decimal = emu.captures("ORD-1002").iter().map(|c| c.amount).sum();
+    println!(
+        "postgres: 2 processes on one key -> {} capture(s); 8 tasks on ORD-1002 -> {held} USD captured (bound 82.50); {} attempts",
+        emu.captures("ORD-1001").len(),
+        attempts.len()
+    );
+    for o in &outputs {
+        assert!(matches!(o.status.code(), Some(0) | Some(7)), "{}", text(o));
+    }
+    assert_eq!(emu.captures("ORD-1001").len(), 1, "one key, two processes: one capture");
+    assert!(held <= Decimal::new(8250, 2), "never more than authorized");
+    assert!((1..=2).contains(&captured), "at most two captures of 30.00 fit: {captured}");
+    assert_eq!(held, Decimal::from(captured) * Decimal::new(3000, 2), "every capture is accounted for");
+    assert!(attempts.iter().all(|a| !matches!(a.state, AttemptState::Sent | AttemptState::Unknown)));
+}

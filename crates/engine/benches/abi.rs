@@ -142,6 +142,39 @@ fn summary(plugin: &Plugin) {
     println!("  linked statically : {:>8.0} ns", s);
     println!("  through the C ABI : {:>8.0} ns", a);
     println!("  overhead          : {:>8.0} ns = {:.0}% of the static figure", a - s, (a - s) / s * 100.0);
+
+    // Where the overhead goes: the JSON each message costs on each side, measured alone.
+    let request = Optty.build_capture(&call).expect("builds");
+    let result = Optty.parse_capture(&call, &response).expect("parses");
+    let call_json = serde_json::to_vec(&call).expect("json");
+    let parse_json = serde_json::to_vec(&parse).expect("json");
+    let request_json = serde_json::to_vec(&request).expect("json");
+    let result_json = serde_json::to_vec(&result).expect("json");
+    let parts: [(&str, f64); 9] = [
+        ("host encodes CaptureCall", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&call)))))),
+        ("plugin decodes CaptureCall", median_ns(9, 20_000, || {
+            drop(black_box(serde_json::from_slice::<CaptureCall>(black_box(&call_json))))
+        })),
+        ("plugin encodes HttpRequest", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&request)))))),
+        ("host decodes HttpRequest", median_ns(9, 20_000, || {
+            drop(black_box(serde_json::from_slice::<capture_connector_api::HttpRequest>(black_box(&request_json))))
+        })),
+        ("host checks the URL's host", median_ns(9, 20_000, || drop(black_box(url::Url::parse(black_box(&request.url)))))),
+        ("host encodes ParseCall", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&parse)))))),
+        ("plugin decodes ParseCall", median_ns(9, 20_000, || {
+            drop(black_box(serde_json::from_slice::<ParseCall>(black_box(&parse_json))))
+        })),
+        ("plugin encodes CaptureResult", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&result)))))),
+        ("host decodes CaptureResult", median_ns(9, 20_000, || {
+            drop(black_box(serde_json::from_slice::<capture_connector_api::CaptureResult>(black_box(&result_json))))
+        })),
+    ];
+    println!("  of which, measured alone:");
+    for (what, ns) in &parts {
+        println!("    {what:<30} {ns:>6.0} ns");
+    }
+    let total: f64 = parts.iter().map(|(_, ns)| ns).sum();
+    println!("    {:<30} {total:>6.0} ns ({} + {} message bytes in, {} + {} out)", "total", call_json.len(), parse_json.len(), request_json.len(), result_json.len());
 }
 
 fn main() {
