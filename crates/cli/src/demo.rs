@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use capture_core::{CaptureReport, Outcome, Timestamp};
+use capture_engine::store::SqliteStore;
 use capture_engine::{Engine, FixedClock, PlatformSetup, Plugin, RuleLimits, RuleSet, Secret, StatusQuery};
 use capture_sandbox::bigcommerce::{BigCommerceConfig, BigCommerceEmulator};
 use capture_sandbox::medusa::{MedusaConfig, MedusaEmulator};
@@ -100,6 +101,11 @@ const SCENARIOS: &[Scenario] = &[
         expect: "already_captured",
     },
 ];
+
+/// A capture whose answer the emulator drops after applying it (the demo's unknown outcome).
+const LOST_ANSWER: &str = r#"{"platform":"optty","idempotency_key":"ORD-1006-capture-2","amount":"50.00",
+  "order":{"id":"ORD-1006","currency":"AUD","amount":"99.95","surcharge":"1.05",
+           "payments":[{"id":"pay-1006","amount":"101.00","method":"humm","partial_capture":true}]}}"#;
 
 /// The Wix demo order with two payments.
 const WIX_ORDER: &str = capture_sandbox::wix::demo_ids::USD_ORDER;
@@ -206,7 +212,11 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
     let rule_names: Vec<String> = rule_set.rules().iter().map(|r| r.name.clone()).collect();
     println!("  rules        {} [{}] version {}", rules.display(), rule_names.join(", "), rule_set.version());
     println!();
+    // The ledger: every capture is reserved, recorded and resolved there (exactly once). The
+    // demo keeps it in memory; `capture run` keeps it in a SQLite file or PostgreSQL.
+    let ledger = SqliteStore::in_memory().context("opening the in-memory ledger")?;
     let engine = builder
+        .store(Arc::new(ledger))
         .rules(rule_set)
         .clock(Arc::new(FixedClock(
             Timestamp::parse_rfc3339("2026-11-21T09:00:00Z").map_err(anyhow::Error::msg)?,
@@ -235,6 +245,33 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
         );
         reports.push(report);
     }
+
+    // Exactly once: the same key again replays the recorded outcome; a lost answer is resolved.
+    let replay = engine.capture_json(SCENARIOS[0].request.as_bytes()).await?;
+    let replayed = replay.exchanges.is_empty() && replay.outcome.status() == "captured";
+    surprises += usize::from(!replayed);
+    println!(
+        "{} {:<46} {:<10} {:<16} {}",
+        if replayed { " " } else { "!" },
+        "Optty: same key again: replayed, nothing sent",
+        short(&replay.order_id),
+        replay.outcome.status(),
+        describe(&replay.outcome)
+    );
+    optty.faults().push([capture_sandbox::faults::Fault::drop_after_apply()]);
+    let lost = engine.capture_json(LOST_ANSWER.as_bytes()).await?;
+    let recovered = lost.outcome.status() == "captured" && optty.captures("ORD-1006").len() == 1;
+    surprises += usize::from(!recovered);
+    println!(
+        "{} {:<46} {:<10} {:<16} {}",
+        if recovered { " " } else { "!" },
+        "Optty: answer lost, resolved by the same key",
+        short(&lost.order_id),
+        lost.outcome.status(),
+        describe(&lost.outcome)
+    );
+    reports.push(replay);
+    reports.push(lost);
 
     // Asynchronous captures settle later: ask the platforms.
     let usd = capture_core::Currency::from_code("USD").map_err(anyhow::Error::msg)?;
