@@ -156,6 +156,11 @@ fn the_demo_runs_every_scenario() {
         "rejected by a rule",
         "refused by the platform (400)",
         "ORD-1001: cap_ORD-1001_1 120.00",
+        "BigCommerce: status query, the capture settled",
+        "Medusa: 200 but requires_action is a failure",
+        "Wix: PAYMENT_ALREADY_CAPTURED",
+        "same key again: replayed, nothing sent",
+        "answer lost, resolved by the same key",
     ] {
         assert!(stdout.contains(needle), "demo output lacks `{needle}`:\n{stdout}");
     }
