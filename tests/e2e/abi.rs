@@ -756,8 +756,13 @@ fn a_connector_built_outside_the_workspace_loads_and_verifies() {
 fn verify_passes_on_the_shipped_connectors() {
     let text = assert_verify_passes(&optty_plugin(), None);
     assert!(text.contains("SKIP  golden-fixtures"), "Optty has no fixtures folder of its own: {text}");
-    let text = assert_verify_passes(&plugin_file("bigcommerce"), None);
-    assert!(text.contains("fixtures in plugins/bigcommerce/fixtures give the expected answers"), "{text}");
+    for platform in ["bigcommerce", "medusa", "wix"] {
+        let text = assert_verify_passes(&plugin_file(platform), None);
+        assert!(
+            text.contains(&format!("fixtures in plugins/{platform}/fixtures give the expected answers")),
+            "{text}"
+        );
+    }
     let text = assert_verify_passes(&plugin_file("template"), None);
     assert!(text.contains("fixtures in plugins/template/fixtures give the expected answers"), "{text}");
     for check in [

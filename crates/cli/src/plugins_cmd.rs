@@ -7,7 +7,7 @@
 //! | check | what it asks of the plugin |
 //! |---|---|
 //! | `load` | the library loads: entry symbol, descriptor header, ABI version, functions, manifest |
-//! | `golden-fixtures` | every golden fixture (`{"call", "request"}`, `{"call", "error"}`, `{"call", "response", "result"}`, `{"status", "request"}`, `{"status", "error"}`, `{"status", "response", "result"}`) gives exactly the expected answer through the C ABI |
+//! | `golden-fixtures` | every golden fixture (`{"call", "request"}`, `{"call", "error"}`, `{"call", "response", "result"}`, `{"status", "request"}`, `{"status", "error"}`, `{"status", "response", "result"}`) of the folder (`--fixtures DIR`; default `plugins/<id>/fixtures`, else `fixtures/`; skipped when there is none) gives exactly the expected answer through the C ABI |
 //! | `engine-request-checks` | what it builds for a loopback base URL passes the engine's own checks (origin, method, headers, declared credentials), run through a real engine whose transport sends nothing |
 //! | `credentials-used` | every declared credential is used as a header's `secret` by some request it builds |
 //! | `schema-mismatch` | a message with another `schema` version is refused with an error, not answered or crashed on |
@@ -15,7 +15,8 @@
 //! | `odd-answers` | unusual platform answers (empty, HTML, teapots, 5xx) are mapped to a valid result, never an error or a panic, and a non-2xx answer is never a capture |
 //! | `threads` | many threads calling build + parse at once get the answers one thread gets |
 //!
-//! Exit status: 0 when no check fails, 1 otherwise.
+//! Exit status: 0 when no check fails, 1 otherwise. A plugin that crashes the process (a segfault,
+//! `panic = "abort"`) ends the run there: that is the one failure the engine cannot survive either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -38,6 +39,19 @@ use capture_engine::{
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+/// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `n` and the noun, plural when `n` is not 1 (`1 request`, `3 requests`).
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// The `plugins` subcommands.
 #[derive(Subcommand)]
 pub(crate) enum PluginsCommand {
@@ -55,7 +69,8 @@ pub(crate) enum PluginsCommand {
     Verify {
         /// The plugin file (a shared library).
         file: PathBuf,
-        /// The folder of golden fixtures (default: plugins/<manifest id>/fixtures, if it exists).
+        /// The folder of golden fixtures (default: plugins/<manifest id>/fixtures, else fixtures/,
+        /// in the current folder, if one exists; none: the golden check is skipped).
         #[arg(long)]
         fixtures: Option<PathBuf>,
         /// How many threads call the plugin at once in the `threads` check.
@@ -93,7 +108,7 @@ fn inspect(file: &Path, as_json: bool) -> anyhow::Result<u8> {
             "status_query_supported": plugin.supports_status(),
             "manifest": m,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        say!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
     }
     let list = |items: &[String]| if items.is_empty() { "(none)".to_owned() } else { items.join(", ") };
@@ -138,7 +153,7 @@ fn inspect(file: &Path, as_json: bool) -> anyhow::Result<u8> {
         "pin it with    plugins = [{{ path = \"{}\", sha256 = \"{sha256}\" }}]",
         file.display()
     );
-    print!("{out}");
+    say!("{}", out.trim_end());
     Ok(0)
 }
 
@@ -191,20 +206,20 @@ impl Check {
             Verdict::Fail => "FAIL",
             Verdict::Skip => "SKIP",
         };
-        println!("{tag}  {:<22} {}", self.name, self.summary);
+        say!("{tag}  {:<22} {}", self.name, self.summary);
         for d in &self.details {
             for (i, line) in d.lines().enumerate() {
-                println!("{}{line}", if i == 0 { "        - " } else { "          " });
+                say!("{}{line}", if i == 0 { "        - " } else { "          " });
             }
         }
         if let Some(fix) = self.fix {
-            println!("        fix: {fix}");
+            say!("        fix: {fix}");
         }
     }
 }
 
 async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usize) -> u8 {
-    println!("capture plugins verify {}", file.display());
+    say!("capture plugins verify {}", file.display());
     let mut checks = Vec::new();
     let plugin = match Plugin::load(file) {
         Ok(p) => Arc::new(p),
@@ -221,7 +236,7 @@ async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usi
                 ),
             };
             check.print();
-            println!("\nresult: FAIL (1 check failed; nothing else can run until the plugin loads)");
+            say!("\nresult: FAIL (1 check failed; nothing else can run until the plugin loads)");
             return 1;
         }
     };
@@ -245,7 +260,8 @@ async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usi
             Check::skip(
                 "golden-fixtures",
                 format!(
-                    "no folder plugins/{}/fixtures here: pass --fixtures DIR to check golden request/answer pairs",
+                    "no folder plugins/{}/fixtures or fixtures/ here: pass --fixtures DIR to check golden \
+                     request/answer pairs",
                     m.id
                 ),
             ),
@@ -270,10 +286,10 @@ async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usi
     let skipped = checks.iter().filter(|c| c.verdict == Verdict::Skip).count();
     let passed = checks.len() - failed.len() - skipped;
     if failed.is_empty() {
-        println!("\nresult: PASS ({passed} checks passed, {skipped} skipped)");
+        say!("\nresult: PASS ({passed} checks passed, {skipped} skipped)");
         0
     } else {
-        println!(
+        say!(
             "\nresult: FAIL ({} of {} checks failed: {}; {passed} passed, {skipped} skipped)",
             failed.len(),
             checks.len(),
@@ -304,11 +320,13 @@ fn load_fixtures(dir: Option<&Path>, id: &str) -> Result<Option<(PathBuf, Vec<Fi
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
-            let default = Path::new("plugins").join(id).join("fixtures");
-            if !default.is_dir() {
-                return Ok(None);
+            // In this repository, plugins/<id>/fixtures; in an author's own project, ./fixtures.
+            let in_repo = Path::new("plugins").join(id).join("fixtures");
+            let own = PathBuf::from("fixtures");
+            match [in_repo, own].into_iter().find(|d| d.is_dir()) {
+                Some(d) => d,
+                None => return Ok(None),
             }
-            default
         }
     };
     let entries =
@@ -723,8 +741,8 @@ async fn check_engine_requests(plugin: &Arc<Plugin>, samples: &Samples) -> Check
     }
     Check::from_problems(
         "engine-request-checks",
-        format!("{accepted} requests built for base URL {LOOPBACK} pass the engine's checks"),
-        format!("{} requests are refused by the engine's checks", problems.len()),
+        format!("{} built for base URL {LOOPBACK} pass the engine's checks", count(accepted, "request")),
+        format!("{} refused by the engine's checks", count(problems.len(), "request")),
         problems,
         "build URLs from call.base_url (same scheme, host and port), use GET/POST/PUT/PATCH/DELETE, \
          header names of letters, digits, `-` and `_`, no CR/LF in values, and only credentials the \
@@ -763,7 +781,11 @@ fn check_credentials(plugin: &Plugin, samples: &Samples) -> Check {
     );
     Check::from_problems(
         "credentials-used",
-        format!("{built} requests use every declared credential ({}) as a secret", declared.join(", ")),
+        format!(
+            "{} use every declared credential ({}) as a secret",
+            count(built, "request"),
+            declared.join(", ")
+        ),
         "the manifest's credentials and the requests' secrets disagree".to_owned(),
         problems,
         "declare exactly the credentials the requests use (Header { secret: Some(\"name\") }): the \
@@ -797,10 +819,6 @@ fn excerpt(s: &str) -> String {
     if head.len() < s.len() { format!("{head}...") } else { head }
 }
 
-fn status_functions(plugin: &Plugin) -> bool {
-    plugin.supports_status()
-}
-
 fn check_schema_mismatch(plugin: &Plugin, samples: &Samples) -> Check {
     let Some(call) = samples.first() else {
         return Check::skip("schema-mismatch", "no sample call");
@@ -816,7 +834,7 @@ fn check_schema_mismatch(plugin: &Plugin, samples: &Samples) -> Check {
         "response": { "status": 200, "headers": [], "body": "{}" },
     });
     cases.push(("parse_capture", PluginFunction::ParseCapture, p));
-    if status_functions(plugin) {
+    if plugin.supports_status() {
         let status = samples.statuses.first().map(|(_, s)| with_status_base(s));
         if let Some(s) = status {
             let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
@@ -860,7 +878,7 @@ fn check_garbage(plugin: &Plugin) -> Check {
         ("build_capture", PluginFunction::BuildCapture),
         ("parse_capture", PluginFunction::ParseCapture),
     ];
-    if status_functions(plugin) {
+    if plugin.supports_status() {
         functions.push(("build_status", PluginFunction::BuildStatus));
         functions.push(("parse_status", PluginFunction::ParseStatus));
     }

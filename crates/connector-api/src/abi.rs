@@ -88,3 +88,37 @@ pub struct ConnectorDescriptor {
 pub const DESCRIPTOR_SIZE_V1_0: usize = std::mem::offset_of!(ConnectorDescriptor, build_status);
 /// Size of the 1.1 descriptor.
 pub const DESCRIPTOR_SIZE_V1_1: usize = std::mem::size_of::<ConnectorDescriptor>();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn the_header_is_twelve_bytes_and_the_pointers_follow_it() {
+        assert_eq!(size_of::<DescriptorHeader>(), 12);
+        assert_eq!(offset_of!(DescriptorHeader, struct_size), 4);
+        assert_eq!(offset_of!(DescriptorHeader, abi_major), 8);
+        assert_eq!(offset_of!(DescriptorHeader, abi_minor), 10);
+        let ptr = size_of::<usize>();
+        let first = if ptr == 8 { 16 } else { 12 };
+        assert_eq!(offset_of!(ConnectorDescriptor, manifest), first);
+        assert_eq!(DESCRIPTOR_SIZE_V1_0, first + 4 * ptr);
+        assert_eq!(DESCRIPTOR_SIZE_V1_1, first + 6 * ptr);
+        assert_eq!(size_of::<Buffer>(), 3 * ptr);
+        // Nullable function pointers are plain pointers (the niche of `Option<fn>`).
+        assert_eq!(size_of::<Option<CallFn>>(), ptr);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn sizes_on_64_bit_targets() {
+        assert_eq!((DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1), (48, 64));
+    }
+
+    #[test]
+    fn the_magic_spells_capt() {
+        assert_eq!(MAGIC.to_be_bytes(), *b"CAPT");
+        assert_eq!(ENTRY_SYMBOL, b"capture_connector_entry\0");
+    }
+}

@@ -43,32 +43,125 @@
 //! export_connector!(Echo);
 //! ```
 //!
-//! # The ABI (version 1.1)
-//! - **Entry symbol.** The library exports `capture_connector_entry` ([`abi::ENTRY_SYMBOL`]), an
-//!   `extern "C"` function with no arguments returning `*const ConnectorDescriptor` to static data.
-//! - **Descriptor.** [`abi::ConnectorDescriptor`] is `#[repr(C)]`: a [`abi::DescriptorHeader`]
-//!   (`magic` = `"CAPT"`, `struct_size`, `abi_major`, `abi_minor`), then nullable function
-//!   pointers `manifest`, `build_capture`, `parse_capture`, `free_buffer` (1.0), then
-//!   `build_status`, `parse_status` (1.1). Later minors only append fields.
-//! - **Versions.** The host checks the header before anything else: the magic must match and
-//!   `abi_major` must equal the host's; a newer minor than the host's is refused; an older minor is
-//!   loaded and the host reads only the fields that `struct_size` covers. `struct_size` must be at
-//!   least the 1.0 size.
-//! - **Calls.** `build_capture` and `parse_capture` take a UTF-8 JSON message (pointer and length,
-//!   owned by the host, valid for the call) and write a [`abi::Buffer`] owned by the plugin. The
-//!   return status is [`abi::STATUS_OK`] (result JSON), [`abi::STATUS_ERROR`] (a
-//!   [`ConnectorError`] as JSON) or [`abi::STATUS_PANIC`] (the panic message as text). The host
-//!   gives every written buffer back to the same plugin's `free_buffer`, exactly once.
-//! - **Messages.** JSON, schema [`SCHEMA_VERSION`]: [`CaptureCall`] → [`HttpRequest`];
-//!   [`ParseCall`] → [`CaptureResult`]; [`StatusCall`] → [`HttpRequest`];
-//!   [`StatusParseCall`] → [`CaptureResult`]; `manifest` → [`Manifest`]. Amounts are decimal
-//!   strings.
-//! - **Secrets.** The plugin never sees a credential: a [`Header`] names one in `secret`, and the
-//!   host appends its value when sending and records `[REDACTED]`.
-//! - **Threads.** Every function may be called from many threads at once.
-//! - **Panics.** The SDK wraps every exported body in `catch_unwind`. A plugin built with
-//!   `panic = "abort"` takes the host process down with it: build plugins with `panic = "unwind"`.
-//! - **Lifetime.** The host never unloads a library.
+//! # The ABI specification (version 1.1)
+//!
+//! This section is normative. A C header that mirrors it exactly is
+//! `examples/c-connector/capture_connector.h` (the tests compile it and compare every size and
+//! offset with [`abi`]); `plugins/README.md` is the author's guide.
+//!
+//! ## Entry symbol
+//! The library exports one C symbol, `capture_connector_entry` ([`abi::ENTRY_SYMBOL`]): an
+//! `extern "C"` function without arguments that returns a pointer to a descriptor
+//! ([`abi::EntryFn`]). The descriptor must live as long as the library (static storage). The host
+//! opens the library with `RTLD_NOW | RTLD_LOCAL` (every symbol resolved at load time, none
+//! shared with other plugins), calls the entry function once, and **never unloads** the library.
+//!
+//! ## Descriptor layout
+//! [`abi::ConnectorDescriptor`] is `#[repr(C)]`; every function pointer is nullable
+//! (`Option<fn>`, a plain pointer in C). Offsets on a 64-bit target (on 32-bit the pointers are 4
+//! bytes and start at 12):
+//!
+//! | offset | field | type | since |
+//! |---|---|---|---|
+//! | 0 | `header.magic` | `u32`, [`abi::MAGIC`] = `0x43415054` (`"CAPT"`) | 1.0 |
+//! | 4 | `header.struct_size` | `u32`: the descriptor's size as the plugin built it | 1.0 |
+//! | 8 | `header.abi_major` | `u16` | 1.0 |
+//! | 10 | `header.abi_minor` | `u16` | 1.0 |
+//! | 16 | `manifest` | `fn(out: *mut Buffer) -> c_int`, required | 1.0 |
+//! | 24 | `build_capture` | `fn(input: *const u8, len: usize, out: *mut Buffer) -> c_int`, required | 1.0 |
+//! | 32 | `parse_capture` | same, required | 1.0 |
+//! | 40 | `free_buffer` | `fn(buf: Buffer)` (by value), required | 1.0 |
+//! | 48 | `build_status` | same as `build_capture`; null: no status query | 1.1 |
+//! | 56 | `parse_status` | same; null: no status query | 1.1 |
+//!
+//! The 1.0 descriptor ends at `free_buffer`: [`abi::DESCRIPTOR_SIZE_V1_0`] = 48 bytes on 64-bit;
+//! the 1.1 descriptor is [`abi::DESCRIPTOR_SIZE_V1_1`] = 64 bytes. [`abi::Buffer`] is
+//! `{ ptr: *mut u8, len: usize, cap: usize }`.
+//!
+//! ## Versions
+//! Like PostgreSQL's magic block and SQLite's append-only routine table: a minor version only
+//! appends fields at the end of the descriptor; anything else is a new major.
+//! - The host reads the 12-byte header first and nothing else until it has checked it: the magic
+//!   must be [`abi::MAGIC`]; `abi_major` must equal the host's [`abi::ABI_MAJOR`]; an `abi_minor`
+//!   newer than the host's [`abi::ABI_MINOR`] is refused (the host cannot know what the plugin
+//!   expects of it); `struct_size` must be at least [`abi::DESCRIPTOR_SIZE_V1_0`].
+//! - An older minor is loaded, and the host reads **only the fields that `struct_size` covers**: a
+//!   1.0 plugin has no status functions, whatever lies after its descriptor in memory.
+//! - The required functions must not be null. A manifest that declares
+//!   `capabilities.status_query` needs both status functions.
+//!
+//! ## Calls and buffer ownership
+//! - The input is one JSON message: `len` bytes at `input`, UTF-8, **not** NUL-terminated, owned by
+//!   the host and valid only during the call. The plugin must not keep the pointer.
+//! - The plugin writes its answer into `*out` as a [`abi::Buffer`] it allocated however it likes,
+//!   and returns a status code. The host reads `len` bytes at `ptr`, then hands the buffer back,
+//!   unchanged, to **the same plugin's** `free_buffer`, exactly once (also for an error, a panic
+//!   message, or output the host refuses). A null `ptr` is an empty buffer and is not freed.
+//! - The largest output the host accepts is 1 MiB (`capture_engine::MAX_PLUGIN_OUTPUT`).
+//!
+//! ## Status codes
+//! | code | name | `*out` holds |
+//! |---|---|---|
+//! | 0 | [`abi::STATUS_OK`] | the answer: JSON of the function's output message |
+//! | 1 | [`abi::STATUS_ERROR`] | a [`ConnectorError`] as JSON: `{"code": "...", "message": "..."}` |
+//! | 2 | [`abi::STATUS_PANIC`] | UTF-8 text: what went wrong inside the plugin |
+//!
+//! Any other code, a success with a null or empty buffer, an error without a readable
+//! [`ConnectorError`], a null `ptr` with a non-zero `len`, output over the cap, output that is not
+//! UTF-8 JSON of the expected message (unknown fields are refused), and a built request whose URL
+//! host is neither loopback nor in the manifest's `allowed_hosts` are contract violations: the host
+//! reports them as errors that name the plugin file, sends nothing, and goes on serving every
+//! other connector.
+//!
+//! Error codes a connector uses in [`ConnectorError::code`] (machine-readable, `snake_case`):
+//! `invalid_call` (the message is not one it can read), `schema_mismatch` (another
+//! [`SCHEMA_VERSION`]), `unsupported` (a function it does not implement), and its own refusals
+//! such as `unsupported_currency`, `unsupported_payments`, `partial_capture_unsupported`,
+//! `invalid_amount`. The message is a sentence naming the field and the value.
+//!
+//! ## Messages
+//! JSON, message schema [`SCHEMA_VERSION`] (1), carried in every call's `schema` field; a
+//! connector refuses a message of another schema with `schema_mismatch`. Unknown fields are
+//! refused on both sides. Amounts are decimal strings with exactly the currency's places
+//! (`"100.10"`, `"1500"` for JPY, `"1.250"` for KWD), never floats.
+//!
+//! | function | input | output |
+//! |---|---|---|
+//! | `manifest` | none | [`Manifest`] |
+//! | `build_capture` | [`CaptureCall`] | [`HttpRequest`] |
+//! | `parse_capture` | [`ParseCall`] (the call and the platform's [`HttpResponse`]) | [`CaptureResult`] |
+//! | `build_status` (1.1) | [`StatusCall`] | [`HttpRequest`] |
+//! | `parse_status` (1.1) | [`StatusParseCall`] | [`CaptureResult`] |
+//!
+//! The manifest is validated at load: `id` of `[a-z0-9_-]` (the platform name in requests;
+//! two loaded plugins may not share one), a semantic `version`, `schema` = 1, consistent
+//! capabilities, `allowed_hosts` entries that are host names or `*.domain` wildcards (no scheme,
+//! port or path), and `credentials` and `settings` names of `[a-z0-9_]`.
+//!
+//! ## Secrets and hosts
+//! The plugin never sees a credential: a [`Header`] names one in `secret` (it must be declared in
+//! the manifest's `credentials`), and the host appends its value when sending and records
+//! `[REDACTED]`. A built URL must have the configured base URL's origin, and its host must be
+//! loopback or match the manifest's `allowed_hosts`.
+//!
+//! ## Threads
+//! Every function, of every plugin, may be called from many threads at once, with no
+//! synchronisation by the host. A plugin keeps no unsynchronised mutable state (the SDK's
+//! [`Connector`] is `Send + Sync` and takes `&self`).
+//!
+//! ## Panics and crashes
+//! The SDK wraps every exported body in `catch_unwind` and reports a panic with
+//! [`abi::STATUS_PANIC`] and its message. **A plugin built with `panic = "abort"` takes the host
+//! process down on any panic** (nothing can catch it); neither can the host survive a crash, an
+//! `abort()`, a C++ exception or a `longjmp` across the boundary, or memory corruption. Build
+//! Rust plugins with `panic = "unwind"` (the default), and never let an exception leave a C
+//! function.
+//!
+//! ## Integrity
+//! The operator may pin each plugin file to its SHA-256 in the engine's configuration
+//! (`plugins = [{ path = "...", sha256 = "..." }]`); a file with another hash is refused before
+//! it is opened. `capture plugins inspect FILE` prints the hash; `capture plugins verify FILE` runs
+//! the conformance kit.
 #![warn(missing_docs)]
 
 pub mod abi;

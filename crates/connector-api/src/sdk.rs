@@ -7,8 +7,29 @@ use crate::messages::{
 /// A connector: turns a canonical capture call into an HTTP request description, and the
 /// platform's HTTP answer into a canonical result. It does no IO (the host owns the network,
 /// secrets, timeouts and retries) and must be callable from many threads at once.
+///
+/// | method | required | default |
+/// |---|---|---|
+/// | [`Connector::manifest`] | yes | |
+/// | [`Connector::build_capture`] | yes | |
+/// | [`Connector::parse_capture`] | yes | |
+/// | [`Connector::build_status`] | no | refuses with code `unsupported` |
+/// | [`Connector::parse_status`] | no | refuses with code `unsupported` |
+///
+/// What [`export_connector!`](crate::export_connector) does around these methods, so you do not
+/// have to: it creates one instance with `Default` on first use and shares it between threads,
+/// decodes every message strictly (unknown fields refused, code `invalid_call`), refuses another
+/// message schema (code `schema_mismatch`), encodes your answer, turns `Err(ConnectorError)` into
+/// the error status, and catches a panic into the panic status with its message.
+///
+/// Rules of the road: never parse an amount into a float (amounts are exact decimal strings);
+/// build URLs from `call.base_url`; put credentials in headers by name (`Header::secret`), never
+/// by value; refuse early, with a message naming the field and the value, what the platform
+/// cannot express.
 pub trait Connector: Default + Send + Sync + 'static {
-    /// The manifest: id, version, capabilities, allowed hosts, credentials and settings.
+    /// The manifest: id, version, capabilities, allowed hosts, credentials and settings. Called
+    /// once, when the host loads the plugin; the host validates it (see the crate docs) and
+    /// refuses to load a plugin whose manifest is invalid.
     fn manifest(&self) -> Manifest;
 
     /// Builds the capture request. Refuse what the platform cannot express with an error whose
@@ -24,8 +45,9 @@ pub trait Connector: Default + Send + Sync + 'static {
     ) -> Result<CaptureResult, ConnectorError>;
 
     /// Builds a request that reads the state of the order's captures (for asynchronous platforms
-    /// and for resolving an unknown outcome). Default: unsupported; set
-    /// `capabilities.status_query` when you implement it.
+    /// and for resolving an unknown outcome). Default: refuses with code `unsupported`; implement
+    /// it together with [`Connector::parse_status`] and set `capabilities.status_query`, which is
+    /// what tells the host to call them.
     fn build_status(&self, _call: &StatusCall) -> Result<HttpRequest, ConnectorError> {
         Err(ConnectorError::new("unsupported", "this connector cannot read a capture's state"))
     }
@@ -42,8 +64,12 @@ pub trait Connector: Default + Send + Sync + 'static {
 }
 
 /// Exports a [`Connector`] type (which must implement `Default`) as a plugin: generates the
-/// `capture_connector_entry` symbol and the descriptor. The plugin crate needs
-/// `crate-type = ["cdylib"]`.
+/// `capture_connector_entry` symbol and an ABI 1.1 descriptor (with the status functions, which
+/// answer `unsupported` unless you implement them). The plugin crate needs
+/// `crate-type = ["cdylib"]` (add `"rlib"` to test it directly). Use it once per library.
+///
+/// The generated functions catch panics; that only works with `panic = "unwind"` (the default):
+/// do not set `panic = "abort"` in the profile you build the plugin with.
 ///
 /// ```text
 /// #[derive(Default)]
@@ -290,7 +316,7 @@ pub mod __private {
         }
     }
 
-    /// Frees a buffer written by [`run`].
+    /// Frees a buffer written by `run`.
     ///
     /// # Safety
     /// `buf` must be a buffer this plugin wrote and has not freed.

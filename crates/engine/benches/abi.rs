@@ -33,7 +33,11 @@ fn plugin_path() -> PathBuf {
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ));
-    assert!(p.exists(), "{} is missing: run `cargo build --release -p capture-plugin-optty` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release -p capture-plugin-optty` first",
+        p.display()
+    );
     p
 }
 
@@ -70,8 +74,9 @@ fn response() -> HttpResponse {
     HttpResponse {
         status: 200,
         headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
-        body: r#"{"captureReference":"ORD-1002-capture-1","captureId":"cap_ORD-1002_1","capturedAmount":50.10}"#
-            .into(),
+        body:
+            r#"{"captureReference":"ORD-1002-capture-1","captureId":"cap_ORD-1002_1","capturedAmount":50.10}"#
+                .into(),
     }
 }
 
@@ -99,7 +104,9 @@ fn bench(c: &mut Criterion, plugin: &Plugin) {
     assert_eq!(plugin.parse_capture(&parse).ok(), Optty.parse_capture(&call, &response).ok());
     let mut group = c.benchmark_group("optty build+parse per capture");
     group.bench_function("linked statically (Connector trait)", |b| b.iter(|| linked(&call, &response)));
-    group.bench_function("through the C ABI (Plugin::load)", |b| b.iter(|| through_abi(plugin, &call, &parse)));
+    group.bench_function("through the C ABI (Plugin::load)", |b| {
+        b.iter(|| through_abi(plugin, &call, &parse))
+    });
     group.finish();
 }
 
@@ -151,30 +158,68 @@ fn summary(plugin: &Plugin) {
     let request_json = serde_json::to_vec(&request).expect("json");
     let result_json = serde_json::to_vec(&result).expect("json");
     let parts: [(&str, f64); 9] = [
-        ("host encodes CaptureCall", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&call)))))),
-        ("plugin decodes CaptureCall", median_ns(9, 20_000, || {
-            drop(black_box(serde_json::from_slice::<CaptureCall>(black_box(&call_json))))
-        })),
-        ("plugin encodes HttpRequest", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&request)))))),
-        ("host decodes HttpRequest", median_ns(9, 20_000, || {
-            drop(black_box(serde_json::from_slice::<capture_connector_api::HttpRequest>(black_box(&request_json))))
-        })),
-        ("host checks the URL's host", median_ns(9, 20_000, || drop(black_box(url::Url::parse(black_box(&request.url)))))),
-        ("host encodes ParseCall", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&parse)))))),
-        ("plugin decodes ParseCall", median_ns(9, 20_000, || {
-            drop(black_box(serde_json::from_slice::<ParseCall>(black_box(&parse_json))))
-        })),
-        ("plugin encodes CaptureResult", median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&result)))))),
-        ("host decodes CaptureResult", median_ns(9, 20_000, || {
-            drop(black_box(serde_json::from_slice::<capture_connector_api::CaptureResult>(black_box(&result_json))))
-        })),
+        (
+            "host encodes CaptureCall",
+            median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&call))))),
+        ),
+        (
+            "plugin decodes CaptureCall",
+            median_ns(9, 20_000, || {
+                drop(black_box(serde_json::from_slice::<CaptureCall>(black_box(&call_json))))
+            }),
+        ),
+        (
+            "plugin encodes HttpRequest",
+            median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&request))))),
+        ),
+        (
+            "host decodes HttpRequest",
+            median_ns(9, 20_000, || {
+                drop(black_box(serde_json::from_slice::<capture_connector_api::HttpRequest>(black_box(
+                    &request_json,
+                ))))
+            }),
+        ),
+        (
+            "host checks the URL's host",
+            median_ns(9, 20_000, || drop(black_box(url::Url::parse(black_box(&request.url))))),
+        ),
+        (
+            "host encodes ParseCall",
+            median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&parse))))),
+        ),
+        (
+            "plugin decodes ParseCall",
+            median_ns(9, 20_000, || {
+                drop(black_box(serde_json::from_slice::<ParseCall>(black_box(&parse_json))))
+            }),
+        ),
+        (
+            "plugin encodes CaptureResult",
+            median_ns(9, 20_000, || drop(black_box(serde_json::to_vec(black_box(&result))))),
+        ),
+        (
+            "host decodes CaptureResult",
+            median_ns(9, 20_000, || {
+                drop(black_box(serde_json::from_slice::<capture_connector_api::CaptureResult>(black_box(
+                    &result_json,
+                ))))
+            }),
+        ),
     ];
     println!("  of which, measured alone:");
     for (what, ns) in &parts {
         println!("    {what:<30} {ns:>6.0} ns");
     }
     let total: f64 = parts.iter().map(|(_, ns)| ns).sum();
-    println!("    {:<30} {total:>6.0} ns ({} + {} message bytes in, {} + {} out)", "total", call_json.len(), parse_json.len(), request_json.len(), result_json.len());
+    println!(
+        "    {:<30} {total:>6.0} ns ({} + {} message bytes in, {} + {} out)",
+        "total",
+        call_json.len(),
+        parse_json.len(),
+        request_json.len(),
+        result_json.len()
+    );
 }
 
 fn main() {

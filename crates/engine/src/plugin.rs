@@ -1,7 +1,9 @@
 //! Loading connector plugins from shared libraries, and calling them safely.
 //!
-//! The loader opens the library with `RTLD_NOW | RTLD_LOCAL` (every symbol resolved at load, none
-//! leaking into other plugins), checks the descriptor header (magic, ABI major, minor, size)
+//! The loader refuses an ELF file cut short (a half-copied library: the dynamic loader would map
+//! it and the process would die of SIGBUS on first touch), opens the library with
+//! `RTLD_NOW | RTLD_LOCAL` (every symbol resolved at load, none leaking into other plugins),
+//! checks the descriptor header (magic, ABI major, minor, size)
 //! before reading anything else, reads only the descriptor fields the plugin's `struct_size`
 //! covers, validates the manifest, and never unloads the library.
 //!
@@ -450,12 +452,20 @@ impl Plugin {
     /// conformance tools that must send what the engine never would (garbage, another schema);
     /// the engine itself uses the typed methods. The status functions are called whenever the
     /// descriptor has them, whatever the manifest declares.
-    pub fn call_raw(&self, function: PluginFunction, input: &[u8]) -> Result<serde_json::Value, PluginCallError> {
+    pub fn call_raw(
+        &self,
+        function: PluginFunction,
+        input: &[u8],
+    ) -> Result<serde_json::Value, PluginCallError> {
         let f = match function {
             PluginFunction::BuildCapture => self.build_capture,
             PluginFunction::ParseCapture => self.parse_capture,
-            PluginFunction::BuildStatus => self.build_status.ok_or(PluginCallError::Unsupported("status query"))?,
-            PluginFunction::ParseStatus => self.parse_status.ok_or(PluginCallError::Unsupported("status query"))?,
+            PluginFunction::BuildStatus => {
+                self.build_status.ok_or(PluginCallError::Unsupported("status query"))?
+            }
+            PluginFunction::ParseStatus => {
+                self.parse_status.ok_or(PluginCallError::Unsupported("status query"))?
+            }
         };
         let mut out = Buffer::empty();
         // SAFETY: `input` is valid for the call and `out` is writable, as the ABI requires.
@@ -516,11 +526,8 @@ fn check_not_truncated(path: &Path) -> Result<(), PluginLoadError> {
         Some(v)
     };
     // ELF header fields: e_phoff, e_phentsize, e_phnum; program header: p_type, p_offset, p_filesz.
-    let (phoff, phentsize, phnum) = if wide {
-        (int(32, 8), int(54, 2), int(56, 2))
-    } else {
-        (int(28, 4), int(42, 2), int(44, 2))
-    };
+    let (phoff, phentsize, phnum) =
+        if wide { (int(32, 8), int(54, 2), int(56, 2)) } else { (int(28, 4), int(42, 2), int(44, 2)) };
     let truncated = |needed| PluginLoadError::Truncated { path: path.to_path_buf(), size, needed };
     let (Some(phoff), Some(phentsize), Some(phnum)) = (phoff, phentsize, phnum) else {
         return Err(truncated(64));
@@ -566,7 +573,9 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|pattern| {
         let pattern = pattern.to_ascii_lowercase();
         match pattern.strip_prefix("*.") {
-            Some(suffix) => host.strip_suffix(suffix).is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            Some(suffix) => {
+                host.strip_suffix(suffix).is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+            }
             None => host == pattern,
         }
     })
@@ -603,13 +612,19 @@ fn take_output<O: DeserializeOwned>(
 }
 
 /// Interprets a status and its buffer (`None`: a null buffer).
-fn decode<O: DeserializeOwned>(file: &str, status: c_int, bytes: Option<&[u8]>) -> Result<O, PluginCallError> {
+fn decode<O: DeserializeOwned>(
+    file: &str,
+    status: c_int,
+    bytes: Option<&[u8]>,
+) -> Result<O, PluginCallError> {
     let contract = |problem: String| PluginCallError::Contract { file: file.to_owned(), problem };
     let invalid = |problem: String| PluginCallError::InvalidOutput { file: file.to_owned(), problem };
     match status {
         STATUS_OK => {
             let bytes = match bytes {
-                None => return Err(contract("success status with a null buffer: the result is missing".into())),
+                None => {
+                    return Err(contract("success status with a null buffer: the result is missing".into()));
+                }
                 Some([]) => return Err(contract("success status with an empty buffer".into())),
                 Some(b) => b,
             };
@@ -633,9 +648,7 @@ fn decode<O: DeserializeOwned>(file: &str, status: c_int, bytes: Option<&[u8]>) 
             };
             Err(PluginCallError::Panicked { file: file.to_owned(), message })
         }
-        other => Err(contract(format!(
-            "unknown status code {other} (0 = ok, 1 = error, 2 = panic)"
-        ))),
+        other => Err(contract(format!("unknown status code {other} (0 = ok, 1 = error, 2 = panic)"))),
     }
 }
 
@@ -650,7 +663,9 @@ fn describe_json_error<O: DeserializeOwned>(bytes: &[u8], e: &serde_json::Error)
         _ => {
             let de = &mut serde_json::Deserializer::from_slice(bytes);
             match serde_path_to_error::deserialize::<_, O>(de) {
-                Err(err) => format!("does not match the {message} schema at `{}`: {}", err.path(), err.inner()),
+                Err(err) => {
+                    format!("does not match the {message} schema at `{}`: {}", err.path(), err.inner())
+                }
                 Ok(_) => format!("does not match the {message} schema: {e}"),
             }
         }
@@ -741,7 +756,9 @@ fn validate_manifest(m: &Manifest) -> Result<(), String> {
         ));
     }
     match caps.max_payments_per_call {
-        Some(0) => return Err("capabilities.max_payments_per_call is 0: a call carries at least one payment".into()),
+        Some(0) => {
+            return Err("capabilities.max_payments_per_call is 0: a call carries at least one payment".into());
+        }
         Some(n) if n > 1 && !caps.multiple_payments_per_call => {
             return Err(format!(
                 "capabilities.max_payments_per_call is {n} but multiple_payments_per_call is false"
@@ -776,7 +793,9 @@ mod tests {
         for ok in ["api.example.com", "*.optty.com", "localhost", "127.0.0.1", "a-b.c"] {
             assert_eq!(host_pattern_problem(ok), None, "{ok}");
         }
-        for bad in ["", "*", "*.com", "https://x.com", "x.com:443", "x.com/path", "-x.com", "a..b", "*.", "x y"] {
+        for bad in
+            ["", "*", "*.com", "https://x.com", "x.com:443", "x.com/path", "-x.com", "a..b", "*.", "x y"]
+        {
             assert!(host_pattern_problem(bad).is_some(), "{bad}");
         }
     }
@@ -805,7 +824,8 @@ mod tests {
 
     #[test]
     fn output_decoding_names_the_problem() {
-        let ok: Result<ConnectorError, _> = decode("libx.so", STATUS_OK, Some(br#"{"code":"a","message":"b"}"#));
+        let ok: Result<ConnectorError, _> =
+            decode("libx.so", STATUS_OK, Some(br#"{"code":"a","message":"b"}"#));
         assert!(ok.is_ok());
         let e = decode::<HttpRequest>("libx.so", STATUS_OK, Some(b"\xff\xfe")).unwrap_err();
         assert!(e.to_string().contains("libx.so returned invalid output: not UTF-8"), "{e}");

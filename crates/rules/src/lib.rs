@@ -396,6 +396,14 @@ impl RuleSet {
         self.limits
     }
 
+    /// The memory, in bytes, of one Lua state as the pool keeps it: the sandbox with every rule
+    /// of the set loaded, after a full garbage collection. Builds a fresh state to measure it.
+    pub fn state_memory(&self) -> Result<usize, RulesError> {
+        let state = State::build(&self.sources, self.limits)?.0;
+        let _ = state.lua().gc_collect();
+        Ok(state.lua().used_memory())
+    }
+
     /// Runs every pre-validate rule, in order; one verdict per rule.
     pub fn decide(&self, ctx: &RuleContext<'_>) -> Vec<RuleVerdict> {
         self.evaluate(0..self.pre, ctx, None)

@@ -15,10 +15,11 @@
 local raw_minor, is_fatal, step_limit = ...
 
 local type, error, next, rawget, rawlen, tostring = type, error, next, rawget, rawlen, tostring
-local getmetatable = getmetatable
+local getmetatable, select, raw_pairs = getmetatable, select, pairs
 local raw_setmetatable, raw_pcall, raw_xpcall = setmetatable, pcall, xpcall
 local table_sort, table_concat = table.sort, table.concat
 local math_type = math.type
+local collect_garbage = collectgarbage
 
 -- Harden the real library tables. They stay reachable from rule code only as the string
 -- metatable's __index (`("x"):upper()`), which is why the removal happens here and not only in
@@ -146,6 +147,66 @@ string.gsub = function(s, p, repl, n)
   return raw_gsub(s, p, repl, n)
 end
 
+-- Determinism: the text of a table, function or coroutine is its address ("table: 0x55d5..."),
+-- which differs from one process to the next. tostring drops the address ("table"), and
+-- string.format refuses %p and formats such values the same way.
+local raw_format = string.format
+local ADDRESSED = { table = true, ["function"] = true, thread = true, userdata = true }
+local function safe_tostring(v)
+  local s = tostring(v)
+  if ADDRESSED[type(v)] and type(s) == "string" then
+    local head = raw_match(s, "^(.-): 0x%x+$")
+    if head ~= nil then
+      return head
+    end
+  end
+  return s
+end
+local function format_args(n, a, ...)
+  if n == 0 then
+    return
+  end
+  if ADDRESSED[type(a)] then
+    a = safe_tostring(a)
+  end
+  return a, format_args(n - 1, ...)
+end
+-- True if `fmt` has a %p directive. A loop in Lua (not a pattern), so the budget sees it.
+local function has_pointer_directive(fmt)
+  local i = 1
+  while true do
+    i = raw_find(fmt, "%", i, true)
+    if i == nil then
+      return false
+    end
+    local j = i + 1
+    local c = string_byte(fmt, j)
+    if c == 37 then -- %%
+      i = j + 1
+    else
+      -- flags, width and precision: - + space # 0-9 .
+      while c == 45 or c == 43 or c == 32 or c == 35 or c == 46 or (c ~= nil and c >= 48 and c <= 57) do
+        j = j + 1
+        c = string_byte(fmt, j)
+      end
+      if c == 112 then -- p
+        return true
+      end
+      i = j
+    end
+  end
+end
+string.format = function(fmt, ...)
+  if type(fmt) == "string" and has_pointer_directive(fmt) then
+    error("string.format: %p is not allowed in rules (addresses differ from one run to the next)", 2)
+  end
+  local n = select("#", ...)
+  if n > 250 then
+    error("string.format: too many arguments", 2)
+  end
+  return raw_format(fmt, format_args(n, ...))
+end
+
 -- The table library also loops in C over ranges and lengths a rule controls
 -- (`table.move({}, 1, 1e15, 1, {})` moves nils for ever without allocating anything; `#t` may
 -- come from __len). Ranges over `step_limit` elements (and sorts over that many steps) are
@@ -210,9 +271,64 @@ local function read_only(message)
   end
 end
 
+-- A fixed order for keys: numbers (ascending), then strings (byte order), then false, true.
+-- Lua's own `next` order depends on string hashes, which are seeded differently in every process.
+local KEY_RANK = { number = 1, string = 2, boolean = 3 }
+local function key_less(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then
+    return KEY_RANK[ta] < KEY_RANK[tb]
+  end
+  if ta == "boolean" then
+    return b and not a
+  end
+  return a < b
+end
+local function sorted_keys(t, fname)
+  local keys, n = {}, 0
+  for k in next, t do
+    if KEY_RANK[type(k)] == nil then
+      error(fname .. ": a table with " .. type(k) .. " keys has no fixed order; use string or number keys", 3)
+    end
+    n = n + 1
+    keys[n] = k
+  end
+  table.sort(keys, key_less) -- the guarded sort: refuses sizes over the step limit
+  return keys
+end
+
+-- Iterates `keys` in order over `t` (raw reads), giving each value through `wrap` (if any).
+-- The iterator ignores its arguments, so what `pairs` returns never hands out `t` itself.
+local function ordered(t, keys, wrap)
+  local i = 0
+  return function()
+    i = i + 1
+    local k = keys[i]
+    if k == nil then
+      return nil
+    end
+    local v = rawget(t, k)
+    if wrap ~= nil and type(v) == "table" then
+      v = wrap(v)
+    end
+    return k, v
+  end
+end
+
+-- pairs for rule code: tables without a metatable (the rule's own) iterate in the fixed key
+-- order; anything with a metatable (ctx views, library tables, the rule's own metatables) goes
+-- through Lua's pairs and its __pairs.
+local function safe_pairs(t)
+  if type(t) == "table" and getmetatable(t) == nil then
+    return ordered(t, sorted_keys(t, "pairs"), nil), nil, nil
+  end
+  return raw_pairs(t)
+end
+
 -- Read-only proxies of the library tables (made once per state): reads go to the real table
--- (__index), writes raise, `#` and `pairs` see the real table. `rawset` is not available to rule
--- code, so a proxy cannot be filled behind its back.
+-- (__index), writes raise, `#` and `pairs` see the real table's content (never the table itself:
+-- a rule holding the real table could change it for every later rule and capture). `rawset` is
+-- not available to rule code, so a proxy cannot be filled behind its back.
 local function proxy(t, newindex)
   return raw_setmetatable({}, {
     __index = t,
@@ -221,7 +337,7 @@ local function proxy(t, newindex)
       return rawlen(t)
     end,
     __pairs = function()
-      return next, t, nil
+      return ordered(t, sorted_keys(t, "pairs"), nil), nil, nil
     end,
     __metatable = false,
   })
@@ -377,14 +493,14 @@ local S = {
   error = error,
   ipairs = ipairs,
   next = next,
-  pairs = pairs,
+  pairs = safe_pairs,
   pcall = safe_pcall,
   rawequal = rawequal,
   rawget = rawget,
   rawlen = rawlen,
   select = select,
   tonumber = tonumber,
-  tostring = tostring,
+  tostring = safe_tostring,
   type = type,
   xpcall = safe_xpcall,
   setmetatable = safe_setmetatable,

@@ -56,9 +56,17 @@ struct ErrorDetail {
 
 /// `"120.34"` with 2 places -> 12034. The call's amounts always have exactly `places` decimals.
 fn to_minor(amount: &str, places: u32) -> Result<u64, ConnectorError> {
-    let bad = || ConnectorError::new("invalid_amount", format!("amount `{amount}` is not a decimal with {places} places"));
+    let bad = || {
+        ConnectorError::new(
+            "invalid_amount",
+            format!("amount `{amount}` is not a decimal with {places} places"),
+        )
+    };
     let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
-    if int.is_empty() || frac.len() != places as usize || !format!("{int}{frac}").bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || frac.len() != places as usize
+        || !format!("{int}{frac}").bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     format!("{int}{frac}").parse::<u64>().map_err(|_| bad())
@@ -113,7 +121,10 @@ impl Connector for Acme {
         let [payment] = call.payments.as_slice() else {
             return Err(ConnectorError::new(
                 "unsupported_payments",
-                format!("Acme Pay captures exactly one payment per call; the call names {}", call.payments.len()),
+                format!(
+                    "Acme Pay captures exactly one payment per call; the call names {}",
+                    call.payments.len()
+                ),
             ));
         };
         let body = Body {
@@ -129,14 +140,21 @@ impl Connector for Acme {
                 Header { name: "Content-Type".into(), value: "application/json".into(), secret: None },
                 Header { name: "Acme-Key".into(), value: String::new(), secret: Some(CREDENTIAL.into()) },
             ],
-            body: Some(serde_json::to_string(&body).map_err(|e| ConnectorError::new("serialize", e.to_string()))?),
+            body: Some(
+                serde_json::to_string(&body).map_err(|e| ConnectorError::new("serialize", e.to_string()))?,
+            ),
         })
     }
 
-    fn parse_capture(&self, call: &CaptureCall, response: &HttpResponse) -> Result<CaptureResult, ConnectorError> {
+    fn parse_capture(
+        &self,
+        call: &CaptureCall,
+        response: &HttpResponse,
+    ) -> Result<CaptureResult, ConnectorError> {
         let status = response.status;
         if (200..300).contains(&status) {
-            let unreadable = || failed("outcome_unknown", false, status, format!("unreadable answer: {}", response.body));
+            let unreadable =
+                || failed("outcome_unknown", false, status, format!("unreadable answer: {}", response.body));
             let Ok(Answer { capture }) = serde_json::from_str::<Answer>(&response.body) else {
                 return Ok(unreadable());
             };

@@ -128,9 +128,7 @@ unsafe fn input<'a>(input: *const u8, len: usize) -> &'a [u8] {
 
 /// The misbehaviour `name` asks for, or `None` for a correct answer.
 fn misbehave(name: &str, base_url: &str) -> Option<Answer> {
-    let request = |url: String, method: &str, headers: Value| {
-        json!({ "method": method, "url": url, "headers": headers, "body": null })
-    };
+    let request = |url: String, method: &str, headers: Value| json!({ "method": method, "url": url, "headers": headers, "body": null });
     let auth = json!([{ "name": "Authorization", "value": "Bearer ", "secret": "bearer_token" }]);
     Some(match name {
         "panic" => {

@@ -80,7 +80,13 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
-fn failed(kind: &str, retryable: bool, status: u16, message: String, retry_after_ms: Option<u64>) -> CaptureResult {
+fn failed(
+    kind: &str,
+    retryable: bool,
+    status: u16,
+    message: String,
+    retry_after_ms: Option<u64>,
+) -> CaptureResult {
     CaptureResult {
         status: ResultStatus::Failed,
         captured_amount: None,
@@ -135,8 +141,13 @@ impl Connector for Template {
             return Err(ConnectorError::new("invalid_call", "idempotency_key is empty"));
         }
         // The amount arrives as a decimal string with the currency's places: send it as it is.
-        let body = CaptureBody { amount: &payment.amount, currency: &call.currency, reference: &call.idempotency_key };
-        let body = serde_json::to_string(&body).map_err(|e| ConnectorError::new("serialize", e.to_string()))?;
+        let body = CaptureBody {
+            amount: &payment.amount,
+            currency: &call.currency,
+            reference: &call.idempotency_key,
+        };
+        let body =
+            serde_json::to_string(&body).map_err(|e| ConnectorError::new("serialize", e.to_string()))?;
         Ok(HttpRequest {
             method: "POST".into(),
             // Always under the configured base URL: the engine refuses any other origin.
@@ -146,18 +157,27 @@ impl Connector for Template {
                 Header { name: "Content-Type".into(), value: "application/json".into(), secret: None },
                 Header { name: "Idempotency-Key".into(), value: call.idempotency_key.clone(), secret: None },
                 // The credential: the engine appends its value and records `Bearer [REDACTED]`.
-                Header { name: "Authorization".into(), value: "Bearer ".into(), secret: Some(CREDENTIAL.into()) },
+                Header {
+                    name: "Authorization".into(),
+                    value: "Bearer ".into(),
+                    secret: Some(CREDENTIAL.into()),
+                },
             ],
             body: Some(body),
         })
     }
 
-    fn parse_capture(&self, call: &CaptureCall, response: &HttpResponse) -> Result<CaptureResult, ConnectorError> {
+    fn parse_capture(
+        &self,
+        call: &CaptureCall,
+        response: &HttpResponse,
+    ) -> Result<CaptureResult, ConnectorError> {
         let status = response.status;
         if (200..300).contains(&status) {
             // A 2xx we cannot read may still have moved money: outcome_unknown, never a plain failure.
-            let unreadable =
-                |why: &str| failed("outcome_unknown", false, status, format!("{why}: {}", response.body), None);
+            let unreadable = |why: &str| {
+                failed("outcome_unknown", false, status, format!("{why}: {}", response.body), None)
+            };
             let Ok(answer) = serde_json::from_str::<CaptureAnswer>(&response.body) else {
                 return Ok(unreadable("unreadable success body"));
             };
@@ -263,14 +283,19 @@ mod tests {
 
     #[test]
     fn maps_the_answers() {
-        let ok = Template.parse_capture(&call(), &answer(201, r#"{"id":"cap_1","status":"succeeded","amount":"12.34"}"#));
+        let ok = Template
+            .parse_capture(&call(), &answer(201, r#"{"id":"cap_1","status":"succeeded","amount":"12.34"}"#));
         let ok = ok.unwrap();
         assert_eq!((ok.status, ok.platform_capture_id.as_deref()), (ResultStatus::Captured, Some("cap_1")));
         let pending = Template.parse_capture(&call(), &answer(201, r#"{"status":"pending"}"#)).unwrap();
-        assert_eq!((pending.status, pending.captured_amount.as_deref()), (ResultStatus::Pending, Some("12.34")));
+        assert_eq!(
+            (pending.status, pending.captured_amount.as_deref()),
+            (ResultStatus::Pending, Some("12.34"))
+        );
         let unknown = Template.parse_capture(&call(), &answer(200, "<html>")).unwrap();
         assert_eq!(unknown.failure.unwrap().kind, "outcome_unknown");
-        let twice = Template.parse_capture(&call(), &answer(409, r#"{"code":"already_captured","message":"done"}"#));
+        let twice =
+            Template.parse_capture(&call(), &answer(409, r#"{"code":"already_captured","message":"done"}"#));
         assert_eq!(twice.unwrap().status, ResultStatus::AlreadyCaptured);
         for (status, kind, retryable) in [
             (400, "invalid_request", false),
@@ -281,8 +306,16 @@ mod tests {
             (503, "platform_unavailable", true),
             (302, "unknown", false),
         ] {
-            let f = Template.parse_capture(&call(), &answer(status, r#"{"message":"m"}"#)).unwrap().failure.unwrap();
-            assert_eq!((f.kind.as_str(), f.retryable, f.message.as_str()), (kind, retryable, "m"), "{status}");
+            let f = Template
+                .parse_capture(&call(), &answer(status, r#"{"message":"m"}"#))
+                .unwrap()
+                .failure
+                .unwrap();
+            assert_eq!(
+                (f.kind.as_str(), f.retryable, f.message.as_str()),
+                (kind, retryable, "m"),
+                "{status}"
+            );
         }
     }
 
