@@ -19,7 +19,7 @@ use crate::clock::{Clock, DerivedIds, IdGenerator, SystemClock};
 use crate::config::{ConfigError, EngineConfig, Secret};
 use crate::hooks::{Hook, HookContext};
 use crate::ledger::{CrashPoint, Gate, Random, RetryPolicy, SeededRandom};
-use crate::plugin::{Plugin, PluginCallError, PluginLoadError};
+use crate::plugin::{Plugin, PluginCallError, PluginLoadError, host_allowed, is_loopback};
 use crate::transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 use capture_store::{AttemptState, AttemptUpdate, CaptureStore};
 
@@ -130,26 +130,6 @@ impl Default for EngineBuilder {
 
 fn invalid(key: String, problem: String) -> EngineError {
     EngineError::Config(ConfigError::Invalid { key, problem })
-}
-
-/// True for hosts that can only be this machine.
-fn is_loopback(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    }
-}
-
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let host = host.to_ascii_lowercase();
-    allowed.iter().any(|pattern| {
-        let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => host == pattern,
-        }
-    })
 }
 
 impl EngineBuilder {

@@ -559,7 +559,7 @@ fn file_name(path: &Path) -> String {
 }
 
 /// True for hosts that can only be this machine.
-fn is_loopback(host: &url::Host<&str>) -> bool {
+pub(crate) fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
         url::Host::Ipv4(ip) => ip.is_loopback(),
@@ -568,7 +568,7 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 }
 
 /// `host` matches an entry of `allowed`: exactly, or as a subdomain of a `*.suffix` entry.
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
+pub(crate) fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let host = host.to_ascii_lowercase();
     allowed.iter().any(|pattern| {
         let pattern = pattern.to_ascii_lowercase();
