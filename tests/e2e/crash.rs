@@ -14,7 +14,13 @@ use crate::{TOKEN, artifact, emulator, plugin_file};
 
 const POINTS: [&str; 3] = ["reserved", "sent", "answered"];
 
-fn config(dir: &Path, platform: &str, base_url: &str, credential: (&str, &str), store: Option<&str>) -> PathBuf {
+fn config(
+    dir: &Path,
+    platform: &str,
+    base_url: &str,
+    credential: (&str, &str),
+    store: Option<&str>,
+) -> PathBuf {
     let cfg = dir.join("capture.toml");
     let store = store.map(|s| format!("store = {s:?}\n")).unwrap_or_default();
     let text = format!(
@@ -76,16 +82,20 @@ async fn crash_and_recover(
     attempts
 }
 
-async fn optty_crash_suite(store: impl Fn(&Path, &str) -> (Option<String>, String)) {
+async fn optty_crash_suite(backend: &str, store: impl Fn(&Path, &str) -> (Option<String>, String)) {
     for point in POINTS {
         let emu = emulator().await;
-        let dir = scratch(&format!("crash-optty-{point}"));
+        let dir = scratch(&format!("crash-optty-{backend}-{point}"));
         let (configured, target) = store(&dir, point);
         let cfg = config(&dir, "optty", &emu.base_url(), ("bearer_token", TOKEN), configured.as_deref());
         let request = crate::repo().join("examples/requests/full-capture.json");
         let attempts = crash_and_recover(&cfg, &request, TOKEN, point, &target).await;
         let books = emu.captures("ORD-1001");
-        println!("optty crash at {point}: platform holds {} capture(s), ledger says {:?}", books.len(), attempts[0].state);
+        println!(
+            "optty crash at {point}: platform holds {} capture(s), ledger says {:?}",
+            books.len(),
+            attempts[0].state
+        );
         assert_eq!(books.len(), 1, "captured exactly once after a crash at `{point}`");
         assert_eq!(books[0].amount, Decimal::new(12000, 2));
         assert_eq!(attempts[0].amount.amount(), books[0].amount, "ledger and platform agree");
@@ -94,7 +104,7 @@ async fn optty_crash_suite(store: impl Fn(&Path, &str) -> (Option<String>, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optty_crashes_at_every_step_recover_exactly_once_on_sqlite() {
-    optty_crash_suite(|dir, _| (None, dir.join("capture.db").display().to_string())).await;
+    optty_crash_suite("sqlite", |dir, _| (None, dir.join("capture.db").display().to_string())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,10 +114,17 @@ async fn wix_crashes_at_every_step_recover_exactly_once_on_sqlite() {
         let dir = scratch(&format!("crash-wix-{point}"));
         let cfg = config(&dir, "wix", &emu.base_url(), ("api_key", demo_ids::TOKEN), None);
         let request = crate::repo().join("examples/requests/wix-full-capture.json");
-        let attempts =
-            crash_and_recover(&cfg, &request, demo_ids::TOKEN, point, &dir.join("capture.db").display().to_string()).await;
+        let attempts = crash_and_recover(
+            &cfg,
+            &request,
+            demo_ids::TOKEN,
+            point,
+            &dir.join("capture.db").display().to_string(),
+        )
+        .await;
         let order = emu.order(demo_ids::USD_ORDER).expect("order");
-        let captures: Vec<Decimal> = order.payments.iter().flat_map(|p| p.captures.iter().map(|c| c.amount)).collect();
+        let captures: Vec<Decimal> =
+            order.payments.iter().flat_map(|p| p.captures.iter().map(|c| c.amount)).collect();
         println!("wix crash at {point}: platform holds {captures:?}, ledger says {:?}", attempts[0].state);
         assert_eq!(captures.len(), 2, "each payment captured exactly once after a crash at `{point}`");
         assert_eq!(captures.iter().copied().sum::<Decimal>(), attempts[0].amount.amount());
@@ -175,7 +192,7 @@ async fn optty_crashes_at_every_step_recover_exactly_once_on_postgres() {
         urls.push(postgres().await);
     }
     let urls = std::sync::Mutex::new(urls);
-    optty_crash_suite(|_, _| {
+    optty_crash_suite("postgres", |_, _| {
         let url = urls.lock().expect("urls").pop().expect("a database per point");
         (Some(url.clone()), url)
     })
@@ -204,7 +221,13 @@ async fn many_tasks_and_two_processes_share_one_postgres_ledger() {
         })
         .collect();
     let store: std::sync::Arc<dyn CaptureStore> = capture_engine::store::open(&url).await.expect("ledger");
-    let engine = std::sync::Arc::new(crate::engine_with_store("optty", &emu.base_url(), &[], &[("bearer_token", TOKEN)], store.clone()));
+    let engine = std::sync::Arc::new(crate::engine_with_store(
+        "optty",
+        &emu.base_url(),
+        &[],
+        &[("bearer_token", TOKEN)],
+        store.clone(),
+    ));
     let mut tasks = Vec::new();
     for i in 0..8 {
         let engine = engine.clone();

@@ -83,7 +83,7 @@ pub struct PlatformSetup {
 #[derive(Debug)]
 pub(crate) struct Platform {
     pub(crate) plugin: Arc<Plugin>,
-    setup: PlatformSetup,
+    pub(crate) setup: PlatformSetup,
     origin: url::Origin,
 }
 

@@ -194,6 +194,15 @@ impl Engine {
         }
     }
 
+    /// How long an attempt in `sent` belongs to the process that sent it: every send it may
+    /// make, each up to the platform's timeout, and the waits between them.
+    fn in_flight_window(&self, platform: &Platform) -> u64 {
+        let sends = u64::from(self.retry.max_sends.max(1));
+        let per_send = u64::try_from(platform.setup.timeout.as_millis()).unwrap_or(u64::MAX);
+        let waits = u64::try_from(self.retry.max_delay.as_millis()).unwrap_or(u64::MAX);
+        per_send.saturating_add(waits).saturating_mul(sends)
+    }
+
     /// The most the ledger may hold for this order: the authorized total minus captures the
     /// snapshot lists that this ledger did not make.
     async fn bound(&self, store: &dyn CaptureStore, req: &CaptureRequest) -> Result<Money, String> {
@@ -279,6 +288,16 @@ impl Engine {
                         ),
                     );
                     return Ok(recorded_outcome(&a).unwrap_or_else(ledger_failure));
+                }
+                AttemptState::Sent
+                    if now.0.saturating_sub(a.updated_at.0) < self.in_flight_window(platform) =>
+                {
+                    // Another task or process is sending it right now: never race its answer.
+                    step(run, "busy", format!("attempt {} is being sent", a.id));
+                    return Ok(ledger_failure(format!(
+                        "attempt {} with this key is being sent by another task or process; ask again later",
+                        a.id
+                    )));
                 }
                 AttemptState::Sent | AttemptState::Unknown => {
                     step(
@@ -543,7 +562,15 @@ impl Engine {
             );
             if a.state == AttemptState::Sent {
                 // Sent and never answered (a crash, a lost answer): unknown first, then asked again.
-                let _ = store.transition(&a.id, &[AttemptState::Sent], AttemptState::Unknown, AttemptUpdate::default(), now).await;
+                let _ = store
+                    .transition(
+                        &a.id,
+                        &[AttemptState::Sent],
+                        AttemptState::Unknown,
+                        AttemptUpdate::default(),
+                        now,
+                    )
+                    .await;
             }
             let wire = req.to_wire_json();
             let gate = Gate { store, wire: &wire, attempt: &a.id, from: &[AttemptState::Unknown], now };
@@ -624,13 +651,19 @@ impl Engine {
                         }
                     }
                 }
+                AttemptState::Sent
+                    if u128::from(now.0.saturating_sub(a.updated_at.0)) < abandoned_after.as_millis() =>
+                {
+                    (a.state, "sent moments ago: left to its process".to_owned())
+                }
                 _ => match self.platforms.get(&a.platform) {
                     None => (a.state, format!("platform `{}` is not configured here", a.platform)),
                     Some(platform) => {
                         // The request stored with the attempt lets a deduplicating platform be
                         // asked again with the same key.
                         let req = stored_request(&a);
-                        let (state, outcome) = self.resolve(store, platform, req.as_ref(), &a, &mut run).await;
+                        let (state, outcome) =
+                            self.resolve(store, platform, req.as_ref(), &a, &mut run).await;
                         (state, crate::engine::describe_outcome(&outcome))
                     }
                 },
