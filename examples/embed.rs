@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         .platform(
             "optty",
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: emulator.base_url(),
                 timeout: Duration::from_secs(10),
                 settings: BTreeMap::new(),

@@ -117,6 +117,7 @@ fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine 
         b = b.platform(
             id,
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: (*base_url).to_owned(),
                 timeout: Duration::from_secs(5),
                 settings: BTreeMap::new(),

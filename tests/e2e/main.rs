@@ -81,6 +81,7 @@ pub fn engine_on(
         .platform(
             platform,
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: base_url.to_owned(),
                 timeout: Duration::from_secs(2),
                 settings: own(settings),
@@ -116,6 +117,7 @@ pub fn engine_with_store(
         .platform(
             platform,
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: base_url.to_owned(),
                 timeout: Duration::from_secs(2),
                 settings: own(settings),
@@ -161,6 +163,7 @@ pub fn engine_with_rules(emulator: &OpttyEmulator, rules: RuleSet) -> Engine {
         .platform(
             "optty",
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: emulator.base_url(),
                 timeout: Duration::from_secs(10),
                 settings: BTreeMap::new(),

@@ -89,3 +89,25 @@ fn a_library_without_the_entry_symbol_is_refused() {
     let err = Plugin::load(&libc).expect_err("libc is no connector");
     assert!(matches!(err, PluginLoadError::MissingEntry { .. }), "{err:?}");
 }
+
+#[test]
+fn a_self_hosted_platform_needs_its_host_allowed_by_the_operator() {
+    let setup = |allowed: Vec<String>| capture_engine::PlatformSetup {
+        allowed_hosts: allowed,
+        base_url: "https://medusa.shop.example".into(),
+        timeout: std::time::Duration::from_secs(5),
+        settings: Default::default(),
+        credentials: [("api_token".to_owned(), capture_engine::Secret::new("t"))].into(),
+    };
+    let build = |allowed: Vec<String>| {
+        let plugin = Plugin::load(&crate::plugin_file("medusa")).expect("medusa loads");
+        capture_engine::Engine::builder()
+            .plugin(std::sync::Arc::new(plugin))
+            .expect("plugin")
+            .platform("medusa", setup(allowed))
+            .build()
+    };
+    let err = build(vec![]).expect_err("a foreign host is refused");
+    assert!(err.to_string().contains("`medusa.shop.example` is not loopback"), "{err}");
+    assert!(build(vec!["medusa.shop.example".into()]).is_ok(), "the operator allowed it");
+}

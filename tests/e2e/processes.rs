@@ -73,6 +73,7 @@ async fn the_same_capture_in_two_processes_gives_byte_identical_reports() {
         .platform(
             "optty",
             capture_engine::PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: emu.base_url(),
                 timeout: std::time::Duration::from_secs(5),
                 settings: Default::default(),

@@ -102,6 +102,7 @@ async fn a_wrong_credential_is_unauthorized() {
         .platform(
             "optty",
             capture_engine::PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: emu.base_url(),
                 timeout: std::time::Duration::from_secs(5),
                 settings: Default::default(),

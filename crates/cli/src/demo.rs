@@ -201,6 +201,7 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
         builder = builder.plugin(Arc::new(plugin))?.platform(
             p.id,
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: p.base_url.clone(),
                 timeout: std::time::Duration::from_secs(10),
                 settings: own(p.settings),

@@ -625,6 +625,7 @@ fn engine_for(plugin: &Arc<Plugin>, settings: &BTreeMap<String, String>) -> anyh
         .platform(
             &m.id,
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: LOOPBACK.into(),
                 timeout: Duration::from_secs(2),
                 settings: settings.clone(),

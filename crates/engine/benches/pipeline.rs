@@ -87,6 +87,7 @@ fn bench(c: &mut Criterion) {
         .platform(
             "optty",
             PlatformSetup {
+                allowed_hosts: Vec::new(),
                 base_url: "http://127.0.0.1:9".into(),
                 timeout: Duration::from_secs(10),
                 settings: BTreeMap::new(),

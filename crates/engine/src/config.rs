@@ -117,6 +117,10 @@ pub struct PlatformConfig {
     /// Credentials by name, from environment variables.
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialSource>,
+    /// Hosts allowed for this platform beyond the connector's allow-list (self-hosted
+    /// platforms such as Medusa: `allowed_hosts = ["shop.example.com"]`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 fn default_timeout_ms() -> u64 {

@@ -1,7 +1,7 @@
 //! The engine and its pipeline: pre-validate -> capture -> post-capture.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use capture_connector_api::{
@@ -78,6 +78,9 @@ pub struct PlatformSetup {
     pub settings: BTreeMap<String, String>,
     /// Credentials by name.
     pub credentials: BTreeMap<String, Secret>,
+    /// Hosts the operator allows for this platform beyond the connector's own allow-list (a
+    /// self-hosted platform such as Medusa on the merchant's domain). Usually empty.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -151,6 +154,7 @@ impl EngineBuilder {
                     timeout: Duration::from_millis(p.timeout_ms),
                     settings: p.settings.clone(),
                     credentials,
+                    allowed_hosts: p.allowed_hosts.clone(),
                 },
             );
         }
@@ -266,12 +270,16 @@ impl EngineBuilder {
                 ));
             }
             let host = base.host().ok_or_else(|| invalid(key("base_url"), "has no host".into()))?;
-            if !is_loopback(&host) && !host_allowed(&host.to_string(), &manifest.allowed_hosts) {
+            let host_text = host.to_string();
+            if !is_loopback(&host)
+                && !host_allowed(&host_text, &manifest.allowed_hosts)
+                && !host_allowed(&host_text, &setup.allowed_hosts)
+            {
                 return Err(invalid(
                     key("base_url"),
                     format!(
-                        "host `{host}` is not loopback and not in the connector's allowed hosts {:?}",
-                        manifest.allowed_hosts
+                        "host `{host}` is not loopback, not in the connector's allowed hosts {:?}, and not in this platform's `allowed_hosts` {:?}",
+                        manifest.allowed_hosts, setup.allowed_hosts
                     ),
                 ));
             }
@@ -294,7 +302,7 @@ impl EngineBuilder {
         hooks.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
         Ok(Engine {
             platforms,
-            rules: self.rules,
+            rules: RwLock::new(self.rules),
             hooks,
             transport,
             clock: self.clock,
@@ -311,7 +319,9 @@ impl EngineBuilder {
 /// The capture engine. Share it (`Arc`) across tasks; every method takes `&self`.
 pub struct Engine {
     pub(crate) platforms: BTreeMap<String, Platform>,
-    rules: Arc<RuleSet>,
+    /// The rule set in use. A capture takes the `Arc` once and uses that set for both stages,
+    /// so [`Engine::swap_rules`] never splits a capture between two versions.
+    rules: RwLock<Arc<RuleSet>>,
     hooks: Vec<Arc<dyn Hook>>,
     transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -327,7 +337,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("platforms", &self.platforms.keys())
-            .field("rules_version", &self.rules.version())
+            .field("rules_version", &self.rules_version())
             .finish_non_exhaustive()
     }
 }
@@ -572,8 +582,23 @@ impl Engine {
     }
 
     /// Version (content hash) of the rule set in use.
-    pub fn rules_version(&self) -> &str {
-        self.rules.version()
+    pub fn rules_version(&self) -> String {
+        self.current_rules().version().to_owned()
+    }
+
+    /// The rule set in use (a lock held only to clone the `Arc`).
+    fn current_rules(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the rule set while the engine runs and returns the version it replaced.
+    /// Captures already running finish with the set they started with (both stages); every
+    /// capture that starts afterwards uses `rules`. Each report's `rules_version` names the set
+    /// that decided it.
+    pub fn swap_rules(&self, rules: RuleSet) -> String {
+        let new = Arc::new(rules);
+        let old = std::mem::replace(&mut *self.rules.write().unwrap_or_else(PoisonError::into_inner), new);
+        old.version().to_owned()
     }
 
     /// The manifests of the configured platforms' connectors.
@@ -609,7 +634,7 @@ impl Engine {
         let build_step = format!("{}.build_status", manifest.id);
         let parse_step = format!("{}.parse_status", manifest.id);
         let version = Some(manifest.version.clone());
-        let built = plugin.build_status(&call);
+        let built = plugin.build_status_allowing(&call, &platform.setup.allowed_hosts);
         let outcome = match self.exchange(platform, Stage::Capture, &build_step, built, &mut run, None).await
         {
             Err(outcome) => outcome,
@@ -680,6 +705,8 @@ impl Engine {
         let platform = self.platform(&req.platform)?;
         let manifest = platform.plugin.manifest();
         let now = self.clock.now();
+        // One rule set for the whole capture, whatever `swap_rules` does meanwhile.
+        let rules = self.current_rules();
         let mut run = Run::default();
         let cur = req.order.currency;
         let capturable = req.order.capturable().unwrap_or_else(|_| Money::zero(cur));
@@ -711,12 +738,12 @@ impl Engine {
                 run.decision(StepSource::Hook, hook.name(), hook.version(), &d, None);
                 decisions.push((format!("hook:{}", hook.name()), d));
             }
-            let verdicts = self.rules.decide(&RuleContext { request: &req, amount, capturable, now });
+            let verdicts = rules.decide(&RuleContext { request: &req, amount, capturable, now });
             for v in &verdicts {
                 run.decision(
                     StepSource::Rule,
                     &v.rule,
-                    Some(v.hash.clone()),
+                    Some(v.hash.to_string()),
                     &v.decision,
                     v.error.clone().map(|e| format!("failed closed: {e}")),
                 );
@@ -773,13 +800,13 @@ impl Engine {
             run.tags.extend(obs.tags);
             run.notes.extend(obs.notes);
         }
-        for v in self.rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome) {
+        for v in rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome) {
             let verdict = if v.error.is_some() { "error" } else { "observed" };
             run.step(
                 Stage::PostCapture,
                 StepSource::Rule,
                 &v.rule,
-                Some(v.hash.clone()),
+                Some(v.hash.to_string()),
                 verdict,
                 v.error.clone(),
             );
@@ -799,7 +826,7 @@ impl Engine {
                 RequestedAmount::Exact(m) => Requested::Exact(m),
             },
             amount: reached_amount.then_some(amount),
-            rules_version: Some(self.rules.version().to_owned()),
+            rules_version: Some(rules.version().to_owned()),
             connector: Some(ConnectorRef { id: manifest.id.clone(), version: manifest.version.clone() }),
             steps: run.steps,
             exchanges: run.exchanges,
@@ -810,7 +837,7 @@ impl Engine {
         })
     }
 
-    fn collect(&self, run: &mut Run, v: &RuleVerdict) {
+    fn collect(&self, run: &mut Run, v: &RuleVerdict<'_>) {
         run.tags.extend(v.tags.iter().cloned());
         run.notes.extend(v.notes.iter().map(|n| format!("{}: {n}", v.rule)));
         run.follow_ups.extend(v.follow_ups.iter().cloned());
@@ -872,7 +899,7 @@ impl Engine {
                 tracking_number: s.tracking_number.clone(),
             }),
         };
-        let built = plugin.build_capture(&call);
+        let built = plugin.build_capture_allowing(&call, &platform.setup.allowed_hosts);
         let response = match self.exchange(platform, Stage::Capture, &build_step, built, run, gate).await {
             Ok(r) => r,
             Err(outcome) => return outcome,

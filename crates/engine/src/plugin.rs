@@ -412,8 +412,18 @@ impl Plugin {
     /// Asks the connector to build the capture request. The URL's host must be loopback or in the
     /// manifest's `allowed_hosts` ([`PluginCallError::ForeignHost`] otherwise).
     pub fn build_capture(&self, call: &CaptureCall) -> Result<HttpRequest, PluginCallError> {
+        self.build_capture_allowing(call, &[])
+    }
+
+    /// Like [`Plugin::build_capture`], also accepting hosts the operator allowed for this
+    /// platform (a self-hosted platform such as Medusa lives on the merchant's own domain).
+    pub fn build_capture_allowing(
+        &self,
+        call: &CaptureCall,
+        extra: &[String],
+    ) -> Result<HttpRequest, PluginCallError> {
         let request: HttpRequest = self.call(self.build_capture, call)?;
-        self.check_host(&request)?;
+        self.check_host(&request, extra)?;
         Ok(request)
     }
 
@@ -429,10 +439,19 @@ impl Plugin {
 
     /// Asks the connector to build a status query (same host rule as [`Plugin::build_capture`]).
     pub fn build_status(&self, call: &StatusCall) -> Result<HttpRequest, PluginCallError> {
+        self.build_status_allowing(call, &[])
+    }
+
+    /// Like [`Plugin::build_status`], also accepting hosts the operator allowed.
+    pub fn build_status_allowing(
+        &self,
+        call: &StatusCall,
+        extra: &[String],
+    ) -> Result<HttpRequest, PluginCallError> {
         match (self.supports_status(), self.build_status) {
             (true, Some(f)) => {
                 let request: HttpRequest = self.call(f, call)?;
-                self.check_host(&request)?;
+                self.check_host(&request, extra)?;
                 Ok(request)
             }
             _ => Err(PluginCallError::Unsupported("status query")),
@@ -486,12 +505,16 @@ impl Plugin {
 
     /// The manifest's allow-list, checked on every request the plugin builds (the engine also
     /// checks that the URL's origin is the configured base URL's).
-    fn check_host(&self, request: &HttpRequest) -> Result<(), PluginCallError> {
+    fn check_host(&self, request: &HttpRequest, extra: &[String]) -> Result<(), PluginCallError> {
         let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
         let url = url::Url::parse(&request.url)
             .map_err(|e| invalid(format!("url `{}` is not an absolute URL: {e}", request.url)))?;
         let host = url.host().ok_or_else(|| invalid(format!("url `{}` has no host", request.url)))?;
-        if is_loopback(&host) || host_allowed(&host.to_string(), &self.manifest.allowed_hosts) {
+        let host_text = host.to_string();
+        if is_loopback(&host)
+            || host_allowed(&host_text, &self.manifest.allowed_hosts)
+            || host_allowed(&host_text, extra)
+        {
             return Ok(());
         }
         Err(PluginCallError::ForeignHost {
