@@ -165,9 +165,11 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+mod helpers;
 mod messages;
 mod sdk;
 
+pub use helpers::encode_path_segment;
 pub use messages::{
     AmountEncoding, CallPayment, CallShipping, Capabilities, CaptureCall, CaptureResult, ConnectorError,
     Failure, Header, HttpRequest, HttpResponse, Manifest, ParseCall, PartialCapture, ResultStatus,

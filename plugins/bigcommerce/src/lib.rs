@@ -178,16 +178,10 @@ fn auth_header() -> Header {
     Header { name: "X-Auth-Token".into(), value: String::new(), secret: Some(CREDENTIAL.into()) }
 }
 
-fn header_value<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {
-    response.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
-}
-
 /// The reset hint of a 429: `X-Rate-Limit-Time-Reset-Ms`, else `X-Retry-After` in seconds.
 fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
-    header_value(response, "x-rate-limit-time-reset-ms").and_then(|v| v.parse::<u64>().ok()).or_else(|| {
-        header_value(response, "x-retry-after")
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|s| s.saturating_mul(1000))
+    response.header("x-rate-limit-time-reset-ms").and_then(|v| v.parse::<u64>().ok()).or_else(|| {
+        response.header("x-retry-after").and_then(|v| v.parse::<u64>().ok()).map(|s| s.saturating_mul(1000))
     })
 }
 

@@ -115,19 +115,6 @@ struct ErrorBody {
     code: Option<String>,
 }
 
-/// Percent-encodes one path segment (RFC 3986 unreserved characters pass through).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn headers() -> Vec<Header> {
     vec![
         Header { name: "Accept".into(), value: "application/json".into(), secret: None },
@@ -215,16 +202,6 @@ fn error_message(body: &str) -> String {
     }
 }
 
-/// `Retry-After` in whole seconds, as milliseconds (an HTTP date is ignored).
-fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
-    response
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-        .map(|s| s.saturating_mul(1000))
-}
-
 /// A non-2xx answer, for the capture and the status routes alike. `subject` names what to read
 /// back before a retry (`payment pay_1`, `order order_1`).
 fn error_result(response: &HttpResponse, subject: &str, read_back: &str) -> CaptureResult {
@@ -248,7 +225,7 @@ fn error_result(response: &HttpResponse, subject: &str, read_back: &str) -> Capt
             format!("{message} (a conflicting request was in progress; nothing was captured, retry)"),
             None,
         ),
-        429 => failure("rate_limited", true, code, message, retry_after_ms(response)),
+        429 => failure("rate_limited", true, code, message, response.retry_after_ms()),
         500 | 502 | 503 | 504 => failure("platform_unavailable", false, code, read_first(message), None),
         500..=599 => failure("unknown", false, code, read_first(message), None),
         _ => failure("unknown", false, code, message, None),
@@ -557,7 +534,10 @@ impl Connector for Medusa {
                 if one.id.is_empty() {
                     return Err(ConnectorError::new("invalid_call", "payments[0].id is empty"));
                 }
-                format!("{base}/admin/payments/{}/capture", encode_segment(&one.id))
+                format!(
+                    "{base}/admin/payments/{}/capture",
+                    capture_connector_api::encode_path_segment(&one.id)
+                )
             }
             _ => {
                 if call.order_id.is_empty() {
@@ -566,7 +546,10 @@ impl Connector for Medusa {
                         "order_id is empty: several payments are captured through the order",
                     ));
                 }
-                format!("{base}/admin/orders/{}/capture", encode_segment(&call.order_id))
+                format!(
+                    "{base}/admin/orders/{}/capture",
+                    capture_connector_api::encode_path_segment(&call.order_id)
+                )
             }
         };
         Self::check_full(call, currency)?;
@@ -625,14 +608,18 @@ impl Connector for Medusa {
         currency(&call.currency, call.currency_exponent)?;
         let base = call.base_url.trim_end_matches('/');
         let url = match call.payment_ids.as_slice() {
-            [one] if !one.is_empty() => format!("{base}/admin/payments/{}", encode_segment(one)),
+            [one] if !one.is_empty() => {
+                format!("{base}/admin/payments/{}", capture_connector_api::encode_path_segment(one))
+            }
             _ if call.order_id.is_empty() => {
                 return Err(ConnectorError::new(
                     "invalid_call",
                     "order_id is empty and the call names no single payment to read",
                 ));
             }
-            _ => format!("{base}/admin/orders/{}", encode_segment(&call.order_id)),
+            _ => {
+                format!("{base}/admin/orders/{}", capture_connector_api::encode_path_segment(&call.order_id))
+            }
         };
         Ok(request("GET", url))
     }

@@ -71,19 +71,6 @@ fn reference_already_used(message: &str, reference: &str) -> bool {
         && (m.contains("used") || m.contains("exists"))
 }
 
-/// Percent-encodes one path segment (RFC 3986 unreserved characters pass through).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn text_of(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -197,7 +184,7 @@ impl Connector for Optty {
             url: format!(
                 "{}/orders/{}/capture",
                 call.base_url.trim_end_matches('/'),
-                encode_segment(&call.order_id)
+                capture_connector_api::encode_path_segment(&call.order_id)
             ),
             headers: vec![
                 Header { name: "Accept".into(), value: "application/json".into(), secret: None },
@@ -247,12 +234,7 @@ impl Connector for Optty {
             .as_ref()
             .and_then(|b| b.message.as_ref().map(text_of))
             .unwrap_or_else(|| response.body.trim().to_owned());
-        let retry_after_ms = response
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-            .map(|s| s.saturating_mul(1000));
+        let retry_after_ms = response.retry_after_ms();
         Ok(match status {
             // The same captureReference again: Optty applies a reference once, so the capture it
             // names exists already (this is how a retry after a lost answer learns it went through).

@@ -67,19 +67,6 @@ struct ErrorAnswer {
     message: Option<String>,
 }
 
-/// Percent-encodes one path segment (RFC 3986 unreserved characters pass through).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn failed(
     kind: &str,
     retryable: bool,
@@ -151,7 +138,11 @@ impl Connector for Template {
         Ok(HttpRequest {
             method: "POST".into(),
             // Always under the configured base URL: the engine refuses any other origin.
-            url: format!("{}/v1/payments/{}/captures", call.base_url, encode_segment(&payment.id)),
+            url: format!(
+                "{}/v1/payments/{}/captures",
+                call.base_url,
+                capture_connector_api::encode_path_segment(&payment.id)
+            ),
             headers: vec![
                 Header { name: "Accept".into(), value: "application/json".into(), secret: None },
                 Header { name: "Content-Type".into(), value: "application/json".into(), secret: None },

@@ -217,16 +217,6 @@ fn read_error(response: &HttpResponse) -> WixError {
     WixError { code, message }
 }
 
-/// `Retry-After` in whole seconds, as milliseconds.
-fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
-    response
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-        .map(|s| s.saturating_mul(1000))
-}
-
 /// Maps a non-2xx answer (capture or status route) to a result.
 fn map_error(response: &HttpResponse) -> CaptureResult {
     let status = response.status;
@@ -272,7 +262,7 @@ fn map_error(response: &HttpResponse) -> CaptureResult {
         401 | 403 => fail("unauthorized", false),
         404 => fail("not_found", false),
         409 | 428 => fail("invalid_state", false),
-        429 => failure("rate_limited", true, platform_code, message, retry_after_ms(response)),
+        429 => failure("rate_limited", true, platform_code, message, response.retry_after_ms()),
         500 | 502 | 503 | 504 => failure(
             "platform_unavailable",
             false,
@@ -280,7 +270,7 @@ fn map_error(response: &HttpResponse) -> CaptureResult {
             format!(
                 "{message} (Wix has no idempotency key: read the order's transactions before capturing again)"
             ),
-            retry_after_ms(response),
+            response.retry_after_ms(),
         ),
         _ => fail("unknown", false),
     }
