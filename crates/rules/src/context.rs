@@ -6,18 +6,21 @@
 //! [`Encoder`] and `make_ctx` in `prelude.lua` must read and write the same fields in the same
 //! order.
 
+use std::fmt::Write as _;
+use std::ops::Range;
+
 use capture_core::{MetadataValue, Money, Outcome, RequestedAmount};
 use mlua::{Lua, Table};
 
 use crate::RuleContext;
 
 /// The four sequences `make_ctx` reads, in order.
-#[derive(Default)]
 pub(crate) struct Encoder<'a> {
     /// Strings borrowed from the request (nil where absent).
     strs: Vec<Option<&'a str>>,
-    /// Strings made here: decimal amounts, the clock, the failure kind.
-    owned: Vec<Option<String>>,
+    /// Strings made here (decimal amounts, the clock, the failure kind), as ranges of `buf`.
+    owned: Vec<Option<Range<usize>>>,
+    buf: String,
     ints: Vec<i64>,
     bools: Vec<Option<bool>>,
 }
@@ -27,9 +30,21 @@ impl<'a> Encoder<'a> {
         self.strs.push(v);
     }
 
+    /// Adds a string made here.
+    fn own(&mut self, v: Option<&str>) {
+        self.owned.push(v.map(|v| {
+            let start = self.buf.len();
+            self.buf.push_str(v);
+            start..self.buf.len()
+        }));
+    }
+
     fn money(&mut self, m: Money) -> Result<(), String> {
         let minor = m.to_minor().map_err(|e| format!("cannot hand {m} to rules: {e}"))?;
-        self.owned.push(Some(m.to_decimal_string()));
+        let start = self.buf.len();
+        // Writing to a String cannot fail; the text is `Money::to_decimal_string`'s.
+        let _ = write!(self.buf, "{}", m.amount());
+        self.owned.push(Some(start..self.buf.len()));
         self.ints.push(minor);
         Ok(())
     }
@@ -49,7 +64,15 @@ impl<'a> Encoder<'a> {
                 return Err(format!("ctx.{what} is in {} but the order is in {cur}", m.currency()));
             }
         }
-        let mut e = Encoder::default();
+        // Sized for the usual capture, so that the vectors rarely grow.
+        let n = order.payments.len() + order.captures.len() + req.metadata.len();
+        let mut e = Encoder {
+            strs: Vec::with_capacity(16 + 3 * n),
+            owned: Vec::with_capacity(8 + n),
+            buf: String::with_capacity(64 + 12 * n),
+            ints: Vec::with_capacity(12 + 2 * n),
+            bools: Vec::with_capacity(6 + n),
+        };
         e.s(Some(&req.platform));
         e.s(Some(&req.idempotency_key));
         e.s(req.description.as_deref());
@@ -105,7 +128,7 @@ impl<'a> Encoder<'a> {
         let unix = i64::try_from(ctx.now.unix_seconds())
             .map_err(|_| format!("ctx.now {} is out of range", ctx.now.0))?;
         e.ints.push(unix);
-        e.owned.push(Some(ctx.now.to_rfc3339()));
+        e.own(Some(&ctx.now.to_rfc3339()));
 
         e.bools.push(Some(outcome.is_some()));
         if let Some(o) = outcome {
@@ -147,7 +170,7 @@ impl<'a> Encoder<'a> {
             }
         };
         self.s(Some(o.status()));
-        self.owned.push(kind);
+        self.own(kind.as_deref());
         self.s(message);
         self.s(by);
         self.s(code);
@@ -162,9 +185,11 @@ impl<'a> Encoder<'a> {
 
     /// The four sequences as Lua tables (one C-API call each).
     pub(crate) fn into_tables(self, lua: &Lua) -> mlua::Result<(Table, Table, Table, Table)> {
+        let buf = &self.buf;
+        let owned = self.owned.into_iter().map(|r| r.and_then(|r| buf.get(r)));
         Ok((
             lua.create_sequence_from(self.strs)?,
-            lua.create_sequence_from(self.owned)?,
+            lua.create_sequence_from(owned)?,
             lua.create_sequence_from(self.ints)?,
             lua.create_sequence_from(self.bools)?,
         ))

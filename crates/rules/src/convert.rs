@@ -19,6 +19,25 @@ pub(crate) struct Parts {
 
 const CONSTRUCTORS: &str = "allow(), reject(code, reason), hold(reason) or adjust(amount)";
 
+/// Most entries in `tags`, `notes` or `follow_ups`.
+pub(crate) const MAX_ITEMS: usize = 64;
+/// Most fields in one follow-up.
+pub(crate) const MAX_FIELDS: usize = 16;
+/// Longest tag, reject code or follow-up key, in bytes.
+pub(crate) const MAX_NAME: usize = 100;
+/// Longest reason, note or follow-up value, in bytes.
+pub(crate) const MAX_TEXT: usize = 1000;
+
+/// What a plain `allow()` (or nothing, from `observe`) becomes.
+pub(crate) fn plain_allow() -> Parts {
+    Parts { decision: Decision::Allow, tags: Vec::new(), notes: Vec::new(), follow_ups: Vec::new() }
+}
+
+/// True for the marker `take_apart` (prelude) returns for a plain allow.
+fn is_plain_allow(r: &Returned) -> bool {
+    matches!(r[0], Value::Integer(0))
+}
+
 fn lua_err(e: &mlua::Error) -> String {
     e.to_string()
 }
@@ -30,6 +49,17 @@ fn text(v: &Value, what: &str) -> Result<String, String> {
     }
 }
 
+/// [`text`] of at most `max` bytes.
+fn short_text(v: &Value, what: &str, max: usize) -> Result<String, String> {
+    if let Value::String(s) = v {
+        let len = s.as_bytes().len();
+        if len > max {
+            return Err(format!("{what} is {len} bytes long; at most {max} are allowed"));
+        }
+    }
+    text(v, what)
+}
+
 /// The values of a sequence `{v1, v2, ...}`; refuses holes and non-integer keys.
 fn sequence(v: &Value, what: &str) -> Result<Vec<Value>, String> {
     let t = match v {
@@ -38,6 +68,9 @@ fn sequence(v: &Value, what: &str) -> Result<Vec<Value>, String> {
         other => return Err(format!("{what} must be a list {{...}}, not {}", describe(other))),
     };
     let len = t.raw_len();
+    if len > MAX_ITEMS {
+        return Err(format!("{what} has {len} entries; at most {MAX_ITEMS} are allowed"));
+    }
     let mut count = 0usize;
     for pair in t.pairs::<Value, Value>() {
         let (k, _) = pair.map_err(|e| lua_err(&e))?;
@@ -53,8 +86,12 @@ fn sequence(v: &Value, what: &str) -> Result<Vec<Value>, String> {
     (1..=len).map(|i| t.raw_get::<Value>(i).map_err(|e| lua_err(&e))).collect()
 }
 
-fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
-    sequence(v, what)?.iter().enumerate().map(|(i, s)| text(s, &format!("{what}[{}]", i + 1))).collect()
+fn strings(v: &Value, what: &str, max: usize) -> Result<Vec<String>, String> {
+    sequence(v, what)?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| short_text(s, &format!("{what}[{}]", i + 1), max))
+        .collect()
 }
 
 fn follow_ups(v: &Value) -> Result<Vec<BTreeMap<String, String>>, String> {
@@ -70,12 +107,15 @@ fn follow_ups(v: &Value) -> Result<Vec<BTreeMap<String, String>>, String> {
         let mut map = BTreeMap::new();
         for pair in t.pairs::<Value, Value>() {
             let (k, v) = pair.map_err(|e| lua_err(&e))?;
+            if map.len() == MAX_FIELDS {
+                return Err(format!("{what} has more than {MAX_FIELDS} fields"));
+            }
             let key = match &k {
-                Value::String(_) => text(&k, &format!("a key of {what}"))?,
+                Value::String(_) => short_text(&k, &format!("a key of {what}"), MAX_NAME)?,
                 other => return Err(format!("{what} has a key that is not a string ({})", describe(other))),
             };
             let value = match &v {
-                Value::String(_) => text(&v, &format!("{what}.{key}"))?,
+                Value::String(_) => short_text(&v, &format!("{what}.{key}"), MAX_TEXT)?,
                 Value::Integer(n) => n.to_string(),
                 Value::Boolean(b) => b.to_string(),
                 other => {
@@ -97,13 +137,13 @@ fn follow_ups(v: &Value) -> Result<Vec<BTreeMap<String, String>>, String> {
 
 /// Tags (sorted, unique), notes (in order) and follow-ups of a result table.
 fn extras(decision: Decision, tags: &Value, notes: &Value, follow_ups: &Value) -> Result<Parts, String> {
-    let mut tags = strings(tags, "tags")?;
+    let mut tags = strings(tags, "tags", MAX_NAME)?;
     if let Some(empty) = tags.iter().position(String::is_empty) {
         return Err(format!("tags[{}] is empty", empty + 1));
     }
     tags.sort();
     tags.dedup();
-    let notes = strings(notes, "notes")?;
+    let notes = strings(notes, "notes", MAX_TEXT)?;
     let follow_ups = self::follow_ups(follow_ups)?;
     Ok(Parts { decision, tags, notes, follow_ups })
 }
@@ -158,6 +198,9 @@ fn refuse_unknown(unknown: &Value, allowed: &str, what: &str) -> Result<(), Stri
 
 /// A pre-validate rule's return value.
 pub(crate) fn decision(r: Returned, cur: Currency) -> Result<Parts, String> {
+    if is_plain_allow(&r) {
+        return Ok(plain_allow());
+    }
     let f = match fields(r) {
         Ok(f) => f,
         Err(Value::Nil) => return Err(format!("decide returned nothing; return {CONSTRUCTORS}")),
@@ -180,10 +223,10 @@ pub(crate) fn decision(r: Returned, cur: Currency) -> Result<Parts, String> {
     let decision = match kind.as_str() {
         "allow" => Decision::Allow,
         "reject" => Decision::Reject {
-            code: text(&f.code, "reject code")?,
-            reason: text(&f.reason, "reject reason")?,
+            code: short_text(&f.code, "reject code", MAX_NAME)?,
+            reason: short_text(&f.reason, "reject reason", MAX_TEXT)?,
         },
-        "hold" => Decision::Hold { reason: text(&f.reason, "hold reason")? },
+        "hold" => Decision::Hold { reason: short_text(&f.reason, "hold reason", MAX_TEXT)? },
         "adjust" => Decision::Adjust { amount: adjust_amount(&f.amount, cur)? },
         other => return Err(format!("unknown decision `{other}`; return {CONSTRUCTORS}")),
     };
@@ -192,16 +235,12 @@ pub(crate) fn decision(r: Returned, cur: Currency) -> Result<Parts, String> {
 
 /// A post-capture rule's return value: nil or `{ tags = ..., notes = ..., follow_ups = ... }`.
 pub(crate) fn observation(r: Returned) -> Result<Parts, String> {
+    if is_plain_allow(&r) {
+        return Ok(plain_allow());
+    }
     let f = match fields(r) {
         Ok(f) => f,
-        Err(Value::Nil) => {
-            return Ok(Parts {
-                decision: Decision::Allow,
-                tags: Vec::new(),
-                notes: Vec::new(),
-                follow_ups: Vec::new(),
-            });
-        }
+        Err(Value::Nil) => return Ok(plain_allow()),
         Err(other) => {
             return Err(format!(
                 "observe returned {}; return nil or observe_result{{ tags = ..., notes = ..., follow_ups = ... }}",

@@ -12,14 +12,18 @@
 --   step_limit      integer                   most steps a C library loop may risk (pattern
 --                                             matching, table.sort, table.move...): the
 --                                             instruction budget
-local raw_minor, is_fatal, step_limit = ...
+--   begin(i)                                  a fresh instruction budget for rule i
+--   deliver(i, ok, ...)                       hands Rust the xpcall results of rule i (only
+--                                             when they are not a plain allow)
+--   raw_metatable(t) -> table                 t's metatable, even a protected one
+--   raw_set_metatable(t, mt)                  sets it (even over a protected one)
+local raw_minor, is_fatal, step_limit, begin, deliver, raw_metatable, raw_set_metatable = ...
 
 local type, error, next, rawget, rawlen, tostring = type, error, next, rawget, rawlen, tostring
 local getmetatable, select, raw_pairs = getmetatable, select, pairs
 local raw_setmetatable, raw_pcall, raw_xpcall = setmetatable, pcall, xpcall
 local table_sort, table_concat = table.sort, table.concat
 local math_type = math.type
-local collect_garbage = collectgarbage
 
 -- Harden the real library tables. They stay reachable from rule code only as the string
 -- metatable's __index (`("x"):upper()`), which is why the removal happens here and not only in
@@ -273,6 +277,9 @@ end
 
 -- A fixed order for keys: numbers (ascending), then strings (byte order), then false, true.
 -- Lua's own `next` order depends on string hashes, which are seeded differently in every process.
+-- Writes to ctx views raise this (it also marks a metatable as a ctx view's, see safe_pairs).
+local ctx_ro = read_only("ctx is read-only: copy values into local variables")
+
 local KEY_RANK = { number = 1, string = 2, boolean = 3 }
 local function key_less(a, b)
   local ta, tb = type(a), type(b)
@@ -284,6 +291,7 @@ local function key_less(a, b)
   end
   return a < b
 end
+local guarded_sort = table.sort
 local function sorted_keys(t, fname)
   local keys, n = {}, 0
   for k in next, t do
@@ -293,7 +301,7 @@ local function sorted_keys(t, fname)
     n = n + 1
     keys[n] = k
   end
-  table.sort(keys, key_less) -- the guarded sort: refuses sizes over the step limit
+  guarded_sort(keys, key_less) -- refuses sizes over the step limit
   return keys
 end
 
@@ -315,12 +323,21 @@ local function ordered(t, keys, wrap)
   end
 end
 
--- pairs for rule code: tables without a metatable (the rule's own) iterate in the fixed key
--- order; anything with a metatable (ctx views, library tables, the rule's own metatables) goes
--- through Lua's pairs and its __pairs.
+-- pairs for rule code: tables without a metatable (the rule's own) and ctx views iterate in
+-- the fixed key order; anything else with a metatable (library tables, the rule's own
+-- metatables) goes through Lua's pairs and its __pairs.
 local function safe_pairs(t)
-  if type(t) == "table" and getmetatable(t) == nil then
-    return ordered(t, sorted_keys(t, "pairs"), nil), nil, nil
+  if type(t) == "table" then
+    local mt = getmetatable(t)
+    if mt == nil then
+      return ordered(t, sorted_keys(t, "pairs"), nil), nil, nil
+    elseif mt == false then
+      local real = raw_metatable(t)
+      if real.__newindex == ctx_ro then
+        local data = real.__index
+        return ordered(data, sorted_keys(data, "pairs"), nil), nil, nil
+      end
+    end
   end
   return raw_pairs(t)
 end
@@ -388,12 +405,49 @@ local function safe_xpcall(f, handler, ...)
   end, ...))
 end
 
--- Finalizers would run at garbage-collection time, outside the rule call that created them.
+-- setmetatable for rule code. Two metamethods run where the instruction budget cannot stop
+-- them: __gc (at collection time, outside any rule call) and __close (a to-be-closed variable,
+-- or a generic for's closing value, closed while an error from the budget hook unwinds: Lua
+-- runs it without calling hooks, so a loop there would never end). Both are refused, and so
+-- that neither can be added afterwards, the metatable installed is a private copy of `mt`
+-- (rule code never gets hold of it): changes to `mt` after the call have no effect.
+-- getmetatable still returns `mt` itself (the copy's __metatable), unless `mt` sets its own
+-- __metatable. Metatables of the sandbox (ctx, libraries) and ones protected by the rule's
+-- own __metatable cannot be replaced.
+local copies = raw_setmetatable({}, { __mode = "k" }) -- copy -> "free" or "protected"
 local function safe_setmetatable(t, mt)
-  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+  if type(t) ~= "table" then
+    error("bad argument #1 to 'setmetatable' (table expected, got " .. type(t) .. ")", 2)
+  end
+  if mt ~= nil and type(mt) ~= "table" then
+    error("bad argument #2 to 'setmetatable' (nil or table expected)", 2)
+  end
+  local current = raw_metatable(t)
+  if current ~= nil and copies[current] ~= "free" then
+    error("cannot change a protected metatable", 2)
+  end
+  if mt == nil then
+    raw_set_metatable(t, nil)
+    return t
+  end
+  local copy = {}
+  for k, v in next, mt do
+    copy[k] = v
+  end
+  if copy.__gc ~= nil then
     error("__gc metamethods are not allowed in rules", 2)
   end
-  return raw_setmetatable(t, mt)
+  if copy.__close ~= nil then
+    error("__close metamethods are not allowed in rules", 2)
+  end
+  if copy.__metatable == nil then
+    copy.__metatable = mt
+    copies[copy] = "free"
+  else
+    copies[copy] = "protected"
+  end
+  raw_set_metatable(t, copy)
+  return t
 end
 
 -- capture.minor("150.00") -> 15000 in the capture's currency, exactly (Money::parse in Rust).
@@ -529,96 +583,123 @@ local function new_env()
   return raw_setmetatable({}, env_mt)
 end
 
--- ctx: built bottom-up from four flat sequences written by `context.rs` (`Encoder`): borrowed
--- strings S, owned strings D, integers I and booleans B. Both sides read and write the same
--- fields in the same order.
+-- ctx: filled from four flat sequences written by `context.rs` (`Encoder`): borrowed strings S,
+-- owned strings D, integers I and booleans B. Both sides read and write the same fields in the
+-- same order.
 --
--- Rules see read-only views of the ctx tables, made on first access (most rules read a few
--- fields, so views are cheaper made lazily than for every table up front). Each evaluation has
--- its own view metatable and caches (plain tables, garbage once the evaluation is over):
--- `data[view]` is the table a view shows and `views[table]` its view, so a field always yields
--- the same view. Writes raise; `pairs`, `ipairs` and `#` work; `next` and `rawget` see an empty
--- table.
-local ctx_ro = read_only("ctx is read-only: copy values into local variables")
-local function new_views(root)
-  local data, views = {}, {}
-  local mt
-  local function view(t)
-    local v = views[t]
-    if v == nil then
-      v = raw_setmetatable({}, mt)
-      data[v] = t
-      views[t] = v
-    end
-    return v
-  end
-  local function view_next(v, k)
-    local nk, x = next(data[v], k)
-    if type(x) == "table" then
-      x = view(x)
-    end
-    return nk, x
-  end
-  mt = {
-    __index = function(v, k)
-      local x = data[v][k]
-      if type(x) == "table" then
-        return view(x)
-      end
-      return x
-    end,
-    __newindex = ctx_ro,
-    __len = function(v)
-      return rawlen(data[v])
-    end,
-    __pairs = function(v)
-      return view_next, v, nil
-    end,
-    __metatable = false,
-  }
-  return view(root)
+-- Rules see read-only views of the ctx tables: an empty table whose metatable reads the data
+-- table (`__index` is the table itself, so a field read runs no function) and refuses writes
+-- (`__newindex = ctx_ro`). A view's data holds views, never a writable table. `pairs`
+-- (safe_pairs: the fixed key order), `ipairs` and `#` (lists have `__len`) work; `next` and
+-- `rawget` see an empty table. The data is found again through `raw_metatable` (Rust; it
+-- ignores `__metatable`).
+--
+-- The tables are made once per state and filled again for every evaluation: building some
+-- forty tables per capture was most of the cost of a small rule set. Rules cannot tell: they
+-- cannot write the tables, and cannot keep a reference from one capture to the next (no
+-- global, upvalue or table of theirs survives a capture). make_ctx therefore sets every field
+-- of every table it shows on each call, nil included, so nothing of an earlier capture remains.
+local function view_len(v)
+  return rawlen(raw_metatable(v).__index)
 end
+-- A data table and its view (and the view's metatable).
+local function slot(list)
+  local data = {}
+  local mt = { __index = data, __newindex = ctx_ro, __metatable = false }
+  if list then
+    mt.__len = view_len
+  end
+  return data, raw_setmetatable({}, mt), mt
+end
+
+local root, root_view = slot()
+local currency, currency_view = slot()
+local amount, amount_view = slot()
+local capturable, capturable_view = slot()
+local order, order_view = slot()
+local order_amount, order_amount_view = slot()
+local surcharge, surcharge_view = slot()
+local payments, payments_view = slot(true)
+local captures, captures_view = slot(true)
+local shipping, shipping_view = slot()
+local _, metadata_view, metadata_mt = slot()
+local now, now_view = slot()
+local outcome, outcome_view = slot()
+local outcome_amount, outcome_amount_view = slot()
+order.amount, order.surcharge, order.payments, order.captures =
+  order_amount_view, surcharge_view, payments_view, captures_view
+
+-- One table per list entry, made when a capture first has that many entries: [n] = { data,
+-- view, amount data }.
+local payment_slots, capture_slots = {}, {}
+local function entry_slot(slots, n)
+  local e = slots[n]
+  if e == nil then
+    local data, view = slot()
+    local money, money_view = slot()
+    data.amount = money_view
+    e = { data, view, money }
+    slots[n] = e
+  end
+  return e
+end
+local payments_count, captures_count = 0, 0
 
 local function make_ctx(S, D, I, B)
   -- Fixed head: S[1..5] platform, idempotency_key, description, currency code, order id;
   -- D[1..4] and I[2..5] amount, capturable, order amount, surcharge; I[1] exponent;
-  -- B[1] requested_full. Cursors point at the next unread entry; nested tables are built first
-  -- so that every table is made by one constructor, at its final size. Also sets the currency
+  -- B[1] requested_full. Cursors point at the next unread entry. Also sets the currency
   -- `capture.minor` memoises under.
+  root.platform, root.idempotency_key, root.description = S[1], S[2], S[3]
+  currency.code, currency.exponent = S[4], I[1]
+  amount.value, amount.minor = D[1], I[2]
+  root.requested_full = B[1]
+  capturable.value, capturable.minor = D[2], I[3]
+  order.id = S[5]
+  order_amount.value, order_amount.minor = D[3], I[4]
+  surcharge.value, surcharge.minor = D[4], I[5]
   local si, di, ii, bi = 6, 5, 6, 2
 
-  local payments = {}
   local count = I[ii]
   ii = ii + 1
   for n = 1, count do
-    payments[n] = {
-      id = S[si],
-      amount = { value = D[di], minor = I[ii] },
-      method = S[si + 1],
-      partial_capture = B[bi],
-    }
+    local e = entry_slot(payment_slots, n)
+    local p, money = e[1], e[3]
+    p.id, p.method, p.partial_capture = S[si], S[si + 1], B[bi]
+    money.value, money.minor = D[di], I[ii]
+    payments[n] = e[2]
     si, di, ii, bi = si + 2, di + 1, ii + 1, bi + 1
   end
+  for n = count + 1, payments_count do
+    payments[n] = nil
+  end
+  payments_count = count
 
-  local captures = {}
   count = I[ii]
   ii = ii + 1
   for n = 1, count do
-    captures[n] = {
-      reference = S[si],
-      payment_id = S[si + 1],
-      amount = { value = D[di], minor = I[ii] },
-    }
+    local e = entry_slot(capture_slots, n)
+    local c, money = e[1], e[3]
+    c.reference, c.payment_id = S[si], S[si + 1]
+    money.value, money.minor = D[di], I[ii]
+    captures[n] = e[2]
     si, di, ii = si + 2, di + 1, ii + 1
   end
+  for n = count + 1, captures_count do
+    captures[n] = nil
+  end
+  captures_count = count
 
-  local shipping = nil
   if B[bi] then
-    shipping = { company = S[si], method = S[si + 1], tracking_number = S[si + 2] }
+    shipping.company, shipping.method, shipping.tracking_number = S[si], S[si + 1], S[si + 2]
+    root.shipping = shipping_view
     si = si + 3
+  else
+    root.shipping = nil
   end
   bi = bi + 1
 
+  -- A new table: its keys differ from one capture to the next.
   local metadata = {}
   count = I[ii]
   ii = ii + 1
@@ -636,50 +717,31 @@ local function make_ctx(S, D, I, B)
       bi = bi + 1
     end
   end
+  metadata_mt.__index = metadata
 
-  local now = { unix = I[ii], rfc3339 = D[di] }
+  now.unix, now.rfc3339 = I[ii], D[di]
   ii, di = ii + 1, di + 1
 
-  local outcome = nil
   if B[bi] then
     -- S: status, message, by, code, platform_capture_id; D: kind, amount; B: retryable, has amount.
-    local amount = nil
+    outcome.status, outcome.kind, outcome.message = S[si], D[di], S[si + 1]
+    outcome.by, outcome.code, outcome.platform_capture_id = S[si + 2], S[si + 3], S[si + 4]
+    outcome.retryable = B[bi + 1]
     if B[bi + 2] then
-      amount = { value = D[di + 1], minor = I[ii] }
+      outcome_amount.value, outcome_amount.minor = D[di + 1], I[ii]
+      outcome.amount = outcome_amount_view
+    else
+      outcome.amount = nil
     end
-    outcome = {
-      status = S[si],
-      kind = D[di],
-      message = S[si + 1],
-      by = S[si + 2],
-      code = S[si + 3],
-      platform_capture_id = S[si + 4],
-      retryable = B[bi + 1],
-      amount = amount,
-    }
+    root.outcome = outcome_view
+  else
+    root.outcome = nil
   end
 
+  root.currency, root.amount, root.capturable = currency_view, amount_view, capturable_view
+  root.order, root.metadata, root.now = order_view, metadata_view, now_view
   current_currency = S[4]
-  return new_views({
-    platform = S[1],
-    idempotency_key = S[2],
-    description = S[3],
-    currency = { code = S[4], exponent = I[1] },
-    amount = { value = D[1], minor = I[2] },
-    requested_full = B[1],
-    capturable = { value = D[2], minor = I[3] },
-    order = {
-      id = S[5],
-      amount = { value = D[3], minor = I[4] },
-      surcharge = { value = D[4], minor = I[5] },
-      payments = payments,
-      captures = captures,
-    },
-    shipping = shipping,
-    metadata = metadata,
-    now = now,
-    outcome = outcome,
-  })
+  return root_view
 end
 
 -- What a rule returned, taken apart here with raw access (no metamethod of the rule's table
@@ -702,10 +764,10 @@ local function unknown_keys(t, allowed)
   end
   return nil
 end
+-- A result table taken apart with raw access (no metamethod of the rule's table runs), so that
+-- Rust needs no further calls into Lua for the usual results: true, then the unknown keys and
+-- the fields convert.rs reads.
 local function take_apart(method, r)
-  if type(r) ~= "table" then
-    return false, r
-  end
   local unknown = unknown_keys(r, RESULT_KEYS[method])
   if getmetatable(r) == nil then
     -- No metatable: plain reads are raw reads (and cheaper than rawget calls).
@@ -715,26 +777,79 @@ local function take_apart(method, r)
     rawget(r, "tags"), rawget(r, "notes"), rawget(r, "follow_ups")
 end
 
--- The one entry point Rust calls: runs a rule file's compiled chunk (fresh upvalues every time,
--- so file-level locals never carry state from one capture to the next), then, with a method
--- name, calls rule[method](ctx) and takes the result apart. Without a method it returns the
--- rule table itself (used when loading). Error values reach Rust as plain strings.
-local function invoke(chunk, method, ctx)
-  local rule = chunk()
-  if method == nil then
-    return rule
-  end
-  if type(rule) ~= "table" then
-    error("the file no longer returns a rule table", 0)
-  end
-  local f = rawget(rule, method)
-  if type(f) ~= "function" then
-    error("the rule has no `" .. method .. "` function", 0)
-  end
-  return take_apart(method, (f(ctx)))
+-- Loading a rule file: runs its chunk and returns what it returns (checked by Rust).
+local function load_rule(chunk)
+  return chunk()
 end
-local function run(chunk, method, ctx)
-  return raw_xpcall(invoke, plain_error, chunk, method, ctx)
+local function run(chunk)
+  return raw_xpcall(load_rule, plain_error, chunk)
 end
 
-return new_env, make_ctx, run
+-- Calls rules i..last of `targets` in order with `ctx`, each after begin(i) (a fresh budget).
+--
+-- `fast[i]`: `targets[i]` is the rule's decide/observe function itself, kept from loading. The
+-- loader gives this path only to functions that can hold no state: their one upvalue (if any)
+-- is the rule's read-only environment, and no rule file may name `_ENV` to replace it.
+-- Otherwise `targets[i]` is the rule file's compiled chunk, run again for this call (fresh
+-- upvalues every time, so file-level locals never carry state from one capture to the next),
+-- and its `method` function is called.
+--
+-- A plain `{ decision = "allow" }` (what allow() returns), or nil from an observe function, is
+-- the usual result and costs nothing more; any other result goes to Rust (deliver). An error
+-- leaves this function: run_stage reports it for rule `current` and carries on after it.
+local current = 0
+local function batch(targets, fast, method, ctx, i, last)
+  while i <= last do
+    current = i
+    begin(i)
+    local f = targets[i]
+    if not fast[i] then
+      local rule = f()
+      if type(rule) ~= "table" then
+        error("the file no longer returns a rule table", 0)
+      end
+      f = rawget(rule, method)
+      if type(f) ~= "function" then
+        error("the rule has no `" .. method .. "` function", 0)
+      end
+    end
+    local r = f(ctx)
+    if type(r) == "table" then
+      local k, v = next(r)
+      if k ~= "decision" or v ~= "allow" or next(r, k) ~= nil then
+        deliver(i, true, take_apart(method, r))
+      end
+    elseif r ~= nil or method ~= "observe" then
+      deliver(i, true, false, r)
+    end
+    i = i + 1
+  end
+end
+
+-- One stage of one capture, the one call Rust makes per stage: builds ctx from the four
+-- sequences, then runs rules first..last (batch). A rule that raises is reported (deliver with
+-- ok = false) and the next one starts in a fresh protected call. Returns nil, or the message of
+-- an error building ctx.
+--
+-- The budget hook never raises in run_stage or batch themselves (Rust exempts them): their own
+-- few instructions between two rules cannot make a rule fail, and the next begin resets the
+-- budget. Rule code, and the prelude functions it calls, are never exempt.
+local function run_stage(targets, fast, method, first, last, S, D, I, B)
+  local built, ctx = raw_xpcall(make_ctx, plain_error, S, D, I, B)
+  if not built then
+    return plain_error(ctx)
+  end
+  local i = first
+  while i <= last do
+    current = i
+    local ok, e = raw_xpcall(batch, plain_error, targets, fast, method, ctx, i, last)
+    if ok then
+      return nil
+    end
+    deliver(current, false, e)
+    i = current + 1
+  end
+  return nil
+end
+
+return new_env, run, run_stage, batch

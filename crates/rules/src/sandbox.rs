@@ -1,6 +1,6 @@
 //! One prepared Lua state: the sandbox, the instruction budget, the compiled rule files.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use capture_core::{Currency, Money};
@@ -9,6 +9,7 @@ use mlua::debug::Debug;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaString, StdLib, Table, Value, VmState};
 
 use crate::context::Encoder;
+use crate::convert::{self, Parts};
 use crate::{Limits, RuleStage, RulesError};
 
 /// Text of the error the hook raises once the budget is spent.
@@ -27,6 +28,8 @@ pub(crate) struct EvalCurrency(pub(crate) Currency);
 /// Instruction counting for the current rule call, shared with the hook.
 struct Budget {
     limit: u64,
+    /// The state's memory limit (for messages).
+    memory_bytes: usize,
     step: u64,
     used: AtomicU64,
     /// Sticky until the next [`Budget::reset`]: once set, the hook errors on every trigger and
@@ -36,17 +39,27 @@ struct Budget {
     memory: AtomicBool,
     /// Where the budget ran out: (chunk short name, line).
     at: Mutex<Option<(Option<String>, Option<usize>)>>,
+    /// The addresses of the prelude's `run_stage` and `batch` (0 until they exist). The hook
+    /// never raises while one of these functions itself runs: they are the loop between rule
+    /// calls (a few instructions per rule; every error of a rule leaves them at once), and the
+    /// next `begin` resets the budget.
+    exempt: [AtomicUsize; 2],
+    /// The rule `run_stage` called last (1-based; 0 before the first).
+    current: AtomicUsize,
 }
 
 impl Budget {
-    fn new(limit: u64) -> Budget {
+    fn new(limit: u64, memory_bytes: usize) -> Budget {
         Budget {
             limit,
+            memory_bytes,
             step: limit.clamp(1, HOOK_STEP),
             used: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
             memory: AtomicBool::new(false),
             at: Mutex::new(None),
+            exempt: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            current: AtomicUsize::new(0),
         }
     }
 
@@ -59,6 +72,10 @@ impl Budget {
     fn on_hook(&self, debug: &Debug<'_>) -> mlua::Result<VmState> {
         let used = self.used.fetch_add(self.step, Relaxed).saturating_add(self.step);
         if used > self.limit || self.exceeded.load(Relaxed) {
+            let running = debug.function().to_pointer() as usize;
+            if self.exempt.iter().any(|f| f.load(Relaxed) == running) {
+                return Ok(VmState::Continue);
+            }
             if !self.exceeded.swap(true, Relaxed) {
                 let src = debug.source().short_src.map(|s| s.into_owned());
                 let line = debug.current_line();
@@ -148,14 +165,48 @@ pub(crate) struct Failure {
 /// amount, tags, notes, follow_ups` (see `take_apart` in `prelude.lua`).
 pub(crate) type Returned = [Value; 9];
 
-/// `run`'s results: the ok flag of its `xpcall`, then [`Returned`] (or the error value).
-type RunResult = (bool, Value, Value, Value, Value, Value, Value, Value, Value, Value);
+/// What follows the ok flag of `run`'s `xpcall`: [`Returned`], or the error value first.
+type RunResultTail = (Value, Value, Value, Value, Value, Value, Value, Value, Value);
+
+/// Where `deliver` (called from `run_stage`) puts the results of one stage evaluation.
+#[derive(Default)]
+struct Sink {
+    /// The file of each rule, in evaluation order (index = Lua index - 1).
+    files: Vec<String>,
+    /// The stage being evaluated.
+    observe: bool,
+    /// The currency of the capture being evaluated.
+    currency: Option<Currency>,
+    /// (rule index, result) for every rule whose result was not a plain allow.
+    results: Vec<(usize, Result<Parts, Failure>)>,
+}
+
+/// How far a stage evaluation went.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// Rules before this index ran; a rule from here on without a delivered result did not.
+    pub(crate) reached: usize,
+    /// Why the evaluation stopped early.
+    pub(crate) stopped: Option<String>,
+}
 
 /// What a rule file's table declares.
 pub(crate) struct Declared {
     pub(crate) name: String,
     pub(crate) stage: RuleStage,
     pub(crate) priority: i64,
+    /// Whether the rule's function is called directly (see `State::stateless`).
+    pub(crate) stateless: bool,
+}
+
+/// A rule's code in one state.
+#[derive(Clone)]
+struct Entry {
+    /// The compiled file.
+    chunk: Function,
+    /// The rule's decide/observe function, when it can hold no state between calls (see
+    /// `State::stateless`): called directly, without running the file again.
+    fast: Option<Function>,
 }
 
 /// A rule file as loaded: its name and source text.
@@ -170,14 +221,19 @@ pub(crate) struct State {
     lua: Lua,
     limits: Limits,
     budget: Arc<Budget>,
+    sink: Arc<Mutex<Sink>>,
     new_env: Function,
-    make_ctx: Function,
     run: Function,
+    run_stage: Function,
     /// `"decide"` and `"observe"`, made once (pushing a Rust string costs a protected call).
     decide: LuaString,
     observe: LuaString,
     /// Compiled rule files, in the order of the sources the state was built from.
-    chunks: Vec<Function>,
+    entries: Vec<Entry>,
+    /// What `run_stage` calls, as Lua sequences in the order of `entries`: each rule's
+    /// function (stateless rules) or chunk, and whether it is the function.
+    targets: Table,
+    fast: Table,
 }
 
 fn sandbox_err(e: mlua::Error) -> RulesError {
@@ -190,7 +246,7 @@ impl State {
         let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8;
         let lua = Lua::new_with(libs, LuaOptions::default()).map_err(sandbox_err)?;
         lua.set_memory_limit(limits.memory_bytes).map_err(sandbox_err)?;
-        let budget = Arc::new(Budget::new(limits.instructions));
+        let budget = Arc::new(Budget::new(limits.instructions, limits.memory_bytes));
         let step = u32::try_from(budget.step).unwrap_or(1000);
         let hook_budget = Arc::clone(&budget);
         lua.set_hook(HookTriggers::new().every_nth_instruction(step), move |_, debug| {
@@ -201,53 +257,155 @@ impl State {
         let fatal_budget = Arc::clone(&budget);
         let is_fatal =
             lua.create_function(move |_, e: Value| Ok(fatal_budget.is_fatal(&e))).map_err(sandbox_err)?;
+        let begin_budget = Arc::clone(&budget);
+        let begin = lua
+            .create_function(move |_, i: usize| {
+                begin_budget.reset();
+                begin_budget.current.store(i, Relaxed);
+                Ok(())
+            })
+            .map_err(sandbox_err)?;
+        let sink = Arc::new(Mutex::new(Sink::default()));
+        let (deliver_sink, deliver_budget) = (Arc::clone(&sink), Arc::clone(&budget));
+        let deliver = lua
+            .create_function(move |lua, (i, ok, rest): (usize, bool, RunResultTail)| {
+                let mut sink = deliver_sink.lock().unwrap_or_else(PoisonError::into_inner);
+                let index = i.saturating_sub(1);
+                let file = sink.files.get(index).cloned().unwrap_or_default();
+                let result = settle(lua, &deliver_budget, &file, Ok((ok, rest)))
+                    .and_then(|returned| convert_returned(returned, sink.observe, sink.currency));
+                sink.results.push((index, result));
+                Ok(())
+            })
+            .map_err(sandbox_err)?;
+        let raw_metatable =
+            lua.create_function(|_, t: Table| Ok(t.metatable())).map_err(sandbox_err)?;
+        let raw_set_metatable = lua
+            .create_function(|_, (t, mt): (Table, Option<Table>)| t.set_metatable(mt))
+            .map_err(sandbox_err)?;
         budget.reset();
-        let (new_env, make_ctx, run): (Function, Function, Function) = lua
+        let (new_env, run, run_stage, batch): (Function, Function, Function, Function) = lua
             .load(PRELUDE)
             .set_name(format!("={PRELUDE_NAME}"))
             .set_mode(ChunkMode::Text)
-            .call((raw_minor, is_fatal, i64::try_from(limits.instructions).unwrap_or(i64::MAX)))
+            .call((
+                raw_minor,
+                is_fatal,
+                i64::try_from(limits.instructions).unwrap_or(i64::MAX),
+                begin,
+                deliver,
+                raw_metatable,
+                raw_set_metatable,
+            ))
             .map_err(sandbox_err)?;
+        budget.exempt[0].store(run_stage.to_pointer() as usize, Relaxed);
+        budget.exempt[1].store(batch.to_pointer() as usize, Relaxed);
         let decide = lua.create_string("decide").map_err(sandbox_err)?;
         let observe = lua.create_string("observe").map_err(sandbox_err)?;
-        Ok(State { lua, limits, budget, new_env, make_ctx, run, decide, observe, chunks: Vec::new() })
+        let targets = lua.create_table().map_err(sandbox_err)?;
+        let fast = lua.create_table().map_err(sandbox_err)?;
+        Ok(State {
+            lua,
+            limits,
+            budget,
+            sink,
+            new_env,
+            run,
+            run_stage,
+            decide,
+            observe,
+            entries: Vec::new(),
+            targets,
+            fast,
+        })
     }
 
-    /// A sandbox with every source compiled and checked, chunks in the order of `sources`.
+    /// A sandbox with every source compiled and checked, rules in the order of `sources`.
     pub(crate) fn build(sources: &[Source], limits: Limits) -> Result<(State, Vec<Declared>), RulesError> {
         let mut state = State::new(limits)?;
         let mut declared = Vec::with_capacity(sources.len());
         for src in sources {
-            let chunk = state.compile(src)?;
-            declared.push(state.declare(&src.file, &chunk)?);
-            state.chunks.push(chunk);
+            let (chunk, env) = state.compile(src)?;
+            let (d, f) = state.declare(&src.file, &chunk)?;
+            let fast = State::stateless(&f, &env).then_some(f);
+            declared.push(Declared { stateless: fast.is_some(), ..d });
+            state.entries.push(Entry { chunk, fast });
+            state.sink_lock().files.push(src.file.clone());
         }
+        state.index_entries()?;
         Ok((state, declared))
     }
 
-    /// Puts the chunks in a new order: `order[i]` is the old index of the new i-th chunk.
-    pub(crate) fn reorder(&mut self, order: &[usize]) {
-        let old = std::mem::take(&mut self.chunks);
-        self.chunks = order.iter().filter_map(|&i| old.get(i).cloned()).collect();
+    /// The results sink, locked.
+    fn sink_lock(&self) -> std::sync::MutexGuard<'_, Sink> {
+        self.sink.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fills `targets` and `fast` from `entries`.
+    fn index_entries(&mut self) -> Result<(), RulesError> {
+        let targets = self.lua.create_table().map_err(sandbox_err)?;
+        let fast = self.lua.create_table().map_err(sandbox_err)?;
+        for (i, e) in self.entries.iter().enumerate() {
+            let target = e.fast.as_ref().unwrap_or(&e.chunk);
+            targets.raw_set(i + 1, target).map_err(sandbox_err)?;
+            fast.raw_set(i + 1, e.fast.is_some()).map_err(sandbox_err)?;
+        }
+        self.targets = targets;
+        self.fast = fast;
+        Ok(())
+    }
+
+    /// True if `f` can keep nothing from one call to the next: a Lua function whose only
+    /// upvalue, if it has one, is `env` (the rule's read-only environment; `compile` refuses
+    /// files that name `_ENV`, so no code can replace it). A function with other upvalues
+    /// (file-level locals: counters, tables, helper functions) could write them, so its file is
+    /// run again for every call instead.
+    fn stateless(f: &Function, env: &Table) -> bool {
+        match f.info().num_upvalues {
+            0 => true,
+            1 => f.environment().is_some_and(|e| e.to_pointer() == env.to_pointer()),
+            _ => false,
+        }
+    }
+
+    /// Puts the rules in a new order: `order[i]` is the old index of the new i-th rule.
+    pub(crate) fn reorder(&mut self, order: &[usize]) -> Result<(), RulesError> {
+        let old = std::mem::take(&mut self.entries);
+        self.entries = order.iter().filter_map(|&i| old.get(i).cloned()).collect();
+        let mut sink = self.sink_lock();
+        let files = std::mem::take(&mut sink.files);
+        sink.files = order.iter().filter_map(|&i| files.get(i).cloned()).collect();
+        drop(sink);
+        self.index_entries()
     }
 
     pub(crate) fn lua(&self) -> &Lua {
         &self.lua
     }
 
-    /// Compiles one file as a text chunk with its own read-only environment.
-    fn compile(&self, src: &Source) -> Result<Function, RulesError> {
+    /// Compiles one file as a text chunk with its own read-only environment (returned too).
+    fn compile(&self, src: &Source) -> Result<(Function, Table), RulesError> {
         let file = &src.file;
         if src.text.as_bytes().first() == Some(&0x1b) {
             return Err(RulesError::BytecodeRefused { file: file.clone() });
         }
+        if let Some(at) = src.text.find("_ENV") {
+            let line = src.text[..at].bytes().filter(|&b| b == b'\n').count() + 1;
+            return Err(RulesError::Invalid {
+                file: file.clone(),
+                message: format!(
+                    "line {line}: the name `_ENV` is reserved (a rule cannot read or replace its environment)"
+                ),
+            });
+        }
         let invalid = |e: mlua::Error| RulesError::Invalid { file: file.clone(), message: error_text(&e) };
         let env: Table = self.new_env.call(()).map_err(invalid)?;
-        self.lua
+        let chunk = self
+            .lua
             .load(src.text.as_str())
             .set_name(format!("={file}"))
             .set_mode(ChunkMode::Text)
-            .set_environment(env)
+            .set_environment(env.clone())
             .into_function()
             .map_err(|e| match e {
                 mlua::Error::SyntaxError { message, .. } => {
@@ -255,13 +413,15 @@ impl State {
                     RulesError::Syntax { file: file.clone(), line, message }
                 }
                 other => invalid(other),
-            })
+            })?;
+        Ok((chunk, env))
     }
 
-    /// Runs the file once and validates the table it returns.
-    fn declare(&self, file: &str, chunk: &Function) -> Result<Declared, RulesError> {
+    /// Runs the file once and validates the table it returns; also returns its decide (or
+    /// observe) function.
+    fn declare(&self, file: &str, chunk: &Function) -> Result<(Declared, Function), RulesError> {
         let invalid = |message: String| RulesError::Invalid { file: file.to_owned(), message };
-        let [value, ..] = self.call(chunk, file, None, &Value::Nil).map_err(|f| {
+        let [value, ..] = self.call(chunk, file).map_err(|f| {
             invalid(match f.line {
                 Some(line) => format!("running the file failed at line {line}: {}", f.message),
                 None => format!("running the file failed: {}", f.message),
@@ -328,104 +488,162 @@ impl State {
             RuleStage::PreValidate => ("decide", "observe"),
             RuleStage::PostCapture => ("observe", "decide"),
         };
-        let f: Value = t.raw_get(wanted).map_err(|e| invalid(error_text(&e)))?;
-        if !matches!(f, Value::Function(_)) {
-            return Err(invalid(format!(
-                "rule `{name}`: a {} rule needs `{wanted} = function(ctx) ... end` (found {})",
-                stage.as_str(),
-                describe(&f)
-            )));
-        }
+        let f = match t.raw_get::<Value>(wanted).map_err(|e| invalid(error_text(&e)))? {
+            Value::Function(f) => f,
+            other => {
+                return Err(invalid(format!(
+                    "rule `{name}`: a {} rule needs `{wanted} = function(ctx) ... end` (found {})",
+                    stage.as_str(),
+                    describe(&other)
+                )));
+            }
+        };
         if !t.raw_get::<Value>(other).map_err(|e| invalid(error_text(&e)))?.is_nil() {
             return Err(invalid(format!(
                 "rule `{name}`: a {} rule has `{wanted}`, not `{other}`",
                 stage.as_str()
             )));
         }
-        Ok(Declared { name, stage, priority })
+        Ok((Declared { name, stage, priority, stateless: false }, f))
     }
 
-    /// Builds the read-only `ctx` for one evaluation (see `context.rs`).
+    /// Evaluates the rules `range` (indexes into the state's rules, all of one stage) with the
+    /// ctx `encoded` describes: one call into Lua, which builds the read-only ctx and calls
+    /// every rule under its own budget (see `run_stage` in the prelude). `result` gets
+    /// (rule index, result) for every rule whose result was not a plain allow; the others
+    /// returned a plain allow, except those from [`Progress::reached`] on. `Err` when no rule
+    /// could run (the ctx could not be built).
     ///
     /// While Rust fills the four input sequences the memory limit is lifted: with a limit, mlua
     /// wraps every allocating C-API call in a protected call, which made this the most expensive
     /// part of an evaluation. The data is the engine's own (not rule code) and small.
-    pub(crate) fn context(&self, encoded: Encoder<'_>) -> Result<Value, String> {
+    pub(crate) fn evaluate(
+        &self,
+        range: std::ops::Range<usize>,
+        stage: RuleStage,
+        currency: Currency,
+        encoded: Encoder<'_>,
+        mut result: impl FnMut(usize, Result<Parts, Failure>),
+    ) -> Result<Progress, String> {
+        let observe = stage == RuleStage::PostCapture;
+        {
+            let mut sink = self.sink_lock();
+            sink.observe = observe;
+            sink.currency = Some(currency);
+            sink.results.clear();
+        }
         let _ = self.lua.set_memory_limit(0);
         let tables = encoded.into_tables(&self.lua);
         let _ = self.lua.set_memory_limit(self.limits.memory_bytes);
+        let (s, d, i, b) = tables.map_err(|e| error_text(&e))?;
         self.budget.reset();
-        let out = tables.and_then(|tables| self.make_ctx.call::<Value>(tables));
-        if self.budget.exceeded.load(Relaxed) {
-            return Err(format!("{BUDGET_MESSAGE} while building ctx"));
+        self.budget.current.store(0, Relaxed);
+        let method = if observe { &self.observe } else { &self.decide };
+        let outcome = self.run_stage.call::<Option<LuaString>>((
+            &self.targets,
+            &self.fast,
+            method,
+            range.start + 1,
+            range.end,
+            s,
+            d,
+            i,
+            b,
+        ));
+        for (index, r) in self.sink_lock().results.drain(..) {
+            result(index, r);
         }
-        out.map_err(|e| error_text(&e))
+        match outcome {
+            Ok(None) => Ok(Progress { reached: range.end, stopped: None }),
+            Ok(Some(message)) => {
+                if self.budget.exceeded.load(Relaxed) {
+                    return Err(format!("{BUDGET_MESSAGE} while building ctx"));
+                }
+                Err(message.to_string_lossy())
+            }
+            // The loop itself failed (it never should: every rule call is protected). The rule
+            // it had begun, if it delivered nothing, and every later one did not run.
+            Err(e) => Ok(Progress {
+                reached: self.budget.current.load(Relaxed).saturating_sub(1),
+                stopped: Some(clip(error_text(&e))),
+            }),
+        }
     }
 
-    /// Runs the rule chunk at `index` and calls its `decide` (pre-validate) or `observe`
-    /// (post-capture) function with `ctx`.
-    pub(crate) fn call_rule(
-        &self,
-        index: usize,
-        file: &str,
-        stage: RuleStage,
-        ctx: &Value,
-    ) -> Result<Returned, Failure> {
-        let Some(chunk) = self.chunks.get(index) else {
-            return Err(Failure {
-                line: None,
-                message: "internal error: rule not loaded in this state".into(),
-            });
-        };
-        let method = match stage {
-            RuleStage::PreValidate => &self.decide,
-            RuleStage::PostCapture => &self.observe,
-        };
-        self.call(chunk, file, Some(method), ctx)
-    }
-
-    /// One rule call under a fresh instruction budget. Budget and memory failures win over
-    /// whatever the script returned (a script's pcall cannot hide them).
-    fn call(
-        &self,
-        chunk: &Function,
-        file: &str,
-        method: Option<&LuaString>,
-        ctx: &Value,
-    ) -> Result<Returned, Failure> {
+    /// Runs a rule file's chunk in a protected call under a fresh instruction budget (loading).
+    fn call(&self, chunk: &Function, file: &str) -> Result<Returned, Failure> {
         self.budget.reset();
-        let result = self.run.call::<RunResult>((chunk, method, ctx));
-        if self.budget.exceeded.load(Relaxed) {
-            return Err(Failure {
-                line: self.budget.line_in(file),
-                message: format!("{BUDGET_MESSAGE} ({} instructions)", self.limits.instructions),
-            });
-        }
-        let memory = self.budget.memory.load(Relaxed)
-            || match &result {
-                Ok((false, Value::String(s), ..)) => *s.as_bytes() == *LUA_MEMORY_MESSAGE,
-                Ok((false, Value::Error(e), ..)) => is_memory_error(e),
-                Err(e) => is_memory_error(e),
-                Ok(_) => false,
-            };
-        if memory {
-            // Free what the rule left behind before the next rule runs.
-            let _ = self.lua.gc_collect();
-            return Err(Failure {
-                line: None,
-                message: format!("memory limit exceeded ({} bytes)", self.limits.memory_bytes),
-            });
-        }
-        let text = match result {
-            Ok((true, a, b, c, d, e, f, g, h, i)) => return Ok([a, b, c, d, e, f, g, h, i]),
-            Ok((false, Value::String(s), ..)) => s.to_string_lossy(),
-            Ok((false, Value::Error(e), ..)) => error_text(&e),
-            Ok((false, other, ..)) => format!("(error object is a {} value)", other.type_name()),
-            Err(e) => error_text(&e),
-        };
-        let (line, message) = split_location(file, &text);
-        Err(Failure { line, message })
+        let result = self.run.call::<(bool, RunResultTail)>(chunk);
+        settle(&self.lua, &self.budget, file, result)
     }
+}
+
+/// What one rule call produced: `run`'s (or `run_stage`'s) xpcall flag and values, or the error
+/// of the call itself. Budget and memory failures win over whatever the script returned (a
+/// script's pcall cannot hide them).
+fn settle(
+    lua: &Lua,
+    budget: &Budget,
+    file: &str,
+    result: mlua::Result<(bool, RunResultTail)>,
+) -> Result<Returned, Failure> {
+    if budget.exceeded.load(Relaxed) {
+        return Err(Failure {
+            line: budget.line_in(file),
+            message: format!("{BUDGET_MESSAGE} ({} instructions)", budget.limit),
+        });
+    }
+    let memory = budget.memory.load(Relaxed)
+        || match &result {
+            Ok((false, (Value::String(s), ..))) => *s.as_bytes() == *LUA_MEMORY_MESSAGE,
+            Ok((false, (Value::Error(e), ..))) => is_memory_error(e),
+            Err(e) => is_memory_error(e),
+            Ok(_) => false,
+        };
+    if memory {
+        // Free what the rule left behind before the next rule runs.
+        let _ = lua.gc_collect();
+        return Err(Failure {
+            line: None,
+            message: format!("memory limit exceeded ({} bytes)", budget.memory_bytes),
+        });
+    }
+    let text = match result {
+        Ok((true, (a, b, c, d, e, f, g, h, i))) => return Ok([a, b, c, d, e, f, g, h, i]),
+        Ok((false, (Value::String(s), ..))) => s.to_string_lossy(),
+        Ok((false, (Value::Error(e), ..))) => error_text(&e),
+        Ok((false, (other, ..))) => format!("(error object is a {} value)", other.type_name()),
+        Err(e) => error_text(&e),
+    };
+    let (line, message) = split_location(file, &text);
+    Err(Failure { line, message: clip(message) })
+}
+
+/// A rule's returned values as a decision (pre-validate) or an observation (post-capture).
+fn convert_returned(r: Returned, observe: bool, currency: Option<Currency>) -> Result<Parts, Failure> {
+    let parts = match (observe, currency) {
+        (true, _) => convert::observation(r),
+        (false, Some(cur)) => convert::decision(r, cur),
+        (false, None) => Err("internal error: no capture currency".to_owned()),
+    };
+    parts.map_err(|message| Failure { line: None, message: clip(message) })
+}
+
+/// The longest error message a verdict carries, in bytes; longer ones are cut (at a character
+/// boundary) and end with `…`.
+pub(crate) const MAX_MESSAGE: usize = 1000;
+
+/// `message`, cut to [`MAX_MESSAGE`] bytes.
+pub(crate) fn clip(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 /// `capture.minor` (Rust half): a decimal string in the capture's currency to minor units.

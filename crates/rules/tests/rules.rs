@@ -53,15 +53,15 @@ fn pre(body: &str) -> String {
     )
 }
 
-fn decide_one(body: &str) -> RuleVerdict {
+fn decide_one(body: &str) -> RuleVerdict<'static> {
     let rules = set(&[("r.lua", &pre(body))]);
     let mut v = with_ctx(|ctx| rules.decide(ctx));
     assert_eq!(v.len(), 1);
-    v.remove(0)
+    v.remove(0).into_owned()
 }
 
 /// Asserts the verdict is the fail-closed hold and returns its reason.
-fn assert_failed(v: &RuleVerdict) -> String {
+fn assert_failed(v: &RuleVerdict<'_>) -> String {
     let Decision::Hold { reason } = &v.decision else { panic!("expected a fail-closed hold, got {v:?}") };
     assert!(reason.starts_with(&format!("rule `{}` failed ({}", v.rule, v.file)), "{reason}");
     let error = v.error.as_deref().expect("error is set");
@@ -123,7 +123,7 @@ fn loads_a_folder_in_priority_then_name_order() {
         ]
     );
     let verdicts = with_ctx(|ctx| rules.decide(ctx));
-    let names: Vec<&str> = verdicts.iter().map(|v| v.rule.as_str()).collect();
+    let names: Vec<&str> = verdicts.iter().map(|v| &*v.rule).collect();
     assert_eq!(names, ["early", "another", "late"]);
     assert_eq!(verdicts[0].decision, Decision::Hold { reason: "early".into() });
     for r in rules.rules() {
@@ -554,7 +554,7 @@ fn observe_returns_sorted_unique_tags_notes_and_follow_ups() {
     ]);
     let outcome = Outcome::Captured { amount: usd("100.10"), platform_capture_id: Some("pc-1".into()) };
     let v = with_ctx(|ctx| rules.observe(ctx, &outcome));
-    let names: Vec<&str> = v.iter().map(|v| v.rule.as_str()).collect();
+    let names: Vec<&str> = v.iter().map(|v| &*v.rule).collect();
     assert_eq!(names, ["watch", "quiet", "failed-kind"]);
     assert_eq!(v[0].decision, Decision::Allow);
     assert_eq!(v[0].error, None);
@@ -652,7 +652,8 @@ fn the_version_follows_the_files() {
     assert_eq!(RuleSet::empty().version(), "sha256:e3b0c44298fc1c14");
     assert_eq!(set(&[]).version(), RuleSet::empty().version());
     assert!(RuleSet::empty().rules().is_empty());
-    assert!(with_ctx(|ctx| RuleSet::empty().decide(ctx)).is_empty());
+    let empty = RuleSet::empty();
+    assert!(with_ctx(|ctx| empty.decide(ctx)).is_empty());
 
     // From a folder: the same files give the same version; editing one changes it.
     let dir = TempDir::new("version");
@@ -858,4 +859,178 @@ fn runaway_table_library_loops_fail_closed_quickly() {
     return hold(table.concat(t, ',') .. '|' .. last .. '|' .. a .. b .. '|' .. table.concat(t, '-', 2, 3))",
     );
     assert_eq!(v.decision, Decision::Hold { reason: "0,3,5,9|10|35|3-5".into() }, "{v:?}");
+}
+
+#[test]
+fn iteration_and_text_are_the_same_in_every_process() {
+    // Lua's own `next` order follows string hashes, seeded differently in every process; pairs
+    // in rules iterates in a fixed order instead: numbers, then strings, then booleans.
+    let v = decide_one(
+        "local t = { zeta = 1, alpha = 2, [3] = 'c', [1] = 'a', mid = 3, [true] = 4, [2.5] = 'f' }
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+    local meta = {}
+    for k, v in pairs(ctx.metadata) do meta[#meta + 1] = k .. '=' .. tostring(v) end
+    local order = {}
+    for k in pairs(ctx.order) do order[#order + 1] = k end
+    return hold(table.concat(keys, ',') .. '|' .. table.concat(meta, ',') .. '|' .. table.concat(order, ','))",
+    );
+    assert_eq!(
+        v.decision,
+        Decision::Hold {
+            reason: "1,2.5,3,alpha,mid,zeta,true|tier=gold,vip=true,visits=7|amount,captures,id,payments,surcharge"
+                .into()
+        },
+        "{v:?}"
+    );
+    // Addresses never reach a rule's output.
+    let v = decide_one(
+        "return hold(tostring({}) .. ' ' .. tostring(print) .. ' ' .. string.format('%s %5s', {}, ctx) .. ' ' .. tostring(setmetatable({}, { __name = 'Thing' })))",
+    );
+    assert_eq!(v.decision, Decision::Hold { reason: "table function table table Thing".into() }, "{v:?}");
+    let v = decide_one("return hold(string.format('%p', 1))");
+    assert!(assert_failed(&v).contains("%p is not allowed"), "{v:?}");
+    // `%%p` is not a pointer directive.
+    assert_eq!(decide_one("return hold(('%%p %d'):format(5))").decision, Decision::Hold { reason: "%p 5".into() });
+    // A table with table keys has no fixed order.
+    let v = decide_one("for k in pairs({ [{}] = 1 }) do end return allow()");
+    assert!(assert_failed(&v).contains("has no fixed order"), "{v:?}");
+}
+
+#[test]
+fn rules_without_file_level_locals_are_called_directly() {
+    let rules = set(&[
+        ("a.lua", &rule_file("direct", "pre-validate", Some(1), "return hold(ctx.order.id)")),
+        (
+            "b.lua",
+            "local limit = 100
+             return { name = 'rerun', stage = 'pre-validate', priority = 2,
+               decide = function(ctx) return hold(tostring(limit)) end }",
+        ),
+        (
+            "c.lua",
+            "local function helper(ctx) return ctx.order.id end
+             return { name = 'helper', stage = 'pre-validate', priority = 3,
+               decide = function(ctx) return hold(helper(ctx)) end }",
+        ),
+        ("d.lua", &rule_file("no-globals", "pre-validate", Some(4), "return nil")),
+    ]);
+    let flags: Vec<(&str, bool)> = rules.rules().iter().map(|r| (r.name.as_str(), r.stateless)).collect();
+    assert_eq!(flags, [("direct", true), ("rerun", false), ("helper", false), ("no-globals", true)]);
+    for _ in 0..3 {
+        let v = with_ctx(|ctx| rules.decide(ctx));
+        let got: Vec<&Decision> = v.iter().map(|v| &v.decision).collect();
+        assert_eq!(
+            got[..3],
+            [
+                &Decision::Hold { reason: "ord-1".into() },
+                &Decision::Hold { reason: "100".into() },
+                &Decision::Hold { reason: "ord-1".into() }
+            ]
+        );
+        assert!(assert_failed(&v[3]).contains("decide returned nothing"));
+    }
+}
+
+#[test]
+fn nothing_of_an_earlier_capture_shows_in_ctx() {
+    // The ctx tables of a pooled state are filled again for every capture: a capture with less
+    // data must not see what an earlier, fuller one had.
+    let rules = set(&[(
+        "dump.lua",
+        &rule_file(
+            "dump",
+            "pre-validate",
+            None,
+            "local function dump(v)
+               if type(v) ~= 'table' then return tostring(v) end
+               local parts = {}
+               for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. '=' .. dump(x) end
+               return '{' .. table.concat(parts, ',') .. '}'
+             end
+             return hold(dump(ctx) .. ' #payments=' .. #ctx.order.payments .. ' #captures=' .. #ctx.order.captures)",
+        ),
+    )]);
+    let full = request();
+    let bare = CaptureRequest::from_json(
+        br#"{"platform": "optty", "idempotency_key": "k-2", "amount": "1.00",
+             "order": {"id": "ord-2", "currency": "USD", "amount": "1.00",
+                       "payments": [{"id": "p-2", "amount": "1.00"}]}}"#,
+    )
+    .unwrap();
+    let eval = |req: &CaptureRequest| {
+        let ctx = RuleContext { request: req, amount: usd("1.00"), capturable: usd("1.00"), now: now() };
+        rules.decide(&ctx).remove(0).decision
+    };
+    let first_bare = eval(&bare);
+    let Decision::Hold { reason: full_dump } = eval(&full) else { panic!("a hold") };
+    assert!(full_dump.contains("shipping={") && full_dump.contains("#captures=1"), "{full_dump}");
+    assert_eq!(eval(&bare), first_bare, "a bare capture after a full one looks the same as before");
+    let Decision::Hold { reason } = &first_bare else { panic!("{first_bare:?}") };
+    assert_eq!(
+        reason,
+        "{amount={minor=100,value=1.00},capturable={minor=100,value=1.00},currency={code=USD,exponent=2},\
+         idempotency_key=k-2,metadata={},now={rfc3339=2026-11-21T10:00:00.000Z,unix=1795255200},\
+         order={amount={minor=100,value=1.00},captures={},id=ord-2,payments={1={amount={minor=100,value=1.00},id=p-2}},\
+         surcharge={minor=0,value=0.00}},platform=optty,requested_full=false} #payments=1 #captures=0"
+    );
+}
+
+#[test]
+fn metatables_work_but_cannot_gain_gc_or_close_later() {
+    let v = decide_one(
+        "local Base = { greet = function(self) return 'hi ' .. self.name end }
+    Base.__index = Base
+    local obj = setmetatable({ name = 'ann' }, Base)
+    local same = getmetatable(obj) == Base
+    Base.extra = function() return '+' end -- methods added later are found (through __index)
+    local Point = { __eq = function(a, b) return a.x == b.x end }
+    local p, q = setmetatable({ x = 1 }, Point), setmetatable({ x = 1 }, Point)
+    setmetatable(obj, nil)
+    local cleared = getmetatable(obj) == nil
+    local locked = setmetatable({}, { __metatable = 'locked' })
+    local ok = pcall(setmetatable, locked, {})
+    return hold(table.concat({ setmetatable(obj, Base):greet(), obj.extra(), tostring(same), tostring(p == q),
+      tostring(cleared), getmetatable(locked), tostring(ok) }, ' '))",
+    );
+    assert_eq!(v.decision, Decision::Hold { reason: "hi ann + true true true locked false".into() }, "{v:?}");
+    // Metamethods added to a metatable after setmetatable have no effect.
+    let v = decide_one(
+        "local mt = {} local t = setmetatable({}, mt)
+    mt.__index = function() return 'late' end
+    return hold(tostring(t.anything))",
+    );
+    assert_eq!(v.decision, Decision::Hold { reason: "nil".into() }, "{v:?}");
+    let v = decide_one("local t = setmetatable({}, { __close = function() end }) return allow()");
+    assert!(assert_failed(&v).contains("__close metamethods are not allowed"), "{v:?}");
+}
+
+#[test]
+fn env_is_a_reserved_name() {
+    let err = try_set(&[("e.lua", "-- fine\nlocal x = 1\nlocal y = _ENV\nreturn {}")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid rule file e.lua: line 3: the name `_ENV` is reserved (a rule cannot read or replace its environment)"
+    );
+}
+
+#[test]
+fn gigantic_results_and_errors_are_cut_or_refused() {
+    let v = decide_one("error(string.rep('é', 2000))");
+    let error = v.error.clone().unwrap();
+    assert!(error.len() <= 1000 + '…'.len_utf8() && error.ends_with("é…"), "{} bytes", error.len());
+    let v = decide_one("return reject(string.rep('c', 101), 'r')");
+    assert!(assert_failed(&v).contains("reject code is 101 bytes long; at most 100 are allowed"), "{v:?}");
+    let v = decide_one("local d = allow() d.tags = { string.rep('t', 101) } return d");
+    assert!(assert_failed(&v).contains("tags[1] is 101 bytes long"), "{v:?}");
+    let v = decide_one("local d = allow() d.notes = {} for i = 1, 65 do d.notes[i] = 'n' end return d");
+    assert!(assert_failed(&v).contains("notes has 65 entries; at most 64 are allowed"), "{v:?}");
+    // At the limits, everything is kept.
+    let v = decide_one(
+        "local d = hold(string.rep('r', 1000)) d.tags = {} d.notes = {}
+    for i = 1, 64 do d.tags[i] = string.format('%03d', i) .. string.rep('t', 97) d.notes[i] = string.rep('n', 1000) end
+    return d",
+    );
+    assert_eq!(v.error, None, "{v:?}");
+    assert_eq!((v.tags.len(), v.notes.len()), (64, 64));
 }
