@@ -12,6 +12,7 @@ mod ledger;
 mod medusa;
 mod plugins;
 mod processes;
+mod rules;
 mod scenarios;
 mod wix;
 

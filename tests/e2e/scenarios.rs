@@ -133,9 +133,15 @@ async fn the_same_idempotency_key_cannot_capture_twice() {
 
 #[tokio::test]
 async fn an_unreachable_platform_is_a_retryable_failure_with_nothing_sent() {
-    let emu = emulator().await;
-    let engine = engine(&emu);
-    emu.shutdown().await;
+    // Port 1 on loopback: nothing listens there (a freed emulator port could be taken by another
+    // test's emulator meanwhile).
+    let engine = crate::engine_on(
+        "optty",
+        "http://127.0.0.1:1",
+        &[],
+        &[("bearer_token", crate::TOKEN)],
+        capture_engine::RuleSet::empty(),
+    );
     let report = engine.capture_json(&sample("full-capture.json")).await.expect("valid");
     assert!(
         matches!(

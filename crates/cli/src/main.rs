@@ -19,6 +19,7 @@
 
 mod demo;
 mod plugins_cmd;
+mod rules_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -127,6 +128,11 @@ enum Command {
         #[command(subcommand)]
         command: plugins_cmd::PluginsCommand,
     },
+    /// Check, test, evaluate and backtest a folder of merchant rules (rules/README.md).
+    Rules {
+        #[command(subcommand)]
+        command: rules_cmd::RulesCommand,
+    },
 }
 
 /// The exit code for an outcome.
@@ -180,6 +186,7 @@ fn main() -> ExitCode {
             }
             Command::Sandbox { port } => sandbox(port).await,
             Command::Plugins { command } => plugins_cmd::run(command).await,
+            Command::Rules { command } => rules_cmd::run(command),
         }
     });
     match code {
@@ -224,7 +231,14 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     // On start: resolve what an earlier run left unresolved (a crash, a lost answer).
     if let Ok(done) = engine.reconcile(std::time::Duration::from_secs(60)).await {
         for r in done.iter().filter(|r| r.before != r.after) {
-            eprintln!("reconciled {} ({} {}): {} -> {}", r.attempt, r.platform, r.order_id, r.before.as_str(), r.after.as_str());
+            eprintln!(
+                "reconciled {} ({} {}): {} -> {}",
+                r.attempt,
+                r.platform,
+                r.order_id,
+                r.before.as_str(),
+                r.after.as_str()
+            );
         }
     }
     let report = engine.capture(req).await?;

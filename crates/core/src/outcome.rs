@@ -142,15 +142,23 @@ impl From<&Outcome> for OutcomeRecord {
     fn from(o: &Outcome) -> OutcomeRecord {
         let status = o.status().to_owned();
         match o.clone() {
-            Outcome::Captured { amount, platform_capture_id } | Outcome::Pending { amount, platform_capture_id } => {
-                OutcomeRecord { status, amount: Some(amount), platform_capture_id, ..OutcomeRecord::default() }
-            }
+            Outcome::Captured { amount, platform_capture_id }
+            | Outcome::Pending { amount, platform_capture_id } => OutcomeRecord {
+                status,
+                amount: Some(amount),
+                platform_capture_id,
+                ..OutcomeRecord::default()
+            },
             Outcome::AlreadyCaptured { platform_code, message } => {
                 OutcomeRecord { status, platform_code, message: Some(message), ..OutcomeRecord::default() }
             }
-            Outcome::Rejected { by, code, reason } => {
-                OutcomeRecord { status, by: Some(by), code: Some(code), message: Some(reason), ..OutcomeRecord::default() }
-            }
+            Outcome::Rejected { by, code, reason } => OutcomeRecord {
+                status,
+                by: Some(by),
+                code: Some(code),
+                message: Some(reason),
+                ..OutcomeRecord::default()
+            },
             Outcome::Held { by, reason } => {
                 OutcomeRecord { status, by: Some(by), message: Some(reason), ..OutcomeRecord::default() }
             }
@@ -212,7 +220,10 @@ mod tests {
     fn records_round_trip_through_json() {
         let usd = Currency::from_code("USD").unwrap();
         for o in [
-            Outcome::Captured { amount: Money::from_minor(10010, usd), platform_capture_id: Some("c1".into()) },
+            Outcome::Captured {
+                amount: Money::from_minor(10010, usd),
+                platform_capture_id: Some("c1".into()),
+            },
             Outcome::Failed {
                 kind: FailureKind::RateLimited,
                 retryable: true,

@@ -564,7 +564,8 @@ impl CaptureRequest {
             out["description"] = Value::String(d.clone());
         }
         if let Some(s) = &self.shipping {
-            out["shipping"] = json!({"company": s.company, "method": s.method, "tracking_number": s.tracking_number});
+            out["shipping"] =
+                json!({"company": s.company, "method": s.method, "tracking_number": s.tracking_number});
         }
         out
     }

@@ -50,7 +50,8 @@ fn bench(c: &mut Criterion) {
     )
     .expect("valid request");
     let amount = Money::parse("100.10", request.order.currency).expect("amount");
-    let ctx = RuleContext { request: &request, amount, capturable: amount, now: Timestamp(1_790_000_000_000) };
+    let ctx =
+        RuleContext { request: &request, amount, capturable: amount, now: Timestamp(1_790_000_000_000) };
 
     let sets: Vec<(usize, RuleSet)> = [1, 10, 100].into_iter().map(|n| (n, rules(n))).collect();
     for (n, set) in &sets {
@@ -62,13 +63,18 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("rules_stage");
     group.throughput(Throughput::Elements(1));
     for (n, set) in &sets {
-        group.bench_function(format!("decide_{n}_rules"), |b| b.iter(|| set.decide(std::hint::black_box(&ctx))));
+        group.bench_function(format!("decide_{n}_rules"), |b| {
+            b.iter(|| set.decide(std::hint::black_box(&ctx)))
+        });
     }
     group.finish();
 
     for (n, set) in &sets {
         match set.state_memory() {
-            Ok(bytes) => println!("memory per Lua state with {n:>3} rule(s) loaded: {bytes} bytes ({} KiB)", bytes / 1024),
+            Ok(bytes) => println!(
+                "memory per Lua state with {n:>3} rule(s) loaded: {bytes} bytes ({} KiB)",
+                bytes / 1024
+            ),
             Err(e) => println!("memory per Lua state with {n:>3} rule(s): cannot build a state: {e}"),
         }
     }

@@ -52,7 +52,9 @@ pub fn check_dir(dir: &Path, limits: Limits) -> Result<Checked, RulesError> {
         }
         match String::from_utf8(bytes) {
             Ok(text) => sources.push((file, text)),
-            Err(_) => problems.push(Problem { file, line: None, message: "the file is not UTF-8 text".into() }),
+            Err(_) => {
+                problems.push(Problem { file, line: None, message: "the file is not UTF-8 text".into() })
+            }
         }
     }
     let mut checked = check_sources(sources, limits);
@@ -127,7 +129,10 @@ fn problem(e: &RulesError, text: &str) -> Problem {
 
 /// The error text without its leading "rule file NAME" part.
 fn strip_file(message: &str) -> String {
-    message.split_once(" is ").map(|(_, rest)| format!("the file is {rest}")).unwrap_or_else(|| message.to_owned())
+    message
+        .split_once(" is ")
+        .map(|(_, rest)| format!("the file is {rest}"))
+        .unwrap_or_else(|| message.to_owned())
 }
 
 /// Where the loader's message points: an explicit line ("line 3", "at line 3"), the field it
@@ -211,41 +216,82 @@ mod tests {
     #[test]
     fn each_problem_names_its_file_and_line() {
         let c = check(&[
-            ("a_typo.lua", "return {\n  name = 'a',\n  stage = 'pre-validate',\n  priorty = 5,\n  decide = function(ctx) return allow() end,\n}\n"),
-            ("b_stage.lua", "-- comment\nreturn {\n  name = 'b',\n  stage = 'pre_validate',\n  decide = function(ctx) return allow() end,\n}\n"),
+            (
+                "a_typo.lua",
+                "return {\n  name = 'a',\n  stage = 'pre-validate',\n  priorty = 5,\n  decide = function(ctx) return allow() end,\n}\n",
+            ),
+            (
+                "b_stage.lua",
+                "-- comment\nreturn {\n  name = 'b',\n  stage = 'pre_validate',\n  decide = function(ctx) return allow() end,\n}\n",
+            ),
             ("c_syntax.lua", "return {\n  name = 'c',\n  stage = = 1,\n}\n"),
             ("d_missing.lua", "local x = 1\nreturn { name = 'd', stage = 'post-capture' }\n"),
-            ("e_priority.lua", "return { name = 'e', stage = 'pre-validate',\n priority = 1.5, decide = function() end }"),
-            ("f_good.lua", "return { name = 'f', stage = 'pre-validate', decide = function(ctx) return allow() end }"),
+            (
+                "e_priority.lua",
+                "return { name = 'e', stage = 'pre-validate',\n priority = 1.5, decide = function() end }",
+            ),
+            (
+                "f_good.lua",
+                "return { name = 'f', stage = 'pre-validate', decide = function(ctx) return allow() end }",
+            ),
             ("g_error.lua", "local a = 1\nerror('boom')\n"),
-            ("h_wrong_fn.lua", "return {\n name = 'h', stage = 'post-capture',\n observe = function() end,\n decide = function() end }"),
+            (
+                "h_wrong_fn.lua",
+                "return {\n name = 'h', stage = 'post-capture',\n observe = function() end,\n decide = function() end }",
+            ),
         ]);
         assert!(c.rules.is_none());
         let got = lines(&c);
         assert_eq!(got.len(), 7, "{got:#?}");
         assert!(got[0].starts_with("a_typo.lua:4: unknown field(s) `priorty`"), "{got:#?}");
-        assert!(got[1].starts_with("b_stage.lua:4: rule `b`: bad stage the string \"pre_validate\""), "{got:#?}");
+        assert!(
+            got[1].starts_with("b_stage.lua:4: rule `b`: bad stage the string \"pre_validate\""),
+            "{got:#?}"
+        );
         assert!(got[2].starts_with("c_syntax.lua:3: syntax error: unexpected symbol"), "{got:#?}");
-        assert!(got[3].starts_with("d_missing.lua:2: rule `d`: a post-capture rule needs `observe = function(ctx)"), "{got:#?}");
+        assert!(
+            got[3]
+                .starts_with("d_missing.lua:2: rule `d`: a post-capture rule needs `observe = function(ctx)"),
+            "{got:#?}"
+        );
         assert!(got[4].starts_with("e_priority.lua:2: rule `e`: bad priority the float 1.5"), "{got:#?}");
         assert!(got[5].starts_with("g_error.lua:2: running the file failed at line 2: boom"), "{got:#?}");
-        assert!(got[6].starts_with("h_wrong_fn.lua:4: rule `h`: a post-capture rule has `observe`, not `decide`"), "{got:#?}");
+        assert!(
+            got[6].starts_with("h_wrong_fn.lua:4: rule `h`: a post-capture rule has `observe`, not `decide`"),
+            "{got:#?}"
+        );
     }
 
     #[test]
     fn a_good_folder_loads_and_notes_slow_rules() {
         let c = check(&[
-            ("a.lua", "return { name = 'a', stage = 'pre-validate', decide = function(ctx) return allow() end }"),
-            ("b.lua", "local limit = 5\nreturn { name = 'b', stage = 'pre-validate',\n  decide = function(ctx) return limit > 1 and allow() or hold('x') end }"),
+            (
+                "a.lua",
+                "return { name = 'a', stage = 'pre-validate', decide = function(ctx) return allow() end }",
+            ),
+            (
+                "b.lua",
+                "local limit = 5\nreturn { name = 'b', stage = 'pre-validate',\n  decide = function(ctx) return limit > 1 and allow() or hold('x') end }",
+            ),
         ]);
         assert!(c.problems.is_empty(), "{:?}", c.problems);
         assert_eq!(c.rules.as_ref().map(|r| r.rules().len()), Some(2));
         assert_eq!(c.notes.len(), 1);
-        assert!(c.notes[0].to_string().starts_with("b.lua:3: note: `decide` uses local variables"), "{:?}", c.notes);
+        assert!(
+            c.notes[0].to_string().starts_with("b.lua:3: note: `decide` uses local variables"),
+            "{:?}",
+            c.notes
+        );
         // Duplicates are found across files.
         let c = check(&[
-            ("a.lua", "return { name = 'same', stage = 'pre-validate', decide = function(ctx) return allow() end }"),
-            ("b.lua", "\nreturn { name = 'same', stage = 'pre-validate', decide = function(ctx) return allow() end }"),
+            (
+                "a.lua",
+                "return { name = 'same', stage = 'pre-validate', decide = function(ctx) return allow() end }",
+            ),
+            (
+                "b.lua",
+                "\nreturn { name = 'same', stage = 'pre-validate', decide = function(ctx) return allow() end }",
+            ),
         ]);
         assert_eq!(lines(&c), ["b.lua:2: duplicate rule name `same` (also in a.lua)"]);
     }

@@ -1,56 +1,88 @@
 //! The `ctx` table rules receive, built once per `decide`/`observe` call.
 //!
 //! Creating tables through the Lua C API costs a lock and a registry reference per call, so the
-//! context is handed over as four flat sequences (borrowed strings, owned strings, integers,
-//! booleans) and the prelude's `make_ctx` builds the nested read-only tables in one Lua call.
-//! [`Encoder`] and `make_ctx` in `prelude.lua` must read and write the same fields in the same
-//! order.
+//! context is handed over as two flat sequences, strings and scalars (integers and booleans),
+//! and the prelude's `make_ctx` fills the state's read-only ctx tables from them, in the same Lua
+//! call that then runs the rules. Each sequence is read in the order it was written:
+//! [`Encoder::encode`] and `make_ctx` in `prelude.lua` must read and write the same fields in the
+//! same order.
 
 use std::fmt::Write as _;
 use std::ops::Range;
 
 use capture_core::{MetadataValue, Money, Outcome, RequestedAmount};
-use mlua::{Lua, Table};
+use mlua::{IntoLua, Lua, Table, Value};
 
 use crate::RuleContext;
 
-/// The four sequences `make_ctx` reads, in order.
+/// A string of the sequence: borrowed from the request, or made here (a range of `buf`).
+enum Text<'a> {
+    Borrowed(Option<&'a str>),
+    Made(Range<usize>),
+}
+
+/// An integer or a boolean (nil where absent).
+enum Scalar {
+    Int(i64),
+    Bool(Option<bool>),
+}
+
+impl IntoLua for Scalar {
+    fn into_lua(self, _: &Lua) -> mlua::Result<Value> {
+        Ok(match self {
+            Scalar::Int(i) => Value::Integer(i),
+            Scalar::Bool(Some(b)) => Value::Boolean(b),
+            Scalar::Bool(None) => Value::Nil,
+        })
+    }
+}
+
+/// The two sequences `make_ctx` reads, in order.
 pub(crate) struct Encoder<'a> {
-    /// Strings borrowed from the request (nil where absent).
-    strs: Vec<Option<&'a str>>,
-    /// Strings made here (decimal amounts, the clock, the failure kind), as ranges of `buf`.
-    owned: Vec<Option<Range<usize>>>,
+    texts: Vec<Text<'a>>,
+    /// The strings made here (decimal amounts, the clock, the failure kind), one after the other.
     buf: String,
-    ints: Vec<i64>,
-    bools: Vec<Option<bool>>,
+    scalars: Vec<Scalar>,
 }
 
 impl<'a> Encoder<'a> {
     fn s(&mut self, v: Option<&'a str>) {
-        self.strs.push(v);
+        self.texts.push(Text::Borrowed(v));
     }
 
     /// Adds a string made here.
     fn own(&mut self, v: Option<&str>) {
-        self.owned.push(v.map(|v| {
-            let start = self.buf.len();
-            self.buf.push_str(v);
-            start..self.buf.len()
-        }));
+        match v {
+            None => self.texts.push(Text::Borrowed(None)),
+            Some(v) => {
+                let start = self.buf.len();
+                self.buf.push_str(v);
+                self.texts.push(Text::Made(start..self.buf.len()));
+            }
+        }
     }
 
+    fn int(&mut self, i: i64) {
+        self.scalars.push(Scalar::Int(i));
+    }
+
+    fn bool(&mut self, b: Option<bool>) {
+        self.scalars.push(Scalar::Bool(b));
+    }
+
+    /// The decimal text, then the minor units.
     fn money(&mut self, m: Money) -> Result<(), String> {
         let minor = m.to_minor().map_err(|e| format!("cannot hand {m} to rules: {e}"))?;
         let start = self.buf.len();
         // Writing to a String cannot fail; the text is `Money::to_decimal_string`'s.
         let _ = write!(self.buf, "{}", m.amount());
-        self.owned.push(Some(start..self.buf.len()));
-        self.ints.push(minor);
+        self.texts.push(Text::Made(start..self.buf.len()));
+        self.int(minor);
         Ok(())
     }
 
     fn count(&mut self, n: usize) -> Result<(), String> {
-        self.ints.push(i64::try_from(n).map_err(|_| format!("{n} items are too many"))?);
+        self.int(i64::try_from(n).map_err(|_| format!("{n} items are too many"))?);
         Ok(())
     }
 
@@ -67,19 +99,17 @@ impl<'a> Encoder<'a> {
         // Sized for the usual capture, so that the vectors rarely grow.
         let n = order.payments.len() + order.captures.len() + req.metadata.len();
         let mut e = Encoder {
-            strs: Vec::with_capacity(16 + 3 * n),
-            owned: Vec::with_capacity(8 + n),
+            texts: Vec::with_capacity(24 + 4 * n),
             buf: String::with_capacity(64 + 12 * n),
-            ints: Vec::with_capacity(12 + 2 * n),
-            bools: Vec::with_capacity(6 + n),
+            scalars: Vec::with_capacity(16 + 3 * n),
         };
         e.s(Some(&req.platform));
         e.s(Some(&req.idempotency_key));
         e.s(req.description.as_deref());
         e.s(Some(cur.code()));
-        e.ints.push(i64::from(cur.exponent()));
+        e.int(i64::from(cur.exponent()));
         e.money(ctx.amount)?;
-        e.bools.push(Some(matches!(req.amount, RequestedAmount::Full)));
+        e.bool(Some(matches!(req.amount, RequestedAmount::Full)));
         e.money(ctx.capturable)?;
 
         e.s(Some(&order.id));
@@ -90,7 +120,7 @@ impl<'a> Encoder<'a> {
             e.s(Some(&p.id));
             e.money(p.amount)?;
             e.s(p.method.as_deref());
-            e.bools.push(p.partial_capture);
+            e.bool(p.partial_capture);
         }
         e.count(order.captures.len())?;
         for c in &order.captures {
@@ -99,7 +129,7 @@ impl<'a> Encoder<'a> {
             e.money(c.amount)?;
         }
 
-        e.bools.push(Some(req.shipping.is_some()));
+        e.bool(Some(req.shipping.is_some()));
         if let Some(s) = &req.shipping {
             e.s(Some(&s.company));
             e.s(Some(&s.method));
@@ -109,28 +139,29 @@ impl<'a> Encoder<'a> {
         e.count(req.metadata.len())?;
         for (k, v) in &req.metadata {
             e.s(Some(k));
+            // 0: a string follows; 1: a scalar follows.
             match v {
                 MetadataValue::Text(t) => {
-                    e.ints.push(0);
+                    e.int(0);
                     e.s(Some(t));
                 }
                 MetadataValue::Integer(i) => {
-                    e.ints.push(1);
-                    e.ints.push(*i);
+                    e.int(1);
+                    e.int(*i);
                 }
                 MetadataValue::Bool(b) => {
-                    e.ints.push(2);
-                    e.bools.push(Some(*b));
+                    e.int(1);
+                    e.bool(Some(*b));
                 }
             }
         }
 
         let unix = i64::try_from(ctx.now.unix_seconds())
             .map_err(|_| format!("ctx.now {} is out of range", ctx.now.0))?;
-        e.ints.push(unix);
+        e.int(unix);
         e.own(Some(&ctx.now.to_rfc3339()));
 
-        e.bools.push(Some(outcome.is_some()));
+        e.bool(Some(outcome.is_some()));
         if let Some(o) = outcome {
             e.encode_outcome(o)?;
         }
@@ -175,23 +206,21 @@ impl<'a> Encoder<'a> {
         self.s(by);
         self.s(code);
         self.s(capture_id);
-        self.bools.push(retryable);
-        self.bools.push(Some(amount.is_some()));
+        self.bool(retryable);
+        self.bool(Some(amount.is_some()));
         if let Some(m) = amount {
             self.money(m)?;
         }
         Ok(())
     }
 
-    /// The four sequences as Lua tables (one C-API call each).
-    pub(crate) fn into_tables(self, lua: &Lua) -> mlua::Result<(Table, Table, Table, Table)> {
+    /// The two sequences as Lua tables (one C-API call each).
+    pub(crate) fn into_tables(self, lua: &Lua) -> mlua::Result<(Table, Table)> {
         let buf = &self.buf;
-        let owned = self.owned.into_iter().map(|r| r.and_then(|r| buf.get(r)));
-        Ok((
-            lua.create_sequence_from(self.strs)?,
-            lua.create_sequence_from(owned)?,
-            lua.create_sequence_from(self.ints)?,
-            lua.create_sequence_from(self.bools)?,
-        ))
+        let texts = self.texts.into_iter().map(|t| match t {
+            Text::Borrowed(s) => s,
+            Text::Made(r) => buf.get(r),
+        });
+        Ok((lua.create_sequence_from(texts)?, lua.create_sequence_from(self.scalars)?))
     }
 }

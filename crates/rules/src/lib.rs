@@ -28,11 +28,18 @@
 //! The `table`, `string` (without `string.dump`), `math` (without `math.random` and
 //! `math.randomseed`) and `utf8` libraries; `assert`, `error`, `ipairs`, `next`, `pairs`, `pcall`,
 //! `rawequal`, `rawget`, `rawlen`, `select`, `tonumber`, `tostring`, `type`, `xpcall`,
-//! `setmetatable` (metatables with `__gc` are refused), `getmetatable`, a no-op `print`; the
-//! decision constructors; `observe_result`; and `capture.minor(decimal_string)`, which converts a
-//! decimal string to integer minor units of the capture's currency exactly (`Money::parse`) and
-//! raises an error for a bad amount. There is no `load`, `require`, `dofile`, `os`, `io`,
-//! `package`, `debug`, `coroutine` or `collectgarbage`.
+//! `setmetatable`, `getmetatable`, a no-op `print`; the decision constructors; `observe_result`;
+//! and `capture.minor(decimal_string)`, which converts a decimal string to integer minor units of
+//! the capture's currency exactly (`Money::parse`) and raises an error for a bad amount. There is
+//! no `load`, `require`, `dofile`, `os`, `io`, `package`, `debug`, `coroutine` or
+//! `collectgarbage`, and the name `_ENV` is refused at load (a rule cannot read or replace its
+//! environment).
+//!
+//! `setmetatable` refuses `__gc` (it would run outside the rule's call) and `__close` (Lua runs
+//! a to-be-closed variable's handler without calling hooks while an error from the budget hook
+//! unwinds, so a loop there would never end), and installs a private copy of the metatable, so
+//! neither can be added afterwards; `getmetatable` still returns the table given (unless it sets
+//! `__metatable`). Metatables of ctx and of the libraries cannot be replaced.
 //!
 //! Library functions that loop in C, where the instruction budget cannot see them, are bounded
 //! by the same number: `string.find`/`match`/`gmatch`/`gsub` refuse a pattern whose worst case
@@ -41,15 +48,35 @@
 //! `table.sort`/`move`/`insert`/`remove`/`concat`/`unpack` refuse ranges that large.
 //!
 //! Globals and library tables are read-only (`x = 1` raises "globals are read-only: use local
-//! variables"); rules use locals. A rule file's top-level code runs again for every evaluation,
-//! so file-level locals start fresh for each capture: no state survives from one capture to the
-//! next, whichever pooled Lua state serves it.
+//! variables"); rules use locals. No state survives from one capture to the next, whichever
+//! pooled Lua state serves it: a rule's `decide`/`observe` function whose only upvalue is its
+//! read-only environment (it uses no file-level local) can hold nothing, and is kept from loading
+//! and called directly ([`RuleInfo::stateless`]); a function that uses file-level locals (a
+//! counter, a table, a helper) has its file run again before every call, so those start fresh.
+//! The real library tables never reach rule code (`pairs(string)` iterates without handing
+//! out the table).
+//!
+//! # Determinism
+//!
+//! The same inputs give the same verdicts in any process: there is no clock but `ctx.now` and no
+//! random numbers; `pairs` iterates in a fixed order (numbers ascending, then strings in byte
+//! order, then `false`, `true`; a table with other keys is an error) instead of Lua's hash order,
+//! which is seeded per process; `tostring` of a table, function or coroutine drops the address
+//! (`"table"`), `string.format` formats such values the same way and refuses `%p`; tables
+//! handed back are converted with sorted keys.
+//!
+//! # Results
+//!
+//! At most 64 `tags`, `notes` and `follow_ups` each; a tag, a reject code or a follow-up key at
+//! most 100 bytes; a reason, a note or a follow-up value at most 1000 bytes; at most 16 fields in
+//! a follow-up. More fails the rule (closed). Error messages in verdicts are cut to 1000 bytes.
 //!
 //! # The `ctx` table
 //!
 //! Built once per [`RuleSet::decide`] / [`RuleSet::observe`] call and shared by every rule of the
 //! stage, so rules must not modify it, and cannot: every level is a read-only view (writes raise
 //! "ctx is read-only"; `pairs`, `ipairs` and `#` work; `next` and `rawget` see an empty table).
+//! Each pooled state keeps its ctx tables and fills every field again for each call.
 //! Money is never a float: each amount is `{ value = "100.10", minor = 10010 }`.
 //!
 //! | field | content |
@@ -79,6 +106,10 @@
 //! `error: Some(MESSAGE)` (post-capture rules too). The other rules still run. A blown budget or
 //! memory limit cannot be hidden by the script's own `pcall`.
 //!
+//! A stage is one call into Lua: it fills the ctx and calls every rule in turn, each under a
+//! fresh instruction budget and in its own protected call; results other than a plain `allow()`
+//! (or `nil` from `observe`) are handed to Rust as each rule returns.
+//!
 //! Tags come back sorted and unique, notes in the order given, follow-ups as `BTreeMap`s
 //! (string, integer and boolean values, as strings; each needs an `action`).
 //!
@@ -86,8 +117,10 @@
 //!
 //! [`RuleSet::load_dir`] / [`RuleSet::from_sources`] load and validate every file (compiled as
 //! Lua *text* only: bytecode is refused), [`RuleSet::version`] and [`RuleSet::rules`] describe the
-//! set, [`RuleSet::decide`] and [`RuleSet::observe`] evaluate it. A [`RuleSet`] is `Send + Sync`:
-//! it keeps a pool of prepared Lua states, one per concurrent evaluation.
+//! set, [`RuleSet::decide`] and [`RuleSet::observe`] evaluate it (verdicts borrow the rules'
+//! names from the set), and [`check::check_dir`] reports every problem of a folder with its
+//! file and line. A [`RuleSet`] is `Send + Sync`: it keeps a pool of prepared Lua states, one
+//! per concurrent evaluation ([`RuleSet::state_memory`] measures one).
 //!
 //! ```
 //! use capture_core::{CaptureRequest, Decision, Money, Timestamp};

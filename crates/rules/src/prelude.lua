@@ -13,11 +13,13 @@
 --                                             matching, table.sort, table.move...): the
 --                                             instruction budget
 --   begin(i)                                  a fresh instruction budget for rule i
---   deliver(i, ok, ...)                       hands Rust the xpcall results of rule i (only
---                                             when they are not a plain allow)
+--   deliver(i, ok, ...) -> i                  hands Rust the results of rule i (only when they
+--                                             are not a plain allow); i nil: the rule begun
+--                                             last, whose index it returns
 --   raw_metatable(t) -> table                 t's metatable, even a protected one
 --   raw_set_metatable(t, mt)                  sets it (even over a protected one)
-local raw_minor, is_fatal, step_limit, begin, deliver, raw_metatable, raw_set_metatable = ...
+--   hook(on)                                  installs or removes the budget hook
+local raw_minor, is_fatal, step_limit, begin, deliver, raw_metatable, raw_set_metatable, hook = ...
 
 local type, error, next, rawget, rawlen, tostring = type, error, next, rawget, rawlen, tostring
 local getmetatable, select, raw_pairs = getmetatable, select, pairs
@@ -481,6 +483,14 @@ local function to_minor(text)
   return m, err
 end
 local function minor(text)
+  -- The memo first: most calls are a rule's constant amounts, already converted.
+  local memo = minor_memo[current_currency]
+  if memo ~= nil then
+    local m = memo[text]
+    if m ~= nil then
+      return m
+    end
+  end
   local m, err = to_minor(text)
   if m == nil then
     error("capture.minor: " .. err, 2)
@@ -583,32 +593,25 @@ local function new_env()
   return raw_setmetatable({}, env_mt)
 end
 
--- ctx: filled from four flat sequences written by `context.rs` (`Encoder`): borrowed strings S,
--- owned strings D, integers I and booleans B. Both sides read and write the same fields in the
--- same order.
+-- ctx: filled from two flat sequences written by `context.rs` (`Encoder`): strings S and
+-- scalars N (integers and booleans). Both sides read and write the same fields in the same order.
 --
 -- Rules see read-only views of the ctx tables: an empty table whose metatable reads the data
 -- table (`__index` is the table itself, so a field read runs no function) and refuses writes
 -- (`__newindex = ctx_ro`). A view's data holds views, never a writable table. `pairs`
--- (safe_pairs: the fixed key order), `ipairs` and `#` (lists have `__len`) work; `next` and
--- `rawget` see an empty table. The data is found again through `raw_metatable` (Rust; it
--- ignores `__metatable`).
+-- (safe_pairs: the fixed key order, finding the data through `raw_metatable`, which ignores
+-- `__metatable`), `ipairs` and `#` (the two lists have `__len`) work; `next` and `rawget` see
+-- an empty table.
 --
 -- The tables are made once per state and filled again for every evaluation: building some
 -- forty tables per capture was most of the cost of a small rule set. Rules cannot tell: they
 -- cannot write the tables, and cannot keep a reference from one capture to the next (no
 -- global, upvalue or table of theirs survives a capture). make_ctx therefore sets every field
 -- of every table it shows on each call, nil included, so nothing of an earlier capture remains.
-local function view_len(v)
-  return rawlen(raw_metatable(v).__index)
-end
 -- A data table and its view (and the view's metatable).
-local function slot(list)
+local function slot()
   local data = {}
   local mt = { __index = data, __newindex = ctx_ro, __metatable = false }
-  if list then
-    mt.__len = view_len
-  end
   return data, raw_setmetatable({}, mt), mt
 end
 
@@ -619,8 +622,8 @@ local capturable, capturable_view = slot()
 local order, order_view = slot()
 local order_amount, order_amount_view = slot()
 local surcharge, surcharge_view = slot()
-local payments, payments_view = slot(true)
-local captures, captures_view = slot(true)
+local payments, payments_view, payments_mt = slot()
+local captures, captures_view, captures_mt = slot()
 local shipping, shipping_view = slot()
 local _, metadata_view, metadata_mt = slot()
 local now, now_view = slot()
@@ -628,6 +631,8 @@ local outcome, outcome_view = slot()
 local outcome_amount, outcome_amount_view = slot()
 order.amount, order.surcharge, order.payments, order.captures =
   order_amount_view, surcharge_view, payments_view, captures_view
+root.currency, root.amount, root.capturable = currency_view, amount_view, capturable_view
+root.order, root.metadata, root.now = order_view, metadata_view, now_view
 
 -- One table per list entry, made when a capture first has that many entries: [n] = { data,
 -- view, amount data }.
@@ -644,91 +649,101 @@ local function entry_slot(slots, n)
   return e
 end
 local payments_count, captures_count = 0, 0
+payments_mt.__len = function()
+  return payments_count
+end
+captures_mt.__len = function()
+  return captures_count
+end
 
-local function make_ctx(S, D, I, B)
-  -- Fixed head: S[1..5] platform, idempotency_key, description, currency code, order id;
-  -- D[1..4] and I[2..5] amount, capturable, order amount, surcharge; I[1] exponent;
-  -- B[1] requested_full. Cursors point at the next unread entry. Also sets the currency
+local function make_ctx(S, N)
+  -- S: strings, N: scalars, each in the order Encoder::encode wrote them. Fixed head: S[1..9]
+  -- platform, idempotency_key, description, currency code, amount, capturable, order id, order
+  -- amount, surcharge; N[1..6] exponent, amount minor, requested_full, capturable minor, order
+  -- minor, surcharge minor. Cursors point at the next unread entry. Also sets the currency
   -- `capture.minor` memoises under.
   root.platform, root.idempotency_key, root.description = S[1], S[2], S[3]
-  currency.code, currency.exponent = S[4], I[1]
-  amount.value, amount.minor = D[1], I[2]
-  root.requested_full = B[1]
-  capturable.value, capturable.minor = D[2], I[3]
-  order.id = S[5]
-  order_amount.value, order_amount.minor = D[3], I[4]
-  surcharge.value, surcharge.minor = D[4], I[5]
-  local si, di, ii, bi = 6, 5, 6, 2
+  currency.code, currency.exponent = S[4], N[1]
+  amount.value, amount.minor = S[5], N[2]
+  root.requested_full = N[3]
+  capturable.value, capturable.minor = S[6], N[4]
+  order.id = S[7]
+  order_amount.value, order_amount.minor = S[8], N[5]
+  surcharge.value, surcharge.minor = S[9], N[6]
+  local si, ni = 10, 7
 
-  local count = I[ii]
-  ii = ii + 1
+  -- payments: id, amount, method | amount minor, partial_capture
+  local count = N[ni]
+  ni = ni + 1
   for n = 1, count do
     local e = entry_slot(payment_slots, n)
     local p, money = e[1], e[3]
-    p.id, p.method, p.partial_capture = S[si], S[si + 1], B[bi]
-    money.value, money.minor = D[di], I[ii]
+    p.id, money.value, p.method = S[si], S[si + 1], S[si + 2]
+    money.minor, p.partial_capture = N[ni], N[ni + 1]
     payments[n] = e[2]
-    si, di, ii, bi = si + 2, di + 1, ii + 1, bi + 1
+    si, ni = si + 3, ni + 2
   end
   for n = count + 1, payments_count do
     payments[n] = nil
   end
   payments_count = count
 
-  count = I[ii]
-  ii = ii + 1
+  -- captures: reference, payment_id, amount | amount minor
+  count = N[ni]
+  ni = ni + 1
   for n = 1, count do
     local e = entry_slot(capture_slots, n)
     local c, money = e[1], e[3]
-    c.reference, c.payment_id = S[si], S[si + 1]
-    money.value, money.minor = D[di], I[ii]
+    c.reference, c.payment_id, money.value = S[si], S[si + 1], S[si + 2]
+    money.minor = N[ni]
     captures[n] = e[2]
-    si, di, ii = si + 2, di + 1, ii + 1
+    si, ni = si + 3, ni + 1
   end
   for n = count + 1, captures_count do
     captures[n] = nil
   end
   captures_count = count
 
-  if B[bi] then
+  -- shipping: | present; company, method, tracking_number
+  if N[ni] then
     shipping.company, shipping.method, shipping.tracking_number = S[si], S[si + 1], S[si + 2]
     root.shipping = shipping_view
     si = si + 3
   else
     root.shipping = nil
   end
-  bi = bi + 1
+  ni = ni + 1
 
-  -- A new table: its keys differ from one capture to the next.
+  -- metadata: | count; per entry key | kind, then the value (0: a string, 1: a scalar). A new
+  -- table: its keys differ from one capture to the next.
   local metadata = {}
-  count = I[ii]
-  ii = ii + 1
+  count = N[ni]
+  ni = ni + 1
   for _ = 1, count do
-    local key, kind = S[si], I[ii]
-    si, ii = si + 1, ii + 1
+    local key, kind = S[si], N[ni]
+    si, ni = si + 1, ni + 1
     if kind == 0 then
       metadata[key] = S[si]
       si = si + 1
-    elseif kind == 1 then
-      metadata[key] = I[ii]
-      ii = ii + 1
     else
-      metadata[key] = B[bi]
-      bi = bi + 1
+      metadata[key] = N[ni]
+      ni = ni + 1
     end
   end
   metadata_mt.__index = metadata
 
-  now.unix, now.rfc3339 = I[ii], D[di]
-  ii, di = ii + 1, di + 1
+  -- now: rfc3339 | unix
+  now.unix, now.rfc3339 = N[ni], S[si]
+  si, ni = si + 1, ni + 1
 
-  if B[bi] then
-    -- S: status, message, by, code, platform_capture_id; D: kind, amount; B: retryable, has amount.
-    outcome.status, outcome.kind, outcome.message = S[si], D[di], S[si + 1]
-    outcome.by, outcome.code, outcome.platform_capture_id = S[si + 2], S[si + 3], S[si + 4]
-    outcome.retryable = B[bi + 1]
-    if B[bi + 2] then
-      outcome_amount.value, outcome_amount.minor = D[di + 1], I[ii]
+  -- outcome: | present; status, kind, message, by, code, platform_capture_id | retryable,
+  -- has amount; then the amount's text | minor
+  if N[ni] then
+    outcome.status, outcome.kind, outcome.message = S[si], S[si + 1], S[si + 2]
+    outcome.by, outcome.code, outcome.platform_capture_id = S[si + 3], S[si + 4], S[si + 5]
+    outcome.retryable = N[ni + 1]
+    if N[ni + 2] then
+      outcome_amount.value, outcome_amount.minor = S[si + 6], N[ni + 3]
       outcome.amount = outcome_amount_view
     else
       outcome.amount = nil
@@ -738,8 +753,6 @@ local function make_ctx(S, D, I, B)
     root.outcome = nil
   end
 
-  root.currency, root.amount, root.capturable = currency_view, amount_view, capturable_view
-  root.order, root.metadata, root.now = order_view, metadata_view, now_view
   current_currency = S[4]
   return root_view
 end
@@ -785,35 +798,36 @@ local function run(chunk)
   return raw_xpcall(load_rule, plain_error, chunk)
 end
 
+-- A rule whose function uses file-level locals, as run_stage calls it: its file's chunk is run
+-- again for every call (fresh upvalues every time, so file-level locals never carry state from
+-- one capture to the next), then the new rule table's `method` function is called.
+local function rerun(chunk, method)
+  return function(ctx)
+    local rule = chunk()
+    if type(rule) ~= "table" then
+      error("the file no longer returns a rule table", 0)
+    end
+    local f = rawget(rule, method)
+    if type(f) ~= "function" then
+      error("the rule has no `" .. method .. "` function", 0)
+    end
+    return f(ctx)
+  end
+end
+
 -- Calls rules i..last of `targets` in order with `ctx`, each after begin(i) (a fresh budget).
---
--- `fast[i]`: `targets[i]` is the rule's decide/observe function itself, kept from loading. The
--- loader gives this path only to functions that can hold no state: their one upvalue (if any)
--- is the rule's read-only environment, and no rule file may name `_ENV` to replace it.
--- Otherwise `targets[i]` is the rule file's compiled chunk, run again for this call (fresh
--- upvalues every time, so file-level locals never carry state from one capture to the next),
--- and its `method` function is called.
+-- `targets[i]` is the rule's decide/observe function itself, kept from loading, or (see rerun)
+-- a function that runs the rule's file again first. The loader keeps a function only when it
+-- can hold no state: its one upvalue (if any) is the rule's read-only environment, and no rule
+-- file may name `_ENV` to replace it.
 --
 -- A plain `{ decision = "allow" }` (what allow() returns), or nil from an observe function, is
 -- the usual result and costs nothing more; any other result goes to Rust (deliver). An error
--- leaves this function: run_stage reports it for rule `current` and carries on after it.
-local current = 0
-local function batch(targets, fast, method, ctx, i, last)
-  while i <= last do
-    current = i
+-- leaves this function: run_stage reports it for the rule begun last and carries on after it.
+local function batch(targets, method, ctx, first, last)
+  for i = first, last do
     begin(i)
-    local f = targets[i]
-    if not fast[i] then
-      local rule = f()
-      if type(rule) ~= "table" then
-        error("the file no longer returns a rule table", 0)
-      end
-      f = rawget(rule, method)
-      if type(f) ~= "function" then
-        error("the rule has no `" .. method .. "` function", 0)
-      end
-    end
-    local r = f(ctx)
+    local r = targets[i](ctx)
     if type(r) == "table" then
       local k, v = next(r)
       if k ~= "decision" or v ~= "allow" or next(r, k) ~= nil then
@@ -822,34 +836,34 @@ local function batch(targets, fast, method, ctx, i, last)
     elseif r ~= nil or method ~= "observe" then
       deliver(i, true, false, r)
     end
-    i = i + 1
   end
 end
 
--- One stage of one capture, the one call Rust makes per stage: builds ctx from the four
--- sequences, then runs rules first..last (batch). A rule that raises is reported (deliver with
--- ok = false) and the next one starts in a fresh protected call. Returns nil, or the message of
--- an error building ctx.
+-- One stage of one capture, the one call Rust makes per stage: fills ctx from the two
+-- sequences (without the budget hook: make_ctx is the sandbox's own code, its loops bounded by
+-- the request), then runs rules first..last (batch). A rule that raises is reported (deliver
+-- with no index: Rust knows the rule begun last, and returns its index) and the next one starts
+-- in a fresh protected call. Returns nil, or the message of an error building ctx.
 --
 -- The budget hook never raises in run_stage or batch themselves (Rust exempts them): their own
 -- few instructions between two rules cannot make a rule fail, and the next begin resets the
 -- budget. Rule code, and the prelude functions it calls, are never exempt.
-local function run_stage(targets, fast, method, first, last, S, D, I, B)
-  local built, ctx = raw_xpcall(make_ctx, plain_error, S, D, I, B)
+local function run_stage(targets, method, first, last, S, N)
+  hook(false)
+  local built, ctx = raw_xpcall(make_ctx, plain_error, S, N)
+  hook(true)
   if not built then
     return plain_error(ctx)
   end
   local i = first
   while i <= last do
-    current = i
-    local ok, e = raw_xpcall(batch, plain_error, targets, fast, method, ctx, i, last)
+    local ok, e = raw_xpcall(batch, plain_error, targets, method, ctx, i, last)
     if ok then
       return nil
     end
-    deliver(current, false, e)
-    i = current + 1
+    i = deliver(nil, false, e) + 1
   end
   return nil
 end
 
-return new_env, run, run_stage, batch
+return new_env, run, run_stage, batch, rerun

@@ -204,6 +204,8 @@ pub(crate) struct Declared {
 struct Entry {
     /// The compiled file.
     chunk: Function,
+    /// The rule's stage.
+    stage: RuleStage,
     /// The rule's decide/observe function, when it can hold no state between calls (see
     /// `State::stateless`): called directly, without running the file again.
     fast: Option<Function>,
@@ -225,15 +227,22 @@ pub(crate) struct State {
     new_env: Function,
     run: Function,
     run_stage: Function,
+    rerun: Function,
     /// `"decide"` and `"observe"`, made once (pushing a Rust string costs a protected call).
     decide: LuaString,
     observe: LuaString,
     /// Compiled rule files, in the order of the sources the state was built from.
     entries: Vec<Entry>,
-    /// What `run_stage` calls, as Lua sequences in the order of `entries`: each rule's
-    /// function (stateless rules) or chunk, and whether it is the function.
+    /// What `run_stage` calls for each rule, a Lua sequence in the order of `entries`: the
+    /// rule's function (stateless rules), or one that runs its file again first (`rerun`).
     targets: Table,
-    fast: Table,
+}
+
+/// Installs the instruction-budget hook (every [`Budget::step`] VM instructions).
+fn install_hook(lua: &Lua, budget: &Arc<Budget>) -> mlua::Result<()> {
+    let step = u32::try_from(budget.step).unwrap_or(1000);
+    let budget = Arc::clone(budget);
+    lua.set_hook(HookTriggers::new().every_nth_instruction(step), move |_, debug| budget.on_hook(debug))
 }
 
 fn sandbox_err(e: mlua::Error) -> RulesError {
@@ -247,12 +256,7 @@ impl State {
         let lua = Lua::new_with(libs, LuaOptions::default()).map_err(sandbox_err)?;
         lua.set_memory_limit(limits.memory_bytes).map_err(sandbox_err)?;
         let budget = Arc::new(Budget::new(limits.instructions, limits.memory_bytes));
-        let step = u32::try_from(budget.step).unwrap_or(1000);
-        let hook_budget = Arc::clone(&budget);
-        lua.set_hook(HookTriggers::new().every_nth_instruction(step), move |_, debug| {
-            hook_budget.on_hook(debug)
-        })
-        .map_err(sandbox_err)?;
+        install_hook(&lua, &budget).map_err(sandbox_err)?;
         let raw_minor = lua.create_function(raw_minor).map_err(sandbox_err)?;
         let fatal_budget = Arc::clone(&budget);
         let is_fatal =
@@ -268,23 +272,34 @@ impl State {
         let sink = Arc::new(Mutex::new(Sink::default()));
         let (deliver_sink, deliver_budget) = (Arc::clone(&sink), Arc::clone(&budget));
         let deliver = lua
-            .create_function(move |lua, (i, ok, rest): (usize, bool, RunResultTail)| {
+            .create_function(move |lua, (i, ok, rest): (Option<usize>, bool, RunResultTail)| {
+                let i = i.unwrap_or_else(|| deliver_budget.current.load(Relaxed));
                 let mut sink = deliver_sink.lock().unwrap_or_else(PoisonError::into_inner);
                 let index = i.saturating_sub(1);
                 let file = sink.files.get(index).cloned().unwrap_or_default();
                 let result = settle(lua, &deliver_budget, &file, Ok((ok, rest)))
                     .and_then(|returned| convert_returned(returned, sink.observe, sink.currency));
                 sink.results.push((index, result));
-                Ok(())
+                Ok(i)
             })
             .map_err(sandbox_err)?;
-        let raw_metatable =
-            lua.create_function(|_, t: Table| Ok(t.metatable())).map_err(sandbox_err)?;
+        let hook_budget = Arc::clone(&budget);
+        let hook = lua
+            .create_function(move |lua, on: bool| {
+                if on {
+                    install_hook(lua, &hook_budget)
+                } else {
+                    lua.remove_hook();
+                    Ok(())
+                }
+            })
+            .map_err(sandbox_err)?;
+        let raw_metatable = lua.create_function(|_, t: Table| Ok(t.metatable())).map_err(sandbox_err)?;
         let raw_set_metatable = lua
             .create_function(|_, (t, mt): (Table, Option<Table>)| t.set_metatable(mt))
             .map_err(sandbox_err)?;
         budget.reset();
-        let (new_env, run, run_stage, batch): (Function, Function, Function, Function) = lua
+        let (new_env, run, run_stage, batch, rerun): (Function, Function, Function, Function, Function) = lua
             .load(PRELUDE)
             .set_name(format!("={PRELUDE_NAME}"))
             .set_mode(ChunkMode::Text)
@@ -296,6 +311,7 @@ impl State {
                 deliver,
                 raw_metatable,
                 raw_set_metatable,
+                hook,
             ))
             .map_err(sandbox_err)?;
         budget.exempt[0].store(run_stage.to_pointer() as usize, Relaxed);
@@ -303,7 +319,6 @@ impl State {
         let decide = lua.create_string("decide").map_err(sandbox_err)?;
         let observe = lua.create_string("observe").map_err(sandbox_err)?;
         let targets = lua.create_table().map_err(sandbox_err)?;
-        let fast = lua.create_table().map_err(sandbox_err)?;
         Ok(State {
             lua,
             limits,
@@ -312,11 +327,11 @@ impl State {
             new_env,
             run,
             run_stage,
+            rerun,
             decide,
             observe,
             entries: Vec::new(),
             targets,
-            fast,
         })
     }
 
@@ -328,8 +343,8 @@ impl State {
             let (chunk, env) = state.compile(src)?;
             let (d, f) = state.declare(&src.file, &chunk)?;
             let fast = State::stateless(&f, &env).then_some(f);
+            state.entries.push(Entry { chunk, stage: d.stage, fast: fast.clone() });
             declared.push(Declared { stateless: fast.is_some(), ..d });
-            state.entries.push(Entry { chunk, fast });
             state.sink_lock().files.push(src.file.clone());
         }
         state.index_entries()?;
@@ -341,17 +356,23 @@ impl State {
         self.sink.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Fills `targets` and `fast` from `entries`.
+    /// Fills `targets` from `entries`.
     fn index_entries(&mut self) -> Result<(), RulesError> {
         let targets = self.lua.create_table().map_err(sandbox_err)?;
-        let fast = self.lua.create_table().map_err(sandbox_err)?;
         for (i, e) in self.entries.iter().enumerate() {
-            let target = e.fast.as_ref().unwrap_or(&e.chunk);
+            let target = match &e.fast {
+                Some(f) => f.clone(),
+                None => {
+                    let method = match e.stage {
+                        RuleStage::PreValidate => &self.decide,
+                        RuleStage::PostCapture => &self.observe,
+                    };
+                    self.rerun.call::<Function>((&e.chunk, method)).map_err(sandbox_err)?
+                }
+            };
             targets.raw_set(i + 1, target).map_err(sandbox_err)?;
-            fast.raw_set(i + 1, e.fast.is_some()).map_err(sandbox_err)?;
         }
         self.targets = targets;
-        self.fast = fast;
         Ok(())
     }
 
@@ -514,7 +535,7 @@ impl State {
     /// returned a plain allow, except those from [`Progress::reached`] on. `Err` when no rule
     /// could run (the ctx could not be built).
     ///
-    /// While Rust fills the four input sequences the memory limit is lifted: with a limit, mlua
+    /// While Rust fills the two input sequences the memory limit is lifted: with a limit, mlua
     /// wraps every allocating C-API call in a protected call, which made this the most expensive
     /// part of an evaluation. The data is the engine's own (not rule code) and small.
     pub(crate) fn evaluate(
@@ -535,20 +556,17 @@ impl State {
         let _ = self.lua.set_memory_limit(0);
         let tables = encoded.into_tables(&self.lua);
         let _ = self.lua.set_memory_limit(self.limits.memory_bytes);
-        let (s, d, i, b) = tables.map_err(|e| error_text(&e))?;
+        let (texts, scalars) = tables.map_err(|e| error_text(&e))?;
         self.budget.reset();
         self.budget.current.store(0, Relaxed);
         let method = if observe { &self.observe } else { &self.decide };
         let outcome = self.run_stage.call::<Option<LuaString>>((
             &self.targets,
-            &self.fast,
             method,
             range.start + 1,
             range.end,
-            s,
-            d,
-            i,
-            b,
+            texts,
+            scalars,
         ));
         for (index, r) in self.sink_lock().results.drain(..) {
             result(index, r);

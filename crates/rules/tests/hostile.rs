@@ -390,7 +390,9 @@ fn source(c: &Case, stage: &str) -> String {
         File(text) => text.to_owned(),
         Body(body) => {
             let f = if stage == "pre-validate" { "decide" } else { "observe" };
-            format!("return {{ name = 'hostile', stage = '{stage}', priority = 1,\n  {f} = function(ctx)\n    {body}\n  end }}\n")
+            format!(
+                "return {{ name = 'hostile', stage = '{stage}', priority = 1,\n  {f} = function(ctx)\n    {body}\n  end }}\n"
+            )
         }
     }
 }
@@ -401,7 +403,10 @@ fn assert_failed_closed(name: &str, stage: &str, v: &RuleVerdict<'_>, needle: &s
     let Decision::Hold { reason } = &v.decision else {
         panic!("{name} ({stage}): expected a fail-closed hold, got {v:?}")
     };
-    assert!(reason.starts_with("rule `hostile` failed (hostile.lua"), "{name} ({stage}): not named: {reason}");
+    assert!(
+        reason.starts_with("rule `hostile` failed (hostile.lua"),
+        "{name} ({stage}): not named: {reason}"
+    );
     assert!(reason.contains(needle), "{name} ({stage}): {reason:?} should contain {needle:?}");
     assert!(reason.len() <= 1200, "{name} ({stage}): a reason of {} bytes", reason.len());
     let error = v.error.as_deref().unwrap_or_else(|| panic!("{name} ({stage}): no error in {v:?}"));
@@ -467,7 +472,12 @@ fn every_hostile_script_is_contained_named_and_fails_closed() {
                 assert_failed_closed(c.name, stage, hostile, needle);
                 // The other rules carry on, with this capture's data.
                 let expected = format!("sentinel {} {}", req.order.id, Money::to_decimal_string(amount));
-                assert_eq!(sentinel.decision, Decision::Hold { reason: expected }, "{}: {sentinel:?}", c.name);
+                assert_eq!(
+                    sentinel.decision,
+                    Decision::Hold { reason: expected },
+                    "{}: {sentinel:?}",
+                    c.name
+                );
                 let post_sentinel = post.iter().find(|v| v.rule == "sentinel-post").expect("post sentinel");
                 assert_eq!(post_sentinel.tags, [format!("seen-{}", req.order.id)], "{}", c.name);
                 assert_eq!(post_sentinel.error, None, "{}", c.name);
@@ -490,17 +500,23 @@ fn every_hostile_script_is_contained_named_and_fails_closed() {
 #[test]
 fn hostile_rules_do_not_disturb_parallel_captures() {
     let files = vec![
-        ("a_bomb.lua".to_owned(), "return { name = 'bomb', stage = 'pre-validate', priority = 1, decide = function(ctx)
+        (
+            "a_bomb.lua".to_owned(),
+            "return { name = 'bomb', stage = 'pre-validate', priority = 1, decide = function(ctx)
             if ctx.order.id == 'ord-A' then local s = string.rep('x', 1 << 30) end
             while ctx.order.id == 'ord-B' do end
             return allow()
-          end }".to_owned()),
+          end }"
+                .to_owned(),
+        ),
         ("b_echo.lua".to_owned(), SENTINEL.to_owned()),
     ];
     let rules = RuleSet::from_sources(files, Limits::default()).expect("loads");
     let now = Timestamp::parse_rfc3339("2026-11-21T10:00:00Z").expect("valid time");
     std::thread::scope(|s| {
-        for (id, needle) in [("ord-A", "memory limit exceeded"), ("ord-B", "instruction budget exceeded"), ("ord-C", "")] {
+        for (id, needle) in
+            [("ord-A", "memory limit exceeded"), ("ord-B", "instruction budget exceeded"), ("ord-C", "")]
+        {
             let rules = &rules;
             s.spawn(move || {
                 let req = request(id, "10.00");

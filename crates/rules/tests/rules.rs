@@ -891,7 +891,10 @@ fn iteration_and_text_are_the_same_in_every_process() {
     let v = decide_one("return hold(string.format('%p', 1))");
     assert!(assert_failed(&v).contains("%p is not allowed"), "{v:?}");
     // `%%p` is not a pointer directive.
-    assert_eq!(decide_one("return hold(('%%p %d'):format(5))").decision, Decision::Hold { reason: "%p 5".into() });
+    assert_eq!(
+        decide_one("return hold(('%%p %d'):format(5))").decision,
+        Decision::Hold { reason: "%p 5".into() }
+    );
     // A table with table keys has no fixed order.
     let v = decide_one("for k in pairs({ [{}] = 1 }) do end return allow()");
     assert!(assert_failed(&v).contains("has no fixed order"), "{v:?}");

@@ -310,7 +310,12 @@ impl PostgresStore {
         let mut conn = self.conn().await?;
         let PgConn { client, st } = &mut *conn;
         let tx = client.transaction().await?;
-        // Every writer of this order takes the same lock, in every process, until its commit.
+        // Reservations of the same key serialize first (whatever order they name), then every
+        // writer of this order takes the same lock, in every process, until its commit. Always in
+        // this order (key, then order); transitions take only the order lock: no cycle.
+        let key_lock =
+            order_lock_key(&new.merchant, &new.platform, &format!("key\u{0}{}", new.idempotency_key));
+        tx.execute(&st.lock, &[&key_lock]).await?;
         let key = order_lock_key(&new.merchant, &new.platform, &new.order_id);
         tx.execute(&st.lock, &[&key]).await?;
         let by_key = tx.query_opt(&st.by_key, &[&new.merchant, &new.platform, &new.idempotency_key]).await?;
