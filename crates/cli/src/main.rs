@@ -5,6 +5,7 @@
 //! capture run --config capture.toml REQUEST.json # one capture, report as JSON on stdout
 //! capture status --config capture.toml --platform bigcommerce ORDER  # what became of a capture
 //! capture reconcile --config capture.toml       # resolve captures left unknown by a crash
+//! capture rules check|test|eval|backtest DIR     # for merchants writing rules
 //! capture sandbox --port 8080                    # the Optty emulator alone, for your own tries
 //! capture plugins inspect FILE                   # what a connector plugin declares, its sha256
 //! capture plugins verify FILE [--fixtures DIR]   # the conformance kit: PASS/FAIL per check
