@@ -225,7 +225,7 @@ pub mod __private {
         }
     }
 
-    fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, ConnectorError> {
+    fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ConnectorError> {
         serde_json::from_slice(bytes).map_err(|e| ConnectorError::new("invalid_call", format!("{what}: {e}")))
     }
 
@@ -234,6 +234,31 @@ pub mod __private {
     pub unsafe fn manifest<C: Connector>(instance: fn() -> &'static C, out: *mut Buffer) -> c_int {
         // SAFETY: forwarded from the caller.
         unsafe { run(out, || json(&instance().manifest())) }
+    }
+
+    /// Decodes a message, checks its schema, runs `body` and writes its answer: the one path every
+    /// call function takes.
+    ///
+    /// # Safety
+    /// `input` must point to `len` readable bytes and `out` to a writable `Buffer`.
+    unsafe fn handle<M: serde::de::DeserializeOwned, O: Serialize>(
+        input_ptr: *const u8,
+        len: usize,
+        out: *mut Buffer,
+        what: &str,
+        schema: impl FnOnce(&M) -> u32,
+        body: impl FnOnce(M) -> Result<O, ConnectorError>,
+    ) -> c_int {
+        // SAFETY: forwarded from the caller.
+        let bytes = unsafe { input(input_ptr, len) };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            run(out, || {
+                let message: M = decode(bytes, what)?;
+                check_schema(schema(&message))?;
+                json(&body(message)?)
+            })
+        }
     }
 
     /// # Safety
@@ -245,14 +270,15 @@ pub mod __private {
         out: *mut Buffer,
     ) -> c_int {
         // SAFETY: forwarded from the caller.
-        let bytes = unsafe { input(input_ptr, len) };
-        // SAFETY: forwarded from the caller.
         unsafe {
-            run(out, || {
-                let call: CaptureCall = decode(bytes, "capture call")?;
-                check_schema(call.schema)?;
-                json(&instance().build_capture(&call)?)
-            })
+            handle(
+                input_ptr,
+                len,
+                out,
+                "capture call",
+                |m: &CaptureCall| m.schema,
+                |m| instance().build_capture(&m),
+            )
         }
     }
 
@@ -265,14 +291,15 @@ pub mod __private {
         out: *mut Buffer,
     ) -> c_int {
         // SAFETY: forwarded from the caller.
-        let bytes = unsafe { input(input_ptr, len) };
-        // SAFETY: forwarded from the caller.
         unsafe {
-            run(out, || {
-                let call: ParseCall = decode(bytes, "parse call")?;
-                check_schema(call.schema)?;
-                json(&instance().parse_capture(&call.call, &call.response)?)
-            })
+            handle(
+                input_ptr,
+                len,
+                out,
+                "parse call",
+                |m: &ParseCall| m.schema,
+                |m| instance().parse_capture(&m.call, &m.response),
+            )
         }
     }
 
@@ -285,14 +312,15 @@ pub mod __private {
         out: *mut Buffer,
     ) -> c_int {
         // SAFETY: forwarded from the caller.
-        let bytes = unsafe { input(input_ptr, len) };
-        // SAFETY: forwarded from the caller.
         unsafe {
-            run(out, || {
-                let call: StatusCall = decode(bytes, "status call")?;
-                check_schema(call.schema)?;
-                json(&instance().build_status(&call)?)
-            })
+            handle(
+                input_ptr,
+                len,
+                out,
+                "status call",
+                |m: &StatusCall| m.schema,
+                |m| instance().build_status(&m),
+            )
         }
     }
 
@@ -305,14 +333,15 @@ pub mod __private {
         out: *mut Buffer,
     ) -> c_int {
         // SAFETY: forwarded from the caller.
-        let bytes = unsafe { input(input_ptr, len) };
-        // SAFETY: forwarded from the caller.
         unsafe {
-            run(out, || {
-                let call: StatusParseCall = decode(bytes, "status parse call")?;
-                check_schema(call.schema)?;
-                json(&instance().parse_status(&call.status, &call.response)?)
-            })
+            handle(
+                input_ptr,
+                len,
+                out,
+                "status parse call",
+                |m: &StatusParseCall| m.schema,
+                |m| instance().parse_status(&m.status, &m.response),
+            )
         }
     }
 
