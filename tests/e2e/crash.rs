@@ -41,9 +41,18 @@ fn capture(cfg: &Path, request: &Path, credential: &str, crash_at: Option<&str>)
     cmd.output().expect("run capture")
 }
 
+/// Reconciles as an operator would once the crashed process's in-flight window has passed: with
+/// the clock an hour ahead, so that a platform showing no capture is conclusive (inside the
+/// window it is not: the crashed process's request could still arrive).
 fn reconcile(cfg: &Path, credential: &str) -> Output {
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis()
+        + 3_600_000;
+    let later = capture_core::Timestamp(u64::try_from(later).expect("ms fit u64")).to_rfc3339();
     Command::new(artifact("capture"))
-        .args(["reconcile", "--abandoned-after", "0", "--config"])
+        .args(["reconcile", "--now", &later, "--abandoned-after", "0", "--config"])
         .arg(cfg)
         .env("CAPTURE_E2E_CREDENTIAL", credential)
         .output()
@@ -129,6 +138,34 @@ async fn wix_crashes_at_every_step_recover_exactly_once_on_sqlite() {
         assert_eq!(captures.len(), 2, "each payment captured exactly once after a crash at `{point}`");
         assert_eq!(captures.iter().copied().sum::<Decimal>(), attempts[0].amount.amount());
     }
+}
+
+/// A crash after marking sent leaves the order blocked for the in-flight window: reconcile says
+/// so, names when it frees up and exits 12 (blocked), instead of 0 as if all were well; a new key
+/// for the order is refused as busy meanwhile and names that time too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_order_is_reported_by_reconcile_with_when_it_frees_up() {
+    let emu = WixEmulator::start(WixConfig::demo()).await.expect("wix");
+    let dir = scratch("crash-wix-blocked");
+    let cfg = config(&dir, "wix", &emu.base_url(), ("api_key", demo_ids::TOKEN), None);
+    let request = crate::repo().join("examples/requests/wix-full-capture.json");
+    let crashed = capture(&cfg, &request, demo_ids::TOKEN, Some("sent"));
+    assert_eq!(crashed.status.code(), None, "the process must die: {}", text(&crashed));
+    let rec = Command::new(artifact("capture"))
+        .args(["reconcile", "--config"])
+        .arg(&cfg)
+        .env("CAPTURE_E2E_CREDENTIAL", demo_ids::TOKEN)
+        .output()
+        .expect("run capture reconcile");
+    let out = text(&rec);
+    assert_eq!(rec.status.code(), Some(12), "{out}");
+    assert!(out.contains("stays blocked") && out.contains("held until"), "{out}");
+    assert!(out.contains("1 still block their order"), "{out}");
+    // Inside the window nothing was concluded: the platform holds nothing, the attempt is open.
+    let attempts = ledger(&dir.join("capture.db").display().to_string()).await;
+    assert!(matches!(attempts[0].state, AttemptState::Sent | AttemptState::Unknown), "{attempts:?}");
+    let order = emu.order(demo_ids::USD_ORDER).expect("order");
+    assert!(order.payments.iter().all(|p| p.captures.is_empty()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

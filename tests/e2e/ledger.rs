@@ -171,16 +171,23 @@ async fn another_capture_of_an_order_waits_while_one_is_unresolved() {
         idempotency_key: "crashed-key".into(),
         fingerprint: "sha256:crashed".into(),
         order_id: "ORD-1001".into(),
-        payment_ids: vec!["pay-1001".into()],
+        payment_ids: vec!["pay-ORD-1001".into()],
         amount,
-        bound: amount,
+        authorization: capture_engine::store::Authorization::from_payments(
+            vec![("pay-ORD-1001".into(), amount)],
+            usd,
+        ),
+        external: capture_core::Money::zero(usd),
+        owner: "a-process-that-died".into(),
+        lease_ms: 60_000,
         now: crate::test_time(),
     };
     let reserved = store.reserve(&new).await.expect("reserve");
-    assert!(matches!(reserved, capture_engine::store::Reservation::Reserved(_)), "{reserved:?}");
+    let capture_engine::store::Reservation::Reserved(reserved) = reserved else { panic!("{reserved:?}") };
     store
         .transition(
             "cap_crashed",
+            &reserved.fence().expect("the reserver holds the lease"),
             &[AttemptState::Reserved],
             AttemptState::Sent,
             Default::default(),
