@@ -157,8 +157,10 @@ impl Engine {
         run: &mut Run,
     ) -> Result<(Outcome, Option<Anomaly>), CaptureError> {
         let Some(store) = self.store.as_deref() else {
-            let result = self.call_platform(platform, req, amount, run, None, &mut None).await;
-            return Ok((result.into_outcome(), None));
+            let outcome =
+                self.call_platform(platform, req, amount, run, None, &mut None).await.into_outcome();
+            let anomaly = machine::amount_anomaly(amount, &outcome);
+            return Ok((outcome, anomaly));
         };
         let now = self.clock.now();
         let step = |run: &mut Run, verdict: &str, detail: String| {

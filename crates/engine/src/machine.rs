@@ -218,20 +218,24 @@ pub fn certainly_not_captured(outcome: &Outcome, status: Option<u16>) -> bool {
     }
 }
 
+/// The anomaly of an outcome whose amount is not the one asked for (`amount_mismatch`).
+pub fn amount_anomaly(asked: Money, outcome: &Outcome) -> Option<Anomaly> {
+    match outcome {
+        Outcome::Captured { amount, .. } | Outcome::Pending { amount, .. } if *amount != asked => {
+            Some(Anomaly {
+                code: "amount_mismatch".into(),
+                detail: format!("asked the platform for {asked}, it reports {amount}"),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The record of a capture the platform reports, with the anomaly when its amount is not the one
 /// asked for.
 fn captured_record(to: AttemptState, view: &View, amount: Money, outcome: Outcome) -> Step {
-    let (captured, anomaly) = if amount == view.amount {
-        (None, None)
-    } else {
-        (
-            Some(amount),
-            Some(Anomaly {
-                code: "amount_mismatch".into(),
-                detail: format!("asked the platform for {}, it reports {amount}", view.amount),
-            }),
-        )
-    };
+    let anomaly = amount_anomaly(view.amount, &outcome);
+    let captured = anomaly.as_ref().map(|_| amount);
     Step {
         record: Some(Record {
             to,
