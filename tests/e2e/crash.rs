@@ -300,3 +300,63 @@ async fn many_tasks_and_two_processes_share_one_postgres_ledger() {
     assert_eq!(held, Decimal::from(captured) * Decimal::new(3000, 2), "every capture is accounted for");
     assert!(attempts.iter().all(|a| !matches!(a.state, AttemptState::Sent | AttemptState::Unknown)));
 }
+
+/// Twenty captures die right after being marked sent; then four `capture reconcile` processes
+/// run at once. Each attempt's lease lets one reconciler at a time resend it (a reconciler whose
+/// lease was taken over is refused by the ledger instead of overwriting the other's record), so
+/// every capture ends `captured` in the ledger, once at the platform, and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_concurrent_reconcilers_lose_no_capture() {
+    let emu = emulator().await;
+    let dir = scratch("crash-concurrent-reconcilers");
+    let cfg = config(&dir, "optty", &emu.base_url(), ("bearer_token", TOKEN), None);
+    const N: usize = 20;
+    for i in 0..N {
+        let order = format!("REC-{i:03}");
+        emu.add_order(capture_sandbox::OpttyOrder::new(
+            order.clone(),
+            "USD",
+            Decimal::new(1000, 2),
+            Decimal::ZERO,
+            "afterpay",
+        ));
+        let body = serde_json::json!({
+            "platform": "optty",
+            "idempotency_key": format!("{order}-capture-1"),
+            "amount": "full",
+            "order": {"id": order, "currency": "USD", "amount": "10.00",
+                      "payments": [{"id": format!("pay-{i}"), "amount": "10.00", "method": "afterpay", "partial_capture": true}]},
+        });
+        let path = dir.join(format!("request-{i}.json"));
+        std::fs::write(&path, body.to_string()).expect("write request");
+        let crashed = capture(&cfg, &path, TOKEN, Some("sent"));
+        assert_eq!(crashed.status.code(), None, "the process must die: {}", text(&crashed));
+    }
+    let reconcilers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(artifact("capture"))
+                .args(["reconcile", "--abandoned-after", "0", "--config"])
+                .arg(&cfg)
+                .env("CAPTURE_E2E_CREDENTIAL", TOKEN)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn reconcile")
+        })
+        .collect();
+    for r in reconcilers {
+        let out = r.wait_with_output().expect("wait");
+        assert!(matches!(out.status.code(), Some(0) | Some(12)), "{}", text(&out));
+    }
+    // Whatever the interleaving, one more reconcile finishes anything a takeover left open.
+    let last = reconcile(&cfg, TOKEN);
+    assert_eq!(last.status.code(), Some(0), "{}", text(&last));
+    let attempts = ledger(&dir.join("capture.db").display().to_string()).await;
+    assert_eq!(attempts.len(), N);
+    for a in &attempts {
+        assert_eq!(a.state, AttemptState::Captured, "{} is {:?}: {:?}", a.id, a.state, a.outcome);
+        let books = emu.captures(&a.order_id);
+        assert_eq!(books.len(), 1, "{} captured once at the platform", a.order_id);
+        assert_eq!(books[0].amount, a.amount.amount());
+    }
+}
