@@ -31,9 +31,12 @@
 //! ```
 
 pub mod bigcommerce;
+pub mod client;
+pub mod emulator;
 pub mod faults;
 pub mod medusa;
 pub mod optty;
+pub mod orders;
 pub mod wix;
 
 pub use optty::{OpttyConfig, OpttyEmulator, OpttyOrder, RecordedCapture};
