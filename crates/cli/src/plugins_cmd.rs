@@ -15,7 +15,7 @@
 //! | `odd-answers` | unusual platform answers (empty, HTML, teapots, 5xx) are mapped to a valid result, never an error or a panic, and a non-2xx answer is never a capture |
 //! | `threads` | many threads calling build + parse at once get the answers one thread gets |
 //!
-//! Exit status: 0 when no check fails, 1 otherwise. A plugin that crashes the process (a segfault,
+//! Exit status: 0 when no check fails, 20 (check failed) otherwise. A plugin that crashes the process (a segfault,
 //! `panic = "abort"`) ends the run there: that is the one failure the engine cannot survive either.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +37,8 @@ use capture_engine::{
     Transport, TransportError,
 };
 use clap::Subcommand;
+
+use crate::Exit;
 use serde_json::{Value, json};
 
 /// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
@@ -65,7 +67,7 @@ pub(crate) enum PluginsCommand {
         json: bool,
     },
     /// Run the conformance kit on a plugin: golden fixtures and robustness checks, with a
-    /// PASS/FAIL report. Exit status 0 when every check passes, 1 otherwise.
+    /// PASS/FAIL report. Exit status 0 when every check passes, 20 otherwise.
     Verify {
         /// The plugin file (a shared library).
         file: PathBuf,
@@ -237,7 +239,7 @@ async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usi
             };
             check.print();
             say!("\nresult: FAIL (1 check failed; nothing else can run until the plugin loads)");
-            return 1;
+            return Exit::CheckFailed.code();
         }
     };
     let m = plugin.manifest().clone();
@@ -287,7 +289,7 @@ async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usi
     let passed = checks.len() - failed.len() - skipped;
     if failed.is_empty() {
         say!("\nresult: PASS ({passed} checks passed, {skipped} skipped)");
-        0
+        Exit::Ok.code()
     } else {
         say!(
             "\nresult: FAIL ({} of {} checks failed: {}; {passed} passed, {skipped} skipped)",
@@ -295,7 +297,7 @@ async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usi
             checks.len(),
             failed.join(", ")
         );
-        1
+        Exit::CheckFailed.code()
     }
 }
 
