@@ -213,6 +213,18 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A check that failed where the command cannot go on (a rule folder that does not load): exit 20.
+#[derive(Debug)]
+pub(crate) struct CheckError(pub(crate) String);
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckError {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -269,6 +281,8 @@ fn main() -> ExitCode {
 fn classify(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<UsageError>().is_some() {
         Exit::Usage.code()
+    } else if e.downcast_ref::<CheckError>().is_some() {
+        Exit::CheckFailed.code()
     } else if e.downcast_ref::<EngineError>().is_some()
         || e.downcast_ref::<capture_engine::ConfigError>().is_some()
         || e.downcast_ref::<capture_engine::PluginLoadError>().is_some()

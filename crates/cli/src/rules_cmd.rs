@@ -43,7 +43,7 @@ use capture_rules::{Limits, RuleContext, RuleSet, RuleStage, RuleVerdict};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
-use crate::{Exit, UsageError};
+use crate::{CheckError, Exit, UsageError};
 
 /// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
 macro_rules! say {
@@ -168,12 +168,13 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
         Some(rules) => Ok(rules),
         None => {
             let lines: Vec<String> = checked.problems.iter().map(|p| p.to_string()).collect();
-            bail!(
+            Err(CheckError(format!(
                 "{} does not load ({}):\n  {}",
                 dir.display(),
                 count(lines.len(), "problem"),
                 lines.join("\n  ")
-            )
+            ))
+            .into())
         }
     }
 }
