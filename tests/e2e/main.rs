@@ -15,6 +15,7 @@ mod plugins;
 mod processes;
 mod rules;
 mod scenarios;
+mod verify_isolation;
 mod wix;
 
 use std::collections::BTreeMap;
