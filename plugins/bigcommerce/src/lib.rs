@@ -1,7 +1,7 @@
 //! The BigCommerce connector, as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the BigCommerce page "Capture Order Payment" (seeds 000 and 001) and
-//! `shared/PLATFORMS.md`, section BigCommerce.
+//! Follows the BigCommerce page "Capture Order Payment" (the facts, with the public pages they
+//! come from: crates/sandbox/platforms/bigcommerce.md).
 //!
 //! # Capture
 //! `POST {base}/stores/{store_hash}/v3/orders/{order_id}/payment_actions/capture` with

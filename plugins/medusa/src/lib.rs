@@ -1,7 +1,7 @@
 //! The Medusa connector (admin API v1), as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the Medusa admin API page "Capture a Payment" (seed 003) and `shared/PLATFORMS.md`
-//! section Medusa.
+//! Follows the Medusa admin API page "Capture a Payment" (the facts, with the public pages they
+//! come from: crates/sandbox/platforms/medusa.md).
 //!
 //! # Requests
 //! - One payment in the call: `POST {base}/admin/payments/{payment_id}/capture`.

@@ -1,6 +1,6 @@
 //! The Optty connector, as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the Optty Merchant API page `POST /orders/{orderReference}/capture` (seed 002):
+//! Follows the Optty Merchant API page `POST /orders/{orderReference}/capture` (crates/sandbox/platforms/optty.md):
 //! - `Authorization: Bearer <JWT>` (credential `bearer_token`, appended by the host);
 //! - body `{captureReference, description?, amount, shippingInfo?}` in that order, where
 //!   `captureReference` is the request's idempotency key (unique per merchant and transaction) and

@@ -1,6 +1,6 @@
 //! The Wix eCommerce connector, as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the Wix page "Capture Authorized Payments" (seed 004, `shared/PLATFORMS.md` section Wix):
+//! Follows the Wix page "Capture Authorized Payments" (crates/sandbox/platforms/wix.md):
 //!
 //! - **Request**: `POST {base}/ecom/v1/order-billing/capture-authorized-payments` with
 //!   `Content-Type` and `Accept: application/json`, `Authorization: <api key>` with **no** scheme

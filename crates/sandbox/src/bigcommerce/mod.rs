@@ -1,7 +1,7 @@
 //! Emulator of BigCommerce's "Capture Order Payment" and "List Transactions" endpoints, on a
 //! loopback HTTP port.
 //!
-//! # The contract (`shared/seeds/000`, `001`; `shared/PLATFORMS.md` section BigCommerce)
+//! # The contract (crates/sandbox/platforms/bigcommerce.md, from BigCommerce's "Capture Order Payment" page)
 //!
 //! `POST /stores/{store_hash}/v3/orders/{order_id}/payment_actions/capture` with
 //! `X-Auth-Token: <access_token>` and the body `{}` captures the order's whole authorized payment,

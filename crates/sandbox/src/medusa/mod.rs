@@ -1,6 +1,6 @@
 //! Emulator of the Medusa admin API v1 capture endpoints, on a loopback HTTP port.
 //!
-//! # The contract (`shared/seeds/003`, `shared/PLATFORMS.md` section Medusa)
+//! # The contract (crates/sandbox/platforms/medusa.md, from the Medusa v1 admin API reference)
 //!
 //! - `POST /admin/payments/{id}/capture`: captures one payment in full (no body is read).
 //! - `POST /admin/orders/{id}/capture`: captures every payment of the order not captured yet.
@@ -22,7 +22,7 @@
 //!   wording);
 //! - success: `200 {"payment":{id, swap_id, cart_id, order_id, amount, amount_refunded,
 //!   provider_id, captured_at, canceled_at, created_at, updated_at, currency_code, data,
-//!   idempotency_key, metadata}}`, every field the seed lists as required; `amount` is an integer
+//!   idempotency_key, metadata}}`, every field the API reference lists as required; `amount` is an integer
 //!   in the currency's minor unit, `currency_code` lower-case, `provider_id` `manual`;
 //! - the order route: `200 {"order":{id, status, payment_status, currency_code, payments:[...]}}`
 //!   with `payment_status` `captured` when every payment is captured.
@@ -52,7 +52,7 @@
 //! - `status`: that status with Medusa's body for it, not applied (unless `applied`): `400
 //!   {"type":"invalid_data",...}`, `401` plain `Unauthorized`, `404 not_found`, `409
 //!   {"type":"invalid_state_error","message":"The request conflicted with another request. ..."}`,
-//!   `422 {"type":"duplicate_error","code":"invalid_request_error",...}` (the shape of the seed's
+//!   `422 {"type":"duplicate_error","code":"invalid_request_error",...}` (the shape of the API reference's
 //!   422 example), `429` as `rate_limited`, `500 {"type":"unexpected_state","message":"Failed to
 //!   capture Payment pay_x"}`, `502`/`503`/`504` with a plain-text reason phrase (a proxy in front
 //!   of Medusa answers those), anything else `{"type":"unknown_error","code":"unknown_error",
@@ -120,7 +120,7 @@ impl MedusaPayment {
         }
     }
 
-    /// The payment as Medusa's API shows it (every field the seed marks as required).
+    /// The payment as Medusa's API shows it (every field the API reference marks as required).
     pub fn to_json(&self) -> Value {
         let canceled_at = self.canceled.then_some(CANCELED_AT);
         let updated_at = self.captured_at.as_deref().or(canceled_at).unwrap_or(CREATED_AT);

@@ -1,6 +1,6 @@
 //! Emulator of the Optty Merchant API capture endpoint, on a loopback HTTP port.
 //!
-//! # The capture endpoint (the contract: `shared/seeds/002`, `shared/PLATFORMS.md` section Optty)
+//! # The capture endpoint (the contract: crates/sandbox/platforms/optty.md, from Optty's "capture an order" page)
 //!
 //! `POST /orders/{orderReference}/capture` with `Authorization: Bearer <token>` and a JSON body
 //! `{captureReference, description?, amount, shippingInfo?}`. Optty runs NestJS, so the emulator

@@ -1,7 +1,7 @@
 //! Emulator of the Wix eCommerce capture endpoint and of the order transactions read-back, on a
 //! loopback HTTP port.
 //!
-//! # The contract (`shared/seeds/004`, `shared/PLATFORMS.md` section Wix)
+//! # The contract (crates/sandbox/platforms/wix.md, from Wix's "Capture Authorized Payments" page)
 //!
 //! `POST /ecom/v1/order-billing/capture-authorized-payments` with `Authorization: <token>` (no
 //! scheme prefix) and `{"orderId": <GUID>, "payments": [{"paymentId": <GUID>, "amount"?: {"amount":
@@ -35,7 +35,7 @@
 //!    amount was sent. Partial amounts are **accepted** (the documentation is ambiguous; the
 //!    emulator takes the permissive reading, and the connector works under both). The answer is
 //!    `200 {"orderTransactions": {"orderId", "payments": [...], "refunds": []}}` with every payment
-//!    of the order in the seed's shape: `id`, `regularPaymentDetails` (`status`,
+//!    of the order in the documentation's shape: `id`, `regularPaymentDetails` (`status`,
 //!    `authorizationDetails.captures[]` with `id`, `status`, `amount`, `createdDate`), `amount`,
 //!    `createdDate`, `updatedDate`, `refundDisabled`. Amounts are `{"amount": "<decimal string with
 //!    the currency's places>", "formattedAmount": "$10.00"}` (real Wix may trim: `"1"`, `"2.0"`;
@@ -78,7 +78,7 @@ pub mod demo_ids {
     /// The demo token.
     pub const TOKEN: &str = "sandbox-wix-token";
     /// USD order with two authorized payments, [`USD_PAYMENT_10`] and [`USD_PAYMENT_20`].
-    /// (The ids are the seed page's.)
+    /// (The ids are those of Wix's sample answer.)
     pub const USD_ORDER: &str = "3545c2f2-7768-4e6e-b64b-dcc11dc7a7f9";
     /// USD 10.00, authorized.
     pub const USD_PAYMENT_10: &str = "496aaea1-4e2f-4cb1-9522-6b85f49b91e2";

@@ -266,7 +266,7 @@ fn price(amount: Decimal, currency: &str) -> Value {
     json!({"amount": amount.to_string(), "formattedAmount": formatted(amount, currency)})
 }
 
-/// `{"orderTransactions": {...}}` in the seed's shape.
+/// `{"orderTransactions": {...}}` in the shape of Wix's documentation.
 fn transactions_json(books: &Books, order: &WixOrder) -> Value {
     let cur = order.currency.as_str();
     let payments: Vec<Value> = order
