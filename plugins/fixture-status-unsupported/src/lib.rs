@@ -52,25 +52,10 @@ impl Connector for StatusUnsupported {
         response: &HttpResponse,
     ) -> Result<CaptureResult, ConnectorError> {
         Ok(if (200..300).contains(&response.status) {
-            CaptureResult {
-                status: ResultStatus::Captured,
-                captured_amount: Some(call.amount.clone()),
-                platform_capture_id: None,
-                failure: None,
-            }
+            CaptureResult::captured(call.amount.clone(), None)
         } else {
-            CaptureResult {
-                status: ResultStatus::Failed,
-                captured_amount: None,
-                platform_capture_id: None,
-                failure: Some(Failure {
-                    kind: "unknown".into(),
-                    retryable: false,
-                    platform_code: Some(response.status.to_string()),
-                    message: format!("status {}", response.status),
-                    retry_after_ms: None,
-                }),
-            }
+            let message = format!("status {}", response.status);
+            CaptureResult::failure(FailureKind::Unknown, false, response.status, message, None)
         })
     }
 }
