@@ -792,7 +792,7 @@ fn verify_passes_on_the_c_connector_and_the_rust_one_agrees_with_its_fixtures() 
 #[test]
 fn verify_fails_on_the_misbehaving_plugin_naming_the_check() {
     let (code, text) = verify(&misbehaving(), None);
-    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(code, Some(20), "{text}");
     assert!(text.contains("FAIL  schema-mismatch"), "{text}");
     assert!(
         text.contains("build_capture got a message with \"schema\": 99 and answered as if it were valid"),
@@ -807,7 +807,7 @@ fn verify_fails_on_the_misbehaving_plugin_naming_the_check() {
 fn verify_fails_on_a_plugin_that_does_not_load_and_on_wrong_fixtures() {
     let dir = scratch("abi-verify-failures");
     let (code, text) = verify(&descriptor_fixture(&dir, Some("FIXTURE_MINOR_NEXT")), None);
-    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(code, Some(20), "{text}");
     assert!(text.contains("FAIL  load") && text.contains("built for connector ABI 1.2"), "{text}");
 
     // A fixture the connector does not honour is named, with the differing field.
@@ -818,7 +818,7 @@ fn verify_fails_on_a_plugin_that_does_not_load_and_on_wrong_fixtures() {
     doc["request"]["method"] = json!("PUT");
     std::fs::write(fixtures.join("wrong.json"), doc.to_string()).expect("write");
     let (code, text) = verify(&plugin_file("template"), Some(&fixtures));
-    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(code, Some(20), "{text}");
     assert!(text.contains("FAIL  golden-fixtures"), "{text}");
     assert!(
         text.contains("wrong.json") && text.contains(r#"`.method`: expected "PUT", got "POST""#),

@@ -8,12 +8,14 @@ mod abi;
 mod bad_requests;
 mod bigcommerce;
 mod crash;
+mod exit_codes;
 mod ledger;
 mod medusa;
 mod plugins;
 mod processes;
 mod rules;
 mod scenarios;
+mod verify_isolation;
 mod wix;
 
 use std::collections::BTreeMap;

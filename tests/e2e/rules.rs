@@ -85,7 +85,7 @@ fn check_names_file_and_line_and_test_shows_the_difference() {
     write(&dir, "c_syntax.lua", "return {\n  name = 'c'\n  stage = 'pre-validate',\n}\n");
     let out = capture(&[&"rules", &"check", &dir]);
     let shown = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(out.status.code(), Some(20), "{shown}");
     assert!(shown.contains("b_typo.lua:4: unknown field(s) `priorty`"), "{shown}");
     assert!(
         shown.contains("c_syntax.lua:3: syntax error: '}' expected (to close '{' at line 1) near 'stage'"),
@@ -94,7 +94,7 @@ fn check_names_file_and_line_and_test_shows_the_difference() {
     assert!(shown.contains(": 2 problems"), "{shown}");
     // `test` refuses a pack that does not load, with the same messages.
     let out = capture(&[&"rules", &"test", &dir]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(20));
     assert!(text(&out).contains("b_typo.lua:4: unknown field(s)"), "{}", text(&out));
 
     // A failing case: what differs, then what every rule answered.
@@ -122,7 +122,7 @@ fn check_names_file_and_line_and_test_shows_the_difference() {
     write(&dir, "tests/c.json", &format!(r#"{{"request": {request}, "expect": {{"decison": "hold"}}}}"#));
     let out = capture(&[&"rules", &"test", &dir]);
     let shown = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(out.status.code(), Some(20), "{shown}");
     let expected = "\
 FAIL  wrong on purpose (tests/a.json)
       decision   expected: reject

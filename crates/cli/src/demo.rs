@@ -18,7 +18,7 @@ use capture_sandbox::medusa::{MedusaConfig, MedusaEmulator};
 use capture_sandbox::wix::{WixConfig, WixEmulator};
 use capture_sandbox::{OpttyConfig, OpttyEmulator};
 
-use crate::exit;
+use crate::Exit;
 
 struct Scenario {
     title: &'static str,
@@ -332,5 +332,5 @@ pub(crate) async fn run(plugins: Option<PathBuf>, rules: &Path, print_reports: b
     if surprises > 0 {
         bail!("{surprises} scenario(s) did not end as expected (marked with !)");
     }
-    Ok(exit::CAPTURED)
+    Ok(Exit::Ok.code())
 }

@@ -6,49 +6,90 @@
 //! capture status --config capture.toml --platform bigcommerce ORDER  # what became of a capture
 //! capture reconcile --config capture.toml       # resolve captures left unknown by a crash
 //! capture rules check|test|eval|backtest DIR     # for merchants writing rules
-//! capture sandbox --port 8080                    # the Optty emulator alone, for your own tries
+//! capture sandbox --platform all --port 0        # the four emulators, for your own tries
 //! capture plugins inspect FILE                   # what a connector plugin declares, its sha256
 //! capture plugins verify FILE [--fixtures DIR]   # the conformance kit: PASS/FAIL per check
 //! ```
 //!
-//! Exit codes (also in the README):
-//! 0 captured, 1 internal error, 2 usage error, 3 invalid request (never sent), 4 rejected by checks
-//! or rules, 5 held, 6 failed (platform refused; do not retry), 7 failed retryable or outcome
-//! unknown (read the platform's state before retrying), 8 pending, 9 configuration or plugin error,
-//! 10 already captured (the platform had captured it before; nothing new was captured).
-//! `capture plugins verify` exits 0 when every check passes and 1 when one fails.
+//! Exit codes: one table for every command, [`Exit`] (printed by `capture --help`, copied in
+//! the README; a test keeps the two equal).
 
 mod demo;
 mod plugins_cmd;
 mod rules_cmd;
+mod sandbox_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use capture_core::{FailureKind, Outcome, Timestamp};
 use capture_engine::{CaptureError, EngineBuilder, EngineConfig, EngineError, FixedClock};
 use clap::{Parser, Subcommand};
 
-/// Exit codes, documented in the README.
-pub(crate) mod exit {
-    pub(crate) const CAPTURED: u8 = 0;
-    pub(crate) const INTERNAL: u8 = 1;
-    pub(crate) const INVALID_REQUEST: u8 = 3;
-    pub(crate) const REJECTED: u8 = 4;
-    pub(crate) const HELD: u8 = 5;
-    pub(crate) const FAILED: u8 = 6;
-    pub(crate) const FAILED_RETRYABLE: u8 = 7;
-    pub(crate) const PENDING: u8 = 8;
-    pub(crate) const CONFIG: u8 = 9;
-    pub(crate) const ALREADY_CAPTURED: u8 = 10;
-    pub(crate) const AMOUNT_MISMATCH: u8 = 11;
-    pub(crate) const BLOCKED: u8 = 12;
+/// Defines [`Exit`] and its table from one list: each row is one line, `Name = code: "meaning"`.
+macro_rules! exit_codes {
+    ($($(#[$doc:meta])* $name:ident = $code:literal : $meaning:literal,)*) => {
+        /// Every exit code of every `capture` command. The README's table and `capture --help`
+        /// are generated from these rows (a test compares them); add a code by adding a row.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Exit {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Exit {
+            /// Every code, in the table's order.
+            pub(crate) const ALL: &[Exit] = &[$(Exit::$name,)*];
+
+            /// The process exit status.
+            pub(crate) fn code(self) -> u8 {
+                match self { $(Exit::$name => $code,)* }
+            }
+
+            /// What the code means, as the table says it.
+            pub(crate) fn meaning(self) -> &'static str {
+                match self { $(Exit::$name => $meaning,)* }
+            }
+        }
+    };
+}
+
+exit_codes! {
+    Ok = 0: "success: captured (`run`); every check passed (`plugins verify`, `rules check`, `rules test`); the command did what it was asked",
+    Internal = 1: "internal or environment error, not the input's fault (a port in use, an I/O error, a bug)",
+    Usage = 2: "usage error: a bad command line, a missing or unreadable input file (request, case, orders file, rule folder), a bad `--now`",
+    InvalidRequest = 3: "invalid request: malformed JSON or an invalid field; nothing was sent",
+    Rejected = 4: "rejected by the built-in checks or a rule; nothing was sent",
+    Held = 5: "held by a hook or rule; nothing was sent",
+    Failed = 6: "failed: the platform refused (do not retry as is)",
+    FailedRetryable = 7: "failed but retryable, or outcome unknown (read the platform's state before retrying)",
+    Pending = 8: "pending at the platform",
+    Config = 9: "configuration or plugin load error (missing file, wrong ABI, missing credential)",
+    AlreadyCaptured = 10: "already captured: the platform had captured it before; nothing new was captured",
+    AmountMismatch = 11: "captured, but the platform reports another amount than the one asked for (`amount_mismatch` in the report's `anomalies`; the ledger counts the larger figure)",
+    Blocked = 12: "`reconcile`: an order stays blocked by an attempt it could not resolve yet (each is printed with when it frees up)",
+    // 13-19: reserved for new capture outcomes.
+    CheckFailed = 20: "a check failed: `plugins verify`, `rules check` or `rules test` found a problem",
+    NotSent = 21: "refused before anything was sent: the connector refused the call or failed (error, panic, invalid output); the platform never saw it",
+}
+
+/// The table as `capture --help` prints it.
+fn exit_table() -> String {
+    let mut out = String::from("Exit codes (the same for every command):\n");
+    for e in Exit::ALL {
+        out.push_str(&format!("  {:>2}  {}\n", e.code(), e.meaning()));
+    }
+    out.push_str("  (13-19 are reserved for new capture outcomes)");
+    out
 }
 
 #[derive(Parser)]
-#[command(name = "capture", version, about = "Capture the authorized payments of e-commerce orders")]
+#[command(
+    name = "capture",
+    version,
+    about = "Capture the authorized payments of e-commerce orders",
+    after_help = exit_table()
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,8 +97,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the Optty emulator on loopback, load the real plugin from disk, apply the example
-    /// rules and capture a handful of sample orders. Needs no credentials and no network.
+    /// Start the four platform emulators on loopback, load the real plugins from disk, apply the
+    /// example rules and capture sample orders on every platform. Needs no credentials and no
+    /// network.
     Demo {
         /// Folder holding the connector plugins (default: the folder of this executable).
         #[arg(long)]
@@ -123,11 +165,18 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
-    /// Run the Optty emulator in the foreground (loopback only) until interrupted.
+    /// Run platform emulators in the foreground (loopback only) until interrupted; prints each
+    /// one's base URL and token, then `ready`. Control API: crates/sandbox/README.md.
     Sandbox {
-        /// Port on 127.0.0.1 (0 picks a free one).
+        /// Which emulator (`all`: the four, on consecutive ports from --port).
+        #[arg(long, value_enum, default_value = "optty")]
+        platform: sandbox_cmd::Which,
+        /// Port on 127.0.0.1 (0 picks a free one for each).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// A JSON file of orders to start with instead of the demo data (see crates/sandbox/README.md).
+        #[arg(long)]
+        orders: Option<PathBuf>,
     },
     /// Inspect a connector plugin file, or verify it against the conformance kit.
     Plugins {
@@ -141,28 +190,54 @@ enum Command {
     },
 }
 
-/// The exit code for an outcome.
 /// The exit code of a capture report: the outcome's, except that a capture whose amount is not
 /// the one asked for has its own code.
 pub(crate) fn report_exit_code(report: &capture_core::CaptureReport) -> u8 {
     if report.anomalies.iter().any(|a| a.code == "amount_mismatch") {
-        return exit::AMOUNT_MISMATCH;
+        return Exit::AmountMismatch.code();
     }
-    exit_code(&report.outcome)
+    exit_code(&report.outcome, !report.exchanges.is_empty())
 }
 
-pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
+/// The exit code for an outcome; `sent` says whether any request reached the platform.
+pub(crate) fn exit_code(outcome: &Outcome, sent: bool) -> u8 {
     match outcome {
-        Outcome::Captured { .. } => exit::CAPTURED,
-        Outcome::Pending { .. } => exit::PENDING,
-        Outcome::AlreadyCaptured { .. } => exit::ALREADY_CAPTURED,
-        Outcome::Rejected { .. } => exit::REJECTED,
-        Outcome::Held { .. } => exit::HELD,
+        Outcome::Captured { .. } => Exit::Ok,
+        Outcome::Pending { .. } => Exit::Pending,
+        Outcome::AlreadyCaptured { .. } => Exit::AlreadyCaptured,
+        Outcome::Rejected { .. } => Exit::Rejected,
+        Outcome::Held { .. } => Exit::Held,
+        Outcome::Failed { kind: FailureKind::Connector, .. } if !sent => Exit::NotSent,
         Outcome::Failed { retryable: true, .. }
-        | Outcome::Failed { kind: FailureKind::OutcomeUnknown, .. } => exit::FAILED_RETRYABLE,
-        Outcome::Failed { .. } => exit::FAILED,
+        | Outcome::Failed { kind: FailureKind::OutcomeUnknown, .. } => Exit::FailedRetryable,
+        Outcome::Failed { .. } => Exit::Failed,
+    }
+    .code()
+}
+
+/// A problem with the command's input (a file that cannot be read, a bad `--now`): exit 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for UsageError {}
+
+/// A check that failed where the command cannot go on (a rule folder that does not load): exit 20.
+#[derive(Debug)]
+pub(crate) struct CheckError(pub(crate) String);
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckError {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -170,7 +245,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
+            return ExitCode::from(Exit::Internal.code());
         }
     };
     let code = runtime.block_on(async {
@@ -199,7 +274,9 @@ fn main() -> ExitCode {
             Command::Reconcile { config, abandoned_after, now } => {
                 reconcile(&config, now.as_deref(), abandoned_after).await
             }
-            Command::Sandbox { port } => sandbox(port).await,
+            Command::Sandbox { platform, port, orders } => {
+                sandbox_cmd::run(platform, port, orders.as_deref()).await
+            }
             Command::Plugins { command } => plugins_cmd::run(command).await,
             Command::Rules { command } => rules_cmd::run(command),
         }
@@ -213,21 +290,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Maps an error to its exit code: configuration and plugin problems are 9, bad requests 3.
+/// Maps an error to its exit code: usage problems 2, bad requests 3, configuration and plugin
+/// problems 9, anything else 1.
 fn classify(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<EngineError>().is_some()
+    if e.downcast_ref::<UsageError>().is_some() {
+        Exit::Usage.code()
+    } else if e.downcast_ref::<CheckError>().is_some() {
+        Exit::CheckFailed.code()
+    } else if e.downcast_ref::<EngineError>().is_some()
         || e.downcast_ref::<capture_engine::ConfigError>().is_some()
         || e.downcast_ref::<capture_engine::PluginLoadError>().is_some()
         || e.downcast_ref::<capture_engine::RulesError>().is_some()
         || e.downcast_ref::<capture_engine::store::StoreError>().is_some()
     {
-        exit::CONFIG
+        Exit::Config.code()
     } else if e.downcast_ref::<CaptureError>().is_some()
         || e.downcast_ref::<capture_core::RequestError>().is_some()
     {
-        exit::INVALID_REQUEST
+        Exit::InvalidRequest.code()
     } else {
-        exit::INTERNAL
+        Exit::Internal.code()
     }
 }
 
@@ -235,10 +317,11 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     let body = if request == Path::new("-") {
         let mut s = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)
-            .context("reading the request from standard input")?;
+            .map_err(|e| UsageError(format!("reading the request from standard input: {e}")))?;
         s
     } else {
-        std::fs::read(request).with_context(|| format!("reading request {}", request.display()))?
+        std::fs::read(request)
+            .map_err(|e| UsageError(format!("reading request {}: {e}", request.display())))?
     };
     // The request is validated before anything is loaded, so a bad request never costs a plugin load.
     let req = capture_core::CaptureRequest::from_json(&body)?;
@@ -262,7 +345,7 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     let report = engine.capture(req).await?;
     let code = report_exit_code(&report);
     print!("{}", report.to_json());
-    if code != exit::CAPTURED {
+    if code != Exit::Ok.code() {
         eprintln!("capture {}: {}", report.outcome.status(), demo::describe(&report.outcome));
     }
     Ok(code)
@@ -273,7 +356,7 @@ async fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engi
     let cfg = EngineConfig::load(config)?;
     let mut builder = EngineBuilder::from_config(&cfg)?;
     if let Some(now) = now {
-        let t = Timestamp::parse_rfc3339(now).map_err(|e| anyhow::anyhow!("--now: {e}"))?;
+        let t = Timestamp::parse_rfc3339(now).map_err(|e| UsageError(format!("--now: {e}")))?;
         builder = builder.clock(Arc::new(FixedClock(t)));
     }
     let base = config.parent().unwrap_or(Path::new("."));
@@ -327,24 +410,11 @@ async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: Option<u64
         "{} attempt(s) examined, {blocking} still block their order, {pending} pending at the platform",
         done.len()
     );
-    Ok(if blocking == 0 { exit::CAPTURED } else { exit::BLOCKED })
+    Ok(if blocking == 0 { Exit::Ok } else { Exit::Blocked }.code())
 }
 
 async fn status(config: &Path, now: Option<&str>, q: &capture_engine::StatusQuery) -> anyhow::Result<u8> {
     let report = engine(config, now).await?.status(q).await?;
     print!("{}", report.to_json());
-    Ok(exit_code(&report.outcome))
-}
-
-async fn sandbox(port: u16) -> anyhow::Result<u8> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let emulator = capture_sandbox::OpttyEmulator::start_on(addr, capture_sandbox::OpttyConfig::demo())
-        .await
-        .with_context(|| format!("binding the Optty emulator to {addr}"))?;
-    println!("Optty emulator listening on {}", emulator.base_url());
-    println!("bearer token: sandbox-optty-token (demo data; control API under /_sandbox)");
-    println!("press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    emulator.shutdown().await;
-    Ok(exit::CAPTURED)
+    Ok(exit_code(&report.outcome, !report.exchanges.is_empty()))
 }

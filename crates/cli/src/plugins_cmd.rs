@@ -1,43 +1,22 @@
 //! `capture plugins inspect FILE` and `capture plugins verify FILE`: what a connector plugin
 //! declares, and the conformance kit that tells its author what to fix.
 //!
-//! `verify` loads the plugin the way the engine does and runs these checks, printing one line per
-//! check (`PASS`, `FAIL` or `SKIP`) with details and a fix for every failure:
-//!
-//! | check | what it asks of the plugin |
-//! |---|---|
-//! | `load` | the library loads: entry symbol, descriptor header, ABI version, functions, manifest |
-//! | `golden-fixtures` | every golden fixture (`{"call", "request"}`, `{"call", "error"}`, `{"call", "response", "result"}`, `{"status", "request"}`, `{"status", "error"}`, `{"status", "response", "result"}`) of the folder (`--fixtures DIR`; default `plugins/<id>/fixtures`, else `fixtures/`; skipped when there is none) gives exactly the expected answer through the C ABI |
-//! | `engine-request-checks` | what it builds for a loopback base URL passes the engine's own checks (origin, method, headers, declared credentials), run through a real engine whose transport sends nothing |
-//! | `credentials-used` | every declared credential is used as a header's `secret` by some request it builds |
-//! | `schema-mismatch` | a message with another `schema` version is refused with an error, not answered or crashed on |
-//! | `garbage-input` | bytes that are not a valid message (empty, not JSON, not UTF-8, the wrong shape) are refused with an error |
-//! | `odd-answers` | unusual platform answers (empty, HTML, teapots, 5xx) are mapped to a valid result, never an error or a panic, and a non-2xx answer is never a capture |
-//! | `threads` | many threads calling build + parse at once get the answers one thread gets |
-//!
-//! Exit status: 0 when no check fails, 1 otherwise. A plugin that crashes the process (a segfault,
-//! `panic = "abort"`) ends the run there: that is the one failure the engine cannot survive either.
+//! `verify` runs the conformance kit (the `capture-conformance` crate, which documents every
+//! check) with each check in a child process: this binary re-executed as the hidden
+//! `capture plugins run-check`, so a plugin that aborts or crashes fails that check instead of
+//! ending the run. Exit status: 0 when no check fails, 20 (check failed) otherwise.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use capture_core::{Currency, Money};
-use capture_engine::connector_api::{
-    CallPayment, CaptureCall, CaptureResult, ConnectorError, HttpRequest, HttpResponse, Manifest, ParseCall,
-    ResultStatus, SCHEMA_VERSION, StatusCall, StatusParseCall,
-};
-use capture_engine::{
-    Engine, OutgoingRequest, PlatformSetup, Plugin, PluginCallError, PluginFunction, Secret, StatusQuery,
-    Transport, TransportError,
-};
+use capture_conformance::{Options, Report};
+use capture_engine::Plugin;
 use clap::Subcommand;
 use serde_json::{Value, json};
+
+use crate::Exit;
 
 /// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
 macro_rules! say {
@@ -45,11 +24,6 @@ macro_rules! say {
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout().lock(), $($arg)*);
     }};
-}
-
-/// `n` and the noun, plural when `n` is not 1 (`1 request`, `3 requests`).
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// The `plugins` subcommands.
@@ -65,7 +39,7 @@ pub(crate) enum PluginsCommand {
         json: bool,
     },
     /// Run the conformance kit on a plugin: golden fixtures and robustness checks, with a
-    /// PASS/FAIL report. Exit status 0 when every check passes, 1 otherwise.
+    /// PASS/FAIL report. Exit status 0 when every check passes, 20 otherwise.
     Verify {
         /// The plugin file (a shared library).
         file: PathBuf,
@@ -79,6 +53,35 @@ pub(crate) enum PluginsCommand {
         /// How many build + parse calls each thread makes.
         #[arg(long, default_value_t = 100)]
         calls: usize,
+        /// Seconds one check may run before it is stopped and fails.
+        #[arg(long, default_value_t = 120)]
+        check_timeout: u64,
+        /// Run every check in this process instead of one child process per check (faster; a
+        /// plugin that crashes then ends the run).
+        #[arg(long)]
+        in_process: bool,
+        /// Print the report as JSON (the checks' structured results).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one conformance check and print its result as one JSON line (what `verify` runs in
+    /// each child process).
+    #[command(hide = true)]
+    RunCheck {
+        /// The plugin file.
+        file: PathBuf,
+        /// The check's name.
+        #[arg(long)]
+        check: String,
+        /// As for verify.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// As for verify.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// As for verify.
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
     },
 }
 
@@ -86,8 +89,20 @@ pub(crate) enum PluginsCommand {
 pub(crate) async fn run(command: PluginsCommand) -> anyhow::Result<u8> {
     match command {
         PluginsCommand::Inspect { file, json } => inspect(&file, json),
-        PluginsCommand::Verify { file, fixtures, threads, calls } => {
-            Ok(verify(&file, fixtures.as_deref(), threads.max(1), calls.max(1)).await)
+        PluginsCommand::Verify { file, fixtures, threads, calls, check_timeout, in_process, json } => {
+            let options = Options {
+                fixtures,
+                threads: threads.max(1),
+                calls: calls.max(1),
+                check_timeout: Duration::from_secs(check_timeout.max(1)),
+            };
+            verify(&file, &options, in_process, json).await
+        }
+        PluginsCommand::RunCheck { file, check, fixtures, threads, calls } => {
+            let options = Options { fixtures, threads, calls, ..Options::default() };
+            let result = capture_conformance::run_check(&file, &check, &options).await;
+            say!("{}", serde_json::to_string(&result)?);
+            Ok(Exit::Ok.code())
         }
     }
 }
@@ -158,851 +173,34 @@ fn inspect(file: &Path, as_json: bool) -> anyhow::Result<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// verify: the report
+// verify
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Pass,
-    Fail,
-    Skip,
-}
-
-#[derive(Debug)]
-struct Check {
-    name: &'static str,
-    verdict: Verdict,
-    summary: String,
-    details: Vec<String>,
-    fix: Option<&'static str>,
-}
-
-impl Check {
-    fn pass(name: &'static str, summary: impl Into<String>) -> Check {
-        Check { name, verdict: Verdict::Pass, summary: summary.into(), details: vec![], fix: None }
-    }
-
-    fn skip(name: &'static str, summary: impl Into<String>) -> Check {
-        Check { name, verdict: Verdict::Skip, summary: summary.into(), details: vec![], fix: None }
-    }
-
-    /// Pass when `problems` is empty, fail listing them otherwise.
-    fn from_problems(
-        name: &'static str,
-        ok: impl Into<String>,
-        failed: impl Into<String>,
-        problems: Vec<String>,
-        fix: &'static str,
-    ) -> Check {
-        if problems.is_empty() {
-            Check::pass(name, ok)
-        } else {
-            Check { name, verdict: Verdict::Fail, summary: failed.into(), details: problems, fix: Some(fix) }
-        }
-    }
-
-    fn print(&self) {
-        let tag = match self.verdict {
-            Verdict::Pass => "PASS",
-            Verdict::Fail => "FAIL",
-            Verdict::Skip => "SKIP",
-        };
-        say!("{tag}  {:<22} {}", self.name, self.summary);
-        for d in &self.details {
-            for (i, line) in d.lines().enumerate() {
-                say!("{}{line}", if i == 0 { "        - " } else { "          " });
-            }
-        }
-        if let Some(fix) = self.fix {
-            say!("        fix: {fix}");
-        }
-    }
-}
-
-async fn verify(file: &Path, fixtures: Option<&Path>, threads: usize, calls: usize) -> u8 {
-    say!("capture plugins verify {}", file.display());
-    let mut checks = Vec::new();
-    let plugin = match Plugin::load(file) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            let check = Check {
-                name: "load",
-                verdict: Verdict::Fail,
-                summary: "the engine cannot load this file".into(),
-                details: vec![e.to_string()],
-                fix: Some(
-                    "see \"The ABI\" in plugins/README.md; Rust plugins: `crate-type = [\"cdylib\"]` and \
-                     `export_connector!(YourType)`; C plugins: include capture_connector.h and export \
-                     `capture_connector_entry`",
-                ),
-            };
-            check.print();
-            say!("\nresult: FAIL (1 check failed; nothing else can run until the plugin loads)");
-            return 1;
-        }
-    };
-    let m = plugin.manifest().clone();
-    let (major, minor) = plugin.abi_version();
-    checks.push(Check::pass(
-        "load",
-        format!(
-            "ABI {major}.{minor}, connector `{}` {} (schema {}), status query {}",
-            m.id,
-            m.version,
-            m.schema,
-            if plugin.supports_status() { "supported" } else { "not supported" }
-        ),
-    ));
-
-    let golden = load_fixtures(fixtures, &m.id);
-    let (fixture_check, fixture_docs) = match golden {
-        Err(check) => (check, vec![]),
-        Ok(None) => (
-            Check::skip(
-                "golden-fixtures",
-                format!(
-                    "no folder plugins/{}/fixtures or fixtures/ here: pass --fixtures DIR to check golden \
-                     request/answer pairs",
-                    m.id
-                ),
-            ),
-            vec![],
-        ),
-        Ok(Some((dir, docs))) => (check_fixtures(&plugin, &dir, &docs), docs),
-    };
-    checks.push(fixture_check);
-
-    let samples = samples(&m, &fixture_docs);
-    checks.push(check_engine_requests(&plugin, &samples).await);
-    checks.push(check_credentials(&plugin, &samples));
-    checks.push(check_schema_mismatch(&plugin, &samples));
-    checks.push(check_garbage(&plugin));
-    checks.push(check_odd_answers(&plugin, &samples));
-    checks.push(check_threads(&plugin, &samples, threads, calls));
-
-    for c in &checks {
-        c.print();
-    }
-    let failed: Vec<&str> = checks.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.name).collect();
-    let skipped = checks.iter().filter(|c| c.verdict == Verdict::Skip).count();
-    let passed = checks.len() - failed.len() - skipped;
-    if failed.is_empty() {
-        say!("\nresult: PASS ({passed} checks passed, {skipped} skipped)");
-        0
+/// Runs the kit (each check in a child process unless `in_process`) and prints the report.
+async fn verify(file: &Path, options: &Options, in_process: bool, as_json: bool) -> anyhow::Result<u8> {
+    let report: Report = if in_process {
+        capture_conformance::verify_in_process(file, options).await
     } else {
-        say!(
-            "\nresult: FAIL ({} of {} checks failed: {}; {passed} passed, {skipped} skipped)",
-            failed.len(),
-            checks.len(),
-            failed.join(", ")
-        );
-        1
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// golden fixtures
-
-/// A fixture file: its name and its JSON document.
-struct Fixture {
-    name: String,
-    doc: Value,
-}
-
-/// The fixtures of `dir` (or of the default folder), `None` when there is no folder to read.
-fn load_fixtures(dir: Option<&Path>, id: &str) -> Result<Option<(PathBuf, Vec<Fixture>)>, Check> {
-    let fail = |summary: String, details: Vec<String>| Check {
-        name: "golden-fixtures",
-        verdict: Verdict::Fail,
-        summary,
-        details,
-        fix: Some("every fixture is a JSON object of one of the shapes listed in plugins/README.md"),
-    };
-    let dir = match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            // In this repository, plugins/<id>/fixtures; in an author's own project, ./fixtures.
-            let in_repo = Path::new("plugins").join(id).join("fixtures");
-            let own = PathBuf::from("fixtures");
-            match [in_repo, own].into_iter().find(|d| d.is_dir()) {
-                Some(d) => d,
-                None => return Ok(None),
-            }
-        }
-    };
-    let entries =
-        std::fs::read_dir(&dir).map_err(|e| fail(format!("cannot read {}: {e}", dir.display()), vec![]))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(fail(format!("{} has no *.json fixture", dir.display()), vec![]));
-    }
-    let mut docs = Vec::new();
-    let mut problems = Vec::new();
-    for f in files {
-        let name = f.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        match std::fs::read(&f)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| format!("not JSON: {e}")))
-        {
-            Ok(doc) => docs.push(Fixture { name, doc }),
-            Err(e) => problems.push(format!("{name}: {e}")),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(fail(format!("unreadable fixtures in {}", dir.display()), problems));
-    }
-    Ok(Some((dir, docs)))
-}
-
-/// The shape of a fixture document, from its keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    CaptureRequest,
-    CaptureRefusal,
-    CaptureAnswer,
-    StatusRequest,
-    StatusRefusal,
-    StatusAnswer,
-}
-
-fn shape(doc: &Value) -> Option<Shape> {
-    let keys: BTreeSet<&str> = doc.as_object()?.keys().map(String::as_str).collect();
-    let is = |want: &[&str]| keys.len() == want.len() && want.iter().all(|k| keys.contains(k));
-    [
-        (&["call", "request"][..], Shape::CaptureRequest),
-        (&["call", "error"][..], Shape::CaptureRefusal),
-        (&["call", "response", "result"][..], Shape::CaptureAnswer),
-        (&["status", "request"][..], Shape::StatusRequest),
-        (&["status", "error"][..], Shape::StatusRefusal),
-        (&["status", "response", "result"][..], Shape::StatusAnswer),
-    ]
-    .into_iter()
-    .find(|(want, _)| is(want))
-    .map(|(_, s)| s)
-}
-
-/// Reads the message `$name` of a fixture document as `$ty`.
-macro_rules! field {
-    ($doc:expr, $name:literal, $ty:ty) => {
-        serde_json::from_value::<$ty>($doc[$name].clone())
-            .map_err(|e| format!("`{}` is not a valid message: {e}", $name))
-    };
-}
-
-/// A message as JSON, for comparisons (these messages always serialise).
-macro_rules! json_of {
-    ($value:expr) => {
-        serde_json::to_value($value).unwrap_or(Value::Null)
-    };
-}
-
-/// Where two JSON values differ (up to 6 paths), as `path: expected X, got Y` lines.
-fn diff(expected: &Value, got: &Value) -> Vec<String> {
-    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-        if out.len() >= 6 || a == b {
-            return;
-        }
-        match (a, b) {
-            (Value::Object(x), Value::Object(y)) => {
-                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-                for k in keys {
-                    let null = Value::Null;
-                    walk(&format!("{path}.{k}"), x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+        let exe = std::env::current_exe().context("finding this executable to run the checks")?;
+        let file = file.to_path_buf();
+        let opts = options.clone();
+        tokio::task::spawn_blocking(move || {
+            capture_conformance::verify_isolated(&file, &opts, |check| {
+                let mut cmd = std::process::Command::new(&exe);
+                cmd.args(["plugins", "run-check"]).arg(&file).args(["--check", check]);
+                if let Some(dir) = &opts.fixtures {
+                    cmd.arg("--fixtures").arg(dir);
                 }
-            }
-            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-                for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                    walk(&format!("{path}[{i}]"), p, q, out);
-                }
-            }
-            _ => out.push(format!("`{}`: expected {a}, got {b}", if path.is_empty() { "." } else { path })),
-        }
-    }
-    let mut out = Vec::new();
-    walk("", expected, got, &mut out);
-    out
-}
-
-/// Compares what the plugin answered with what the fixture expects (both as JSON).
-fn compare(expected: Value, got: Result<Value, PluginCallError>) -> Result<(), String> {
-    match got {
-        Ok(got) if got == expected => Ok(()),
-        Ok(got) => Err(diff(&expected, &got).join("\n")),
-        Err(e) => Err(format!("expected {expected}\ngot the error: {e}")),
-    }
-}
-
-fn compare_refusal(expected: &ConnectorError, got: Result<Value, PluginCallError>) -> Result<(), String> {
-    match got {
-        Err(PluginCallError::Refused(e)) if e == *expected => Ok(()),
-        Err(PluginCallError::Refused(e)) => Err(format!(
-            "expected the refusal {}: {}\ngot the refusal {}: {}",
-            expected.code, expected.message, e.code, e.message
-        )),
-        Err(e) => Err(format!("expected the refusal {}: {}\ngot: {e}", expected.code, expected.message)),
-        Ok(v) => {
-            Err(format!("expected the refusal {}: {}\ngot an answer: {}", expected.code, expected.message, v))
-        }
-    }
-}
-
-fn run_fixture(plugin: &Plugin, doc: &Value) -> Result<(), String> {
-    let needs_status = || {
-        if plugin.supports_status() {
-            Ok(())
-        } else {
-            Err("a status fixture, but the plugin has no status query (capabilities.status_query)".to_owned())
-        }
-    };
-    match shape(doc) {
-        Some(Shape::CaptureRequest) => {
-            let call = field!(doc, "call", CaptureCall)?;
-            let expected = json_of!(field!(doc, "request", HttpRequest)?);
-            compare(expected, plugin.build_capture(&call).map(|r| json_of!(r)))
-        }
-        Some(Shape::CaptureRefusal) => {
-            let call = field!(doc, "call", CaptureCall)?;
-            compare_refusal(
-                &field!(doc, "error", ConnectorError)?,
-                plugin.build_capture(&call).map(|r| json_of!(r)),
-            )
-        }
-        Some(Shape::CaptureAnswer) => {
-            let call = field!(doc, "call", CaptureCall)?;
-            let response = field!(doc, "response", HttpResponse)?;
-            let expected = json_of!(field!(doc, "result", CaptureResult)?);
-            let got = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response });
-            compare(expected, got.map(|r| json_of!(r)))
-        }
-        Some(Shape::StatusRequest) => {
-            needs_status()?;
-            let call = field!(doc, "status", StatusCall)?;
-            let expected = json_of!(field!(doc, "request", HttpRequest)?);
-            compare(expected, plugin.build_status(&call).map(|r| json_of!(r)))
-        }
-        Some(Shape::StatusRefusal) => {
-            needs_status()?;
-            let call = field!(doc, "status", StatusCall)?;
-            compare_refusal(
-                &field!(doc, "error", ConnectorError)?,
-                plugin.build_status(&call).map(|r| json_of!(r)),
-            )
-        }
-        Some(Shape::StatusAnswer) => {
-            needs_status()?;
-            let status = field!(doc, "status", StatusCall)?;
-            let response = field!(doc, "response", HttpResponse)?;
-            let expected = json_of!(field!(doc, "result", CaptureResult)?);
-            let got = plugin.parse_status(&StatusParseCall { schema: SCHEMA_VERSION, status, response });
-            compare(expected, got.map(|r| json_of!(r)))
-        }
-        None => {
-            let keys: Vec<&str> =
-                doc.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-            Err(format!("unknown fixture shape with keys {keys:?}"))
-        }
-    }
-}
-
-fn check_fixtures(plugin: &Plugin, dir: &Path, docs: &[Fixture]) -> Check {
-    let mut problems = Vec::new();
-    for f in docs {
-        if let Err(p) = run_fixture(plugin, &f.doc) {
-            problems.push(format!("{}:\n{p}", f.name));
-        }
-    }
-    let total = docs.len();
-    Check::from_problems(
-        "golden-fixtures",
-        format!("{total} fixtures in {} give the expected answers", dir.display()),
-        format!("{} of {total} fixtures in {} differ", problems.len(), dir.display()),
-        problems,
-        "make the connector give the fixture's answer (or correct the fixture if the platform's \
-         documentation says otherwise)",
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// the sample calls every robustness check uses
-
-struct Samples {
-    /// Capture calls the plugin should build: the fixtures' (shape call + request), then a
-    /// generic one made from the manifest.
-    captures: Vec<(String, CaptureCall)>,
-    /// Status calls of the fixtures (shape status + request).
-    statuses: Vec<(String, StatusCall)>,
-}
-
-impl Samples {
-    /// The first capture call (there is always the generic one).
-    fn first(&self) -> Option<&CaptureCall> {
-        self.captures.first().map(|(_, c)| c)
-    }
-}
-
-/// A call any connector should accept: one payment, a full capture of 10 in USD (or JPY for a
-/// connector without decimals), every declared setting set.
-fn generic_call(m: &Manifest) -> CaptureCall {
-    let (currency, exponent, amount) =
-        if m.capabilities.max_currency_exponent >= 2 { ("USD", 2, "10.00") } else { ("JPY", 0, "10") };
-    CaptureCall {
-        schema: SCHEMA_VERSION,
-        base_url: "http://127.0.0.1:9".into(),
-        settings: m.settings.iter().map(|s| (s.clone(), "verify".to_owned())).collect(),
-        order_id: "1001".into(),
-        currency: currency.into(),
-        currency_exponent: exponent,
-        amount: amount.into(),
-        full: true,
-        order_amount: amount.into(),
-        surcharge: if exponent == 2 { "0.00".into() } else { "0".into() },
-        payments: vec![CallPayment {
-            id: "pay-1001".into(),
-            amount: amount.into(),
-            authorized: amount.into(),
-            method: Some("card".into()),
-        }],
-        idempotency_key: "verify-1001-capture-1".into(),
-        description: None,
-        shipping: None,
-    }
-}
-
-fn samples(m: &Manifest, docs: &[Fixture]) -> Samples {
-    let mut captures = Vec::new();
-    let mut statuses = Vec::new();
-    for f in docs {
-        match shape(&f.doc) {
-            Some(Shape::CaptureRequest) => {
-                if let Ok(call) = field!(f.doc, "call", CaptureCall) {
-                    captures.push((f.name.clone(), call));
-                }
-            }
-            Some(Shape::StatusRequest) => {
-                if let Ok(call) = field!(f.doc, "status", StatusCall) {
-                    statuses.push((f.name.clone(), call));
-                }
-            }
-            _ => {}
-        }
-    }
-    captures.push(("a generic full capture".to_owned(), generic_call(m)));
-    Samples { captures, statuses }
-}
-
-// ---------------------------------------------------------------------------------------------
-// engine-request-checks
-
-/// A transport that sends nothing: the engine's checks run before it, which is all this needs.
-struct NoNetwork;
-
-impl Transport for NoNetwork {
-    fn send<'a, 'b>(
-        &'a self,
-        _request: OutgoingRequest,
-        _timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send + 'b>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(async { Err(TransportError::Connect("capture plugins verify sends nothing".into())) })
-    }
-}
-
-/// The loopback base URL the checks configure (nothing is ever sent to it).
-const LOOPBACK: &str = "http://127.0.0.1:9";
-
-fn engine_for(plugin: &Arc<Plugin>, settings: &BTreeMap<String, String>) -> anyhow::Result<Engine> {
-    let m = plugin.manifest();
-    let credentials = m.credentials.iter().map(|c| (c.clone(), Secret::new("verify-secret"))).collect();
-    let engine = Engine::builder()
-        .plugin(plugin.clone())?
-        .transport(Arc::new(NoNetwork))
-        .platform(
-            &m.id,
-            PlatformSetup {
-                allowed_hosts: Vec::new(),
-                base_url: LOOPBACK.into(),
-                timeout: Duration::from_secs(2),
-                settings: settings.clone(),
-                credentials,
-            },
-        )
-        .build()?;
-    Ok(engine)
-}
-
-/// The capture request (the engine's input) that makes the engine send `call` to the connector.
-fn request_for(call: &CaptureCall, platform: &str) -> Value {
-    json!({
-        "platform": platform,
-        "idempotency_key": call.idempotency_key,
-        "amount": if call.full { "full".to_owned() } else { call.amount.clone() },
-        "payments": if call.full {
-            vec![]
-        } else {
-            call.payments.iter().map(|p| json!({ "payment_id": p.id, "amount": p.amount })).collect::<Vec<_>>()
-        },
-        "description": call.description,
-        "shipping": call.shipping.as_ref().map(|s| json!({
-            "company": s.company, "method": s.method, "tracking_number": s.tracking_number
-        })),
-        "order": {
-            "id": call.order_id,
-            "currency": call.currency,
-            "amount": call.order_amount,
-            "surcharge": call.surcharge,
-            "payments": call.payments.iter().map(|p| json!({
-                "id": p.id, "amount": p.authorized, "method": p.method, "partial_capture": true
-            })).collect::<Vec<_>>(),
-        },
-    })
-}
-
-/// What the engine's step for the connector's build says: `Ok(true)` accepted, `Ok(false)` the
-/// connector refused the call (not a request problem), `Err` the request or output was refused.
-fn build_step(steps: &[capture_core::Step], name: &str) -> Option<Result<bool, String>> {
-    let step = steps.iter().find(|s| s.name == name)?;
-    let detail = step.detail.clone().unwrap_or_default();
-    Some(match step.verdict.as_str() {
-        "ok" => Ok(true),
-        _ if detail.starts_with("connector refused:") => Ok(false),
-        _ => Err(detail),
-    })
-}
-
-async fn check_engine_requests(plugin: &Arc<Plugin>, samples: &Samples) -> Check {
-    let id = plugin.manifest().id.clone();
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
-    let mut accepted = 0;
-    for (name, call) in &samples.captures {
-        let report = async {
-            let engine = engine_for(plugin, &call.settings)?;
-            let req = capture_core::CaptureRequest::from_json(request_for(call, &id).to_string().as_bytes())?;
-            anyhow::Ok(engine.capture(req).await?)
-        }
-        .await;
-        match report {
-            Err(e) => notes.push(format!("{name}: could not be turned into a capture request: {e:#}")),
-            Ok(report) => match build_step(&report.steps, &format!("{id}.build_capture")) {
-                Some(Ok(true)) => accepted += 1,
-                Some(Ok(false)) => notes.push(format!("{name}: the connector refused the call")),
-                Some(Err(problem)) => problems.push(format!("{name}: {problem}")),
-                None => notes.push(format!(
-                    "{name}: the engine refused it before the connector ({})",
-                    report.outcome.status()
-                )),
-            },
-        }
-    }
-    for (name, call) in &samples.statuses {
-        if !plugin.supports_status() {
-            break;
-        }
-        let report = async {
-            let engine = engine_for(plugin, &call.settings)?;
-            let currency = Currency::from_code(&call.currency)?;
-            let q = StatusQuery {
-                platform: id.clone(),
-                order_id: call.order_id.clone(),
-                currency,
-                payment_ids: call.payment_ids.clone(),
-                idempotency_key: call.idempotency_key.clone(),
-                platform_capture_id: call.platform_capture_id.clone(),
-            };
-            anyhow::Ok(engine.status(&q).await?)
-        }
-        .await;
-        match report {
-            Err(e) => notes.push(format!("{name}: could not be turned into a status query: {e:#}")),
-            Ok(report) => match build_step(&report.steps, &format!("{id}.build_status")) {
-                Some(Ok(true)) => accepted += 1,
-                Some(Ok(false)) => notes.push(format!("{name}: the connector refused the status query")),
-                Some(Err(problem)) => problems.push(format!("{name}: {problem}")),
-                None => notes.push(format!("{name}: the engine did not call the connector")),
-            },
-        }
-    }
-    if problems.is_empty() && accepted == 0 {
-        return Check {
-            name: "engine-request-checks",
-            verdict: Verdict::Fail,
-            summary: "no sample call produced a request to check".into(),
-            details: notes,
-            fix: Some(
-                "add a golden fixture {\"call\", \"request\"} whose call your connector accepts, or accept \
-                 the generic call (a full capture of one payment of 10.00 USD, order id 1001)",
-            ),
-        };
-    }
-    Check::from_problems(
-        "engine-request-checks",
-        format!("{} built for base URL {LOOPBACK} pass the engine's checks", count(accepted, "request")),
-        format!("{} refused by the engine's checks", count(problems.len(), "request")),
-        problems,
-        "build URLs from call.base_url (same scheme, host and port), use GET/POST/PUT/PATCH/DELETE, \
-         header names of letters, digits, `-` and `_`, no CR/LF in values, and only credentials the \
-         manifest declares",
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// credentials-used
-
-fn check_credentials(plugin: &Plugin, samples: &Samples) -> Check {
-    let mut used = BTreeSet::new();
-    let mut built = 0;
-    let requests = samples
-        .captures
-        .iter()
-        .map(|(_, c)| plugin.build_capture(&with_base(c)))
-        .chain(samples.statuses.iter().map(|(_, s)| plugin.build_status(&with_status_base(s))));
-    for r in requests.flatten() {
-        built += 1;
-        used.extend(r.headers.into_iter().filter_map(|h| h.secret));
-    }
-    let declared = &plugin.manifest().credentials;
-    if built == 0 {
-        return Check::skip("credentials-used", "no request could be built to look at");
-    }
-    let mut problems: Vec<String> = declared
-        .iter()
-        .filter(|c| !used.contains(*c))
-        .map(|c| format!("credential `{c}` is declared, but no request uses it as a header's `secret`"))
-        .collect();
-    problems.extend(
-        used.iter()
-            .filter(|u| !declared.contains(u))
-            .map(|u| format!("a request asks for credential `{u}`, which the manifest does not declare")),
-    );
-    Check::from_problems(
-        "credentials-used",
-        format!(
-            "{} use every declared credential ({}) as a secret",
-            count(built, "request"),
-            declared.join(", ")
-        ),
-        "the manifest's credentials and the requests' secrets disagree".to_owned(),
-        problems,
-        "declare exactly the credentials the requests use (Header { secret: Some(\"name\") }): the \
-         engine makes the operator configure every declared one",
-    )
-}
-
-fn with_base(call: &CaptureCall) -> CaptureCall {
-    CaptureCall { base_url: LOOPBACK.into(), ..call.clone() }
-}
-
-fn with_status_base(call: &StatusCall) -> StatusCall {
-    StatusCall { base_url: LOOPBACK.into(), ..call.clone() }
-}
-
-// ---------------------------------------------------------------------------------------------
-// schema-mismatch and garbage-input
-
-/// What a raw call did with input it must refuse: `None` when it refused it properly.
-fn misjudged(result: Result<Value, PluginCallError>) -> Option<String> {
-    match result {
-        Err(PluginCallError::Refused(_)) => None,
-        Err(PluginCallError::Unsupported(_)) => None,
-        Ok(v) => Some(format!("answered as if it were valid: {}", excerpt(&v.to_string()))),
-        Err(e) => Some(format!("did not refuse it cleanly: {e}")),
-    }
-}
-
-fn excerpt(s: &str) -> String {
-    let head: String = s.chars().take(100).collect();
-    if head.len() < s.len() { format!("{head}...") } else { head }
-}
-
-fn check_schema_mismatch(plugin: &Plugin, samples: &Samples) -> Check {
-    let Some(call) = samples.first() else {
-        return Check::skip("schema-mismatch", "no sample call");
-    };
-    let other = SCHEMA_VERSION + 98;
-    let mut cases: Vec<(&str, PluginFunction, Value)> = Vec::new();
-    let mut c = serde_json::to_value(with_base(call)).unwrap_or(Value::Null);
-    c["schema"] = json!(other);
-    cases.push(("build_capture", PluginFunction::BuildCapture, c));
-    let p = json!({
-        "schema": other,
-        "call": with_base(call),
-        "response": { "status": 200, "headers": [], "body": "{}" },
-    });
-    cases.push(("parse_capture", PluginFunction::ParseCapture, p));
-    if plugin.supports_status() {
-        let status = samples.statuses.first().map(|(_, s)| with_status_base(s));
-        if let Some(s) = status {
-            let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
-            v["schema"] = json!(other);
-            cases.push(("build_status", PluginFunction::BuildStatus, v));
-            let p = json!({ "schema": other, "status": s, "response": { "status": 200, "headers": [], "body": "{}" } });
-            cases.push(("parse_status", PluginFunction::ParseStatus, p));
-        }
-    }
-    let problems: Vec<String> = cases
-        .iter()
-        .filter_map(|(name, f, input)| {
-            misjudged(plugin.call_raw(*f, input.to_string().as_bytes()))
-                .map(|p| format!("{name} got a message with \"schema\": {other} and {p}"))
-        })
-        .collect();
-    Check::from_problems(
-        "schema-mismatch",
-        format!("messages with \"schema\": {other} are refused by {} functions", cases.len()),
-        "a message of another schema version is not refused".to_owned(),
-        problems,
-        "refuse a message whose `schema` is not 1 with STATUS_ERROR and the code `schema_mismatch` \
-         (export_connector! does it for you)",
-    )
-}
-
-fn check_garbage(plugin: &Plugin) -> Check {
-    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let inputs: Vec<(&str, Vec<u8>)> = vec![
-        ("empty input", vec![]),
-        ("`not json`", b"not json".to_vec()),
-        ("a truncated object", br#"{"schema":1,"order_id":"#.to_vec()),
-        ("bytes that are not UTF-8", vec![0xff, 0xfe, b'{', b'}']),
-        ("`null`", b"null".to_vec()),
-        ("`[]`", b"[]".to_vec()),
-        ("`{}`", b"{}".to_vec()),
-        ("`{\"schema\":1}`", br#"{"schema":1}"#.to_vec()),
-        ("10000 nested arrays", deep.into_bytes()),
-    ];
-    let mut functions = vec![
-        ("build_capture", PluginFunction::BuildCapture),
-        ("parse_capture", PluginFunction::ParseCapture),
-    ];
-    if plugin.supports_status() {
-        functions.push(("build_status", PluginFunction::BuildStatus));
-        functions.push(("parse_status", PluginFunction::ParseStatus));
-    }
-    let mut problems = Vec::new();
-    for (fname, f) in &functions {
-        for (what, bytes) in &inputs {
-            if let Some(p) = misjudged(plugin.call_raw(*f, bytes)) {
-                problems.push(format!("{fname} got {what} and {p}"));
-            }
-        }
-    }
-    Check::from_problems(
-        "garbage-input",
-        format!("{} malformed inputs are refused by {} functions", inputs.len(), functions.len()),
-        format!("{} malformed inputs are not refused", problems.len()),
-        problems,
-        "decode the input strictly (valid UTF-8 JSON of the message, unknown fields refused) and \
-         answer STATUS_ERROR with {\"code\": \"invalid_call\", \"message\": ...} when it is not",
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// odd-answers
-
-fn check_odd_answers(plugin: &Plugin, samples: &Samples) -> Check {
-    let Some(call) = samples.first() else {
-        return Check::skip("odd-answers", "no sample call");
-    };
-    let call = with_base(call);
-    let answers: Vec<(u16, &str)> = vec![
-        (200, ""),
-        (200, "<html><body>OK</body></html>"),
-        (204, ""),
-        (302, ""),
-        (418, "I'm a teapot"),
-        (500, r#"{"message":{"deep":[1,{"x":null}]}}"#),
-        (503, ""),
-        (599, "\u{0}\u{1}binary"),
-    ];
-    let currency = Currency::from_code(&call.currency).ok();
-    let mut problems = Vec::new();
-    for (status, body) in &answers {
-        let response = HttpResponse { status: *status, headers: vec![], body: (*body).into() };
-        let what = format!("answer {status} {:?}", excerpt(body));
-        match plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call: call.clone(), response }) {
-            Err(PluginCallError::Refused(e)) => problems.push(format!(
-                "{what}: refused with {}: {} (the engine then cannot record what came back)",
-                e.code, e.message
-            )),
-            Err(e) => problems.push(format!("{what}: {e}")),
-            Ok(r) => {
-                if r.status == ResultStatus::Failed && r.failure.is_none() {
-                    problems.push(format!("{what}: a `failed` result without `failure` details"));
-                }
-                let success = matches!(r.status, ResultStatus::Captured | ResultStatus::Pending);
-                if success && !(200..300).contains(status) {
-                    problems.push(format!(
-                        "{what}: reported as {:?} although the platform did not answer 2xx",
-                        r.status
-                    ));
-                }
-                if let (Some(text), Some(cur)) = (&r.captured_amount, currency)
-                    && let Err(e) = Money::parse(text, cur)
-                {
-                    problems.push(format!("{what}: captured_amount `{text}` is not an amount in {cur}: {e}"));
-                }
-            }
-        }
-    }
-    Check::from_problems(
-        "odd-answers",
-        format!("{} unusual answers map to valid results", answers.len()),
-        format!("{} unusual answers are mishandled", problems.len()),
-        problems,
-        "map every answer to a result: one you cannot classify is `failed` with kind `unknown` (or \
-         `outcome_unknown` for an unreadable 2xx), never an error, and never a capture without a 2xx",
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// threads
-
-/// One build + parse, as comparable text.
-fn round_trip(plugin: &Plugin, call: &CaptureCall) -> String {
-    let built = plugin.build_capture(call);
-    let response = HttpResponse { status: 200, headers: vec![], body: "{}".into() };
-    let parsed = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call: call.clone(), response });
-    format!("{built:?}\n{parsed:?}")
-}
-
-fn check_threads(plugin: &Plugin, samples: &Samples, threads: usize, calls: usize) -> Check {
-    let Some(call) = samples.first() else {
-        return Check::skip("threads", "no sample call");
-    };
-    let call = with_base(call);
-    let expected = round_trip(plugin, &call);
-    let results: Vec<Result<usize, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut same = 0;
-                    for _ in 0..calls {
-                        let got = round_trip(plugin, &call);
-                        if got != expected {
-                            return Err(format!("expected\n{expected}\ngot\n{got}"));
-                        }
-                        same += 1;
-                    }
-                    Ok(same)
-                })
+                cmd.args(["--threads", &opts.threads.to_string(), "--calls", &opts.calls.to_string()]);
+                cmd
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("the thread panicked".into()))).collect()
-    });
-    let mut problems: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
-    problems.truncate(2);
-    let total: usize = results.iter().filter_map(|r| r.as_ref().ok()).sum();
-    Check::from_problems(
-        "threads",
-        format!("{threads} threads x {calls} build + parse calls at once: {total} identical answers"),
-        "answers differ when the plugin is called from several threads at once".to_owned(),
-        problems,
-        "keep no mutable state between calls (or guard it): every function may be called from many \
-         threads at once",
-    )
+        })
+        .await
+        .context("running the checks")?
+    };
+    if as_json {
+        say!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        say!("{}", report.render().trim_end());
+    }
+    Ok(if report.passed() { Exit::Ok } else { Exit::CheckFailed }.code())
 }

@@ -1,8 +1,8 @@
 //! `capture rules ...`: tooling for merchants' rule folders (rules/README.md is the guide).
 //!
 //! ```text
-//! capture rules check DIR                       # every problem, with file and line; exit 0/1
-//! capture rules test DIR                        # the cases in DIR/tests/*.json; exit 0/1
+//! capture rules check DIR                       # every problem, with file and line; exit 0/20
+//! capture rules test DIR                        # the cases in DIR/tests/*.json; exit 0/20
 //! capture rules eval DIR CASE.json              # every verdict of one case, as JSON
 //! capture rules backtest DIR --reports FILE     # recorded captures under this rule set
 //! ```
@@ -43,6 +43,8 @@ use capture_rules::{Limits, RuleContext, RuleSet, RuleStage, RuleVerdict};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
+use crate::{CheckError, Exit, UsageError};
+
 /// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -59,13 +61,13 @@ const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
 pub(crate) enum RulesCommand {
     /// Check a rule folder: syntax, each file's rule table (name, stage, priority, decide or
     /// observe), unknown fields, duplicate names. Prints every problem with its file and line.
-    /// Exit status 0 when the folder loads, 1 otherwise.
+    /// Exit status 0 when the folder loads, 20 (check failed) otherwise.
     Check {
         /// The rule folder (its `*.lua` files).
         dir: PathBuf,
     },
     /// Run the test cases of a rule folder (`DIR/tests/*.json`, see rules/README.md) and show
-    /// what differs for each failing one. Exit status 0 when every case passes, 1 otherwise.
+    /// what differs for each failing one. Exit status 0 when every case passes, 20 (check failed) otherwise.
     Test {
         /// The rule folder.
         dir: PathBuf,
@@ -101,6 +103,15 @@ pub(crate) enum RulesCommand {
 
 /// Runs a `rules` subcommand; the result is the exit status.
 pub(crate) fn run(command: RulesCommand) -> anyhow::Result<u8> {
+    let dir = match &command {
+        RulesCommand::Check { dir }
+        | RulesCommand::Test { dir }
+        | RulesCommand::Eval { dir, .. }
+        | RulesCommand::Backtest { dir, .. } => dir,
+    };
+    if !dir.is_dir() {
+        return Err(UsageError(format!("{}: no such rule folder", dir.display())).into());
+    }
     match command {
         RulesCommand::Check { dir } => check(&dir),
         RulesCommand::Test { dir } => test(&dir),
@@ -141,11 +152,11 @@ fn check(dir: &Path) -> anyhow::Result<u8> {
                     r.hash
                 );
             }
-            Ok(0)
+            Ok(Exit::Ok.code())
         }
         None => {
             say!("{}: {}", dir.display(), count(checked.problems.len(), "problem"));
-            Ok(1)
+            Ok(Exit::CheckFailed.code())
         }
     }
 }
@@ -157,12 +168,13 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
         Some(rules) => Ok(rules),
         None => {
             let lines: Vec<String> = checked.problems.iter().map(|p| p.to_string()).collect();
-            bail!(
+            Err(CheckError(format!(
                 "{} does not load ({}):\n  {}",
                 dir.display(),
                 count(lines.len(), "problem"),
                 lines.join("\n  ")
-            )
+            ))
+            .into())
         }
     }
 }
@@ -372,7 +384,7 @@ fn parse_request(v: &Value, what: &str) -> anyhow::Result<CaptureRequest> {
 }
 
 fn parse_case(path: &Path, need_expect: bool) -> anyhow::Result<Case> {
-    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read(path).map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?;
     let value: Value =
         serde_json::from_slice(&text).map_err(|e| anyhow!("{}: not JSON: {e}", path.display()))?;
     let inner = || -> anyhow::Result<Case> {
@@ -602,7 +614,7 @@ fn test(dir: &Path) -> anyhow::Result<u8> {
     );
     if files.is_empty() {
         say!("no test cases: add JSON files to {} (see rules/README.md)", tests.display());
-        return Ok(1);
+        return Ok(Exit::CheckFailed.code());
     }
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
@@ -652,7 +664,7 @@ fn test(dir: &Path) -> anyhow::Result<u8> {
         }
     }
     say!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 { 0 } else { 1 })
+    Ok(if failed == 0 { Exit::Ok } else { Exit::CheckFailed }.code())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -167,14 +167,16 @@
 pub mod abi;
 mod helpers;
 mod messages;
+mod results;
 mod sdk;
 
 pub use helpers::encode_path_segment;
 pub use messages::{
     AmountEncoding, CallPayment, CallShipping, Capabilities, CaptureCall, CaptureResult, ConnectorError,
-    Failure, Header, HttpRequest, HttpResponse, Manifest, ParseCall, PartialCapture, ResultStatus,
-    SCHEMA_VERSION, StatusCall, StatusParseCall,
+    Failure, FailureKind, Header, HttpRequest, HttpResponse, Manifest, ParseCall, PartialCapture,
+    ResultStatus, SCHEMA_VERSION, StatusCall, StatusParseCall,
 };
+pub use results::{body_text, error_text};
 #[doc(hidden)]
 pub use sdk::__private;
 pub use sdk::Connector;

@@ -244,13 +244,93 @@ pub enum ResultStatus {
     Failed,
 }
 
+/// What kind of failure a `failed` result is; the engine's outcome and its retry decision follow
+/// from it (plugins/README.md, "What the engine does with a failure"). On the wire, the
+/// snake_case name; any other string is refused when the message is decoded, with the list of
+/// these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The platform refused the request as invalid (400, 422).
+    InvalidRequest,
+    /// The credential was refused (401, 403).
+    Unauthorized,
+    /// The order or payment does not exist on the platform (404).
+    NotFound,
+    /// The payment is in a state that forbids the capture (409, 428, voided, canceled).
+    InvalidState,
+    /// The payment method, the issuer or the provider declined the capture.
+    Declined,
+    /// Too many requests (429).
+    RateLimited,
+    /// The platform is failing (5xx) or could not be reached.
+    PlatformUnavailable,
+    /// The request may or may not have been applied (a 2xx that cannot be read).
+    OutcomeUnknown,
+    /// An answer the connector cannot classify.
+    Unknown,
+}
+
+impl FailureKind {
+    /// Every kind, in the order above.
+    pub const ALL: &'static [FailureKind] = &[
+        FailureKind::InvalidRequest,
+        FailureKind::Unauthorized,
+        FailureKind::NotFound,
+        FailureKind::InvalidState,
+        FailureKind::Declined,
+        FailureKind::RateLimited,
+        FailureKind::PlatformUnavailable,
+        FailureKind::OutcomeUnknown,
+        FailureKind::Unknown,
+    ];
+
+    /// The wire name (`rate_limited`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::InvalidRequest => "invalid_request",
+            FailureKind::Unauthorized => "unauthorized",
+            FailureKind::NotFound => "not_found",
+            FailureKind::InvalidState => "invalid_state",
+            FailureKind::Declined => "declined",
+            FailureKind::RateLimited => "rate_limited",
+            FailureKind::PlatformUnavailable => "platform_unavailable",
+            FailureKind::OutcomeUnknown => "outcome_unknown",
+            FailureKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FailureKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::str::FromStr for FailureKind {
+    type Err = String;
+
+    /// The kind with that wire name; an error listing the valid names otherwise.
+    fn from_str(s: &str) -> Result<FailureKind, String> {
+        FailureKind::ALL.iter().copied().find(|k| k.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown failure kind `{s}`; the kinds are {}", names.join(", "))
+        })
+    }
+}
+
 /// Failure details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failure {
-    /// One of `invalid_request`, `unauthorized`, `not_found`, `invalid_state`, `rate_limited`,
-    /// `platform_unavailable`, `outcome_unknown`, `unknown`.
-    pub kind: String,
+    /// What kind of failure (see [`FailureKind`]).
+    pub kind: FailureKind,
     /// Whether sending the same request again is safe.
     pub retryable: bool,
     /// The platform's code (HTTP status or its own error code).

@@ -142,6 +142,13 @@ macro_rules! export_connector {
                 parse_status: Some(__parse_status),
             };
 
+            /// The build's panic strategy, read by `capture plugins verify`: 1 when a panic unwinds
+            /// (the SDK turns it into the panic status), 2 for `panic = "abort"` (a panic kills the
+            /// host). Not part of the ABI: the engine never reads it.
+            #[unsafe(no_mangle)]
+            #[allow(non_upper_case_globals)]
+            pub static capture_connector_panic_strategy: u8 = if cfg!(panic = "unwind") { 1 } else { 2 };
+
             /// The plugin's entry point (see `capture_connector_api::abi`).
             #[unsafe(no_mangle)]
             pub extern "C" fn capture_connector_entry() -> *const $crate::abi::ConnectorDescriptor {

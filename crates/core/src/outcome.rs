@@ -17,6 +17,8 @@ pub enum FailureKind {
     NotFound,
     /// The payment is in a state that forbids the capture (409, 428).
     InvalidState,
+    /// The payment method, the issuer or the provider declined the capture.
+    Declined,
     /// Too many requests (429).
     RateLimited,
     /// The platform is failing (5xx).

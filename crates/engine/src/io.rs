@@ -80,16 +80,18 @@ fn redact(req: &capture_connector_api::HttpRequest) -> RecordedRequest {
     }
 }
 
-fn failure_kind(kind: &str) -> FailureKind {
+fn failure_kind(kind: capture_connector_api::FailureKind) -> FailureKind {
+    use capture_connector_api::FailureKind as Wire;
     match kind {
-        "invalid_request" => FailureKind::InvalidRequest,
-        "unauthorized" => FailureKind::Unauthorized,
-        "not_found" => FailureKind::NotFound,
-        "invalid_state" => FailureKind::InvalidState,
-        "rate_limited" => FailureKind::RateLimited,
-        "platform_unavailable" => FailureKind::PlatformUnavailable,
-        "outcome_unknown" => FailureKind::OutcomeUnknown,
-        _ => FailureKind::Unknown,
+        Wire::InvalidRequest => FailureKind::InvalidRequest,
+        Wire::Unauthorized => FailureKind::Unauthorized,
+        Wire::NotFound => FailureKind::NotFound,
+        Wire::InvalidState => FailureKind::InvalidState,
+        Wire::Declined => FailureKind::Declined,
+        Wire::RateLimited => FailureKind::RateLimited,
+        Wire::PlatformUnavailable => FailureKind::PlatformUnavailable,
+        Wire::OutcomeUnknown => FailureKind::OutcomeUnknown,
+        Wire::Unknown => FailureKind::Unknown,
     }
 }
 
@@ -415,7 +417,7 @@ impl Engine {
             ResultStatus::Failed => {
                 let f = result.failure.ok_or("a failed result without failure details")?;
                 Outcome::Failed {
-                    kind: failure_kind(&f.kind),
+                    kind: failure_kind(f.kind),
                     retryable: f.retryable,
                     platform_code: f.platform_code,
                     message: f.message,

@@ -10,9 +10,20 @@
 //! | `delay` | apply the capture, then answer after `delay_ms` (longer than the client's timeout: the client sees no answer although the capture happened) |
 //! | `drop_after_apply` | apply the capture, then drop the connection without an answer |
 //!
+//! A `status` fault answers with the platform's own error body for that status. Two optional
+//! fields choose what it says, so a fault can stand for any documented error:
+//!
+//! - `code`: the platform's application error code. Wix puts it in
+//!   `details.applicationError.code` (e.g. `PAYMENT_HAS_PENDING_CAPTURE` with status 428), Medusa
+//!   in `type` (e.g. `not_allowed`). Optty and BigCommerce errors carry no such code, and their
+//!   emulators refuse a fault that names one (`400`, naming the fault and the field).
+//! - `message`: the error's text (Optty `message`, BigCommerce `title`, Medusa `message`, Wix
+//!   `description` and `message`).
+//!
 //! JSON: `[{"kind":"status","status":503}, {"kind":"rate_limited","reset_ms":1500},
-//! {"kind":"delay","delay_ms":3000}, {"kind":"drop_after_apply"}]`. `DELETE /_sandbox/faults`
-//! clears the queue.
+//! {"kind":"delay","delay_ms":3000}, {"kind":"drop_after_apply"},
+//! {"kind":"status","status":428,"code":"PAYMENT_HAS_PENDING_CAPTURE"}]`. `DELETE /_sandbox/faults`
+//! clears the queue. The routes are served by [`crate::emulator`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -23,10 +34,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -46,7 +54,7 @@ pub enum FaultKind {
 }
 
 /// One queued fault (a flat struct, so numbers parse whatever serde_json's features).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     /// What it does.
@@ -63,6 +71,12 @@ pub struct Fault {
     /// For `delay`: milliseconds to wait before answering.
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// For `status`: the platform's application error code (Wix, Medusa; see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// For `status`: the error's text instead of the platform's default for the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Fault {
@@ -74,7 +88,14 @@ impl Fault {
             applied: false,
             reset_ms: None,
             delay_ms: None,
+            code: None,
+            message: None,
         }
+    }
+
+    /// An error status with the platform's application error code (Wix, Medusa).
+    pub fn status_with_code(status: u16, code: impl Into<String>) -> Fault {
+        Fault { code: Some(code.into()), ..Fault::status(status) }
     }
 
     /// An error status after the capture was applied.
@@ -89,7 +110,7 @@ impl Fault {
             status: Some(429),
             applied: false,
             reset_ms: Some(reset_ms),
-            delay_ms: None,
+            ..Fault::status(429)
         }
     }
 
@@ -99,14 +120,14 @@ impl Fault {
             kind: FaultKind::Delay,
             status: None,
             applied: true,
-            reset_ms: None,
             delay_ms: Some(delay_ms),
+            ..Fault::status(0)
         }
     }
 
     /// Apply, then drop the connection.
     pub fn drop_after_apply() -> Fault {
-        Fault { kind: FaultKind::DropAfterApply, status: None, applied: true, reset_ms: None, delay_ms: None }
+        Fault { kind: FaultKind::DropAfterApply, status: None, applied: true, ..Fault::status(0) }
     }
 
     /// Whether the platform applies the capture before this fault shows.
@@ -134,27 +155,14 @@ impl FaultPlan {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
     }
 
+    /// The faults still queued, next first.
+    pub fn queued(&self) -> Vec<Fault> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
     /// Clears the queue.
     pub fn clear(&self) {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
-    }
-
-    /// The routes `POST /_sandbox/faults` (append a JSON list) and `DELETE /_sandbox/faults`.
-    pub fn routes(&self) -> Router {
-        async fn add(State(plan): State<FaultPlan>, body: Bytes) -> Response {
-            match serde_json::from_slice::<Vec<Fault>>(&body) {
-                Ok(faults) => {
-                    plan.push(faults);
-                    StatusCode::NO_CONTENT.into_response()
-                }
-                Err(e) => (StatusCode::BAD_REQUEST, format!("faults: {e}")).into_response(),
-            }
-        }
-        async fn clear(State(plan): State<FaultPlan>) -> StatusCode {
-            plan.clear();
-            StatusCode::NO_CONTENT
-        }
-        Router::new().route("/_sandbox/faults", post(add).delete(clear)).with_state(self.clone())
     }
 }
 
@@ -184,9 +192,15 @@ impl http_body::Body for Broken {
     }
 }
 
+/// Marks a response whose connection is dropped (the request log records no status for it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dropped;
+
 /// The response for `drop_after_apply`: the connection is cut before an answer is complete.
 pub fn dropped_connection() -> Response {
-    Response::new(Body::new(Broken))
+    let mut response = Response::new(Body::new(Broken));
+    response.extensions_mut().insert(Dropped);
+    response
 }
 
 /// A running HTTP server on loopback: the emulators' shared start/stop.

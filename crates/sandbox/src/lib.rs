@@ -1,8 +1,8 @@
 //! Faithful emulators of the e-commerce and payment platforms the capture engine talks to, served as
 //! real HTTP on a loopback port, for demos and tests.
 //!
-//! Each emulator follows its platform's published contract (the seed pages in `shared/seeds/` and
-//! `shared/PLATFORMS.md`); where the documentation is silent the emulator picks one behaviour and its
+//! Each emulator follows its platform's published contract (the platform pages in
+//! `crates/sandbox/platforms/`, which cite the public API documentation); where the documentation is silent the emulator picks one behaviour and its
 //! module documentation says which.
 //!
 //! - [`optty`]: the Optty Merchant API capture endpoint, `POST /orders/{orderReference}/capture`.
@@ -31,9 +31,12 @@
 //! ```
 
 pub mod bigcommerce;
+pub mod client;
+pub mod emulator;
 pub mod faults;
 pub mod medusa;
 pub mod optty;
+pub mod orders;
 pub mod wix;
 
 pub use optty::{OpttyConfig, OpttyEmulator, OpttyOrder, RecordedCapture};

@@ -4,32 +4,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use capture_sandbox::bigcommerce::{BigCommerceConfig, BigCommerceEmulator, BigCommerceOrder};
+use capture_sandbox::client::{self, Reply};
 use capture_sandbox::faults::Fault;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const TOKEN: &str = "sandbox-bigcommerce-token";
 const TYPE: &str = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes";
 
-/// A response: status code, headers (lower-case names), raw body text, and the body as JSON
-/// (`Null` when empty).
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    text: String,
-    json: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends one request (`Connection: close`) and returns every byte the server sent.
+/// Sends one request and returns every byte the server sent.
 async fn send_raw(
     addr: SocketAddr,
     method: &str,
@@ -37,39 +20,12 @@ async fn send_raw(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    // A dropped connection may end in a reset: keep what arrived.
-    let _ = stream.read_to_end(&mut raw).await;
-    raw
+    client::send_raw(addr, method, path, headers, body).await.expect("exchange")
 }
 
-/// Sends one request and reads the whole (non-chunked) response.
+/// Sends one request through the shared test client.
 async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let raw = String::from_utf8(send_raw(addr, method, path, headers, body).await).expect("utf-8 response");
-    let (head, text) = raw.split_once("\r\n\r\n").expect("header/body separator");
-    let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    assert!(
-        !headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
-        "unexpected chunked body"
-    );
-    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(text).expect("JSON body") };
-    Reply { status, headers, text: text.to_owned(), json }
+    client::send(addr, method, path, headers, body).await.expect("exchange")
 }
 
 fn capture_path(order: &str) -> String {
@@ -440,6 +396,6 @@ mod bigcommerce {
         let emu = demo().await;
         let addr = emu.addr();
         emu.shutdown().await;
-        assert!(TcpStream::connect(addr).await.is_err());
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 }

@@ -5,71 +5,18 @@ mod medusa {
     use std::net::SocketAddr;
     use std::time::{Duration, Instant};
 
+    use capture_sandbox::client::{self, Reply};
     use capture_sandbox::faults::Fault;
     use capture_sandbox::medusa::{
         CANCELED_AT, CREATED_AT, FIRST_CAPTURE_AT, MedusaConfig, MedusaEmulator, MedusaOrder, MedusaPayment,
     };
     use serde_json::{Value, json};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
 
     const TOKEN: &str = "sandbox-medusa-token";
 
-    /// A response: status code, lower-case headers, raw body text, and the body as JSON (`Null` when
-    /// it is not JSON, e.g. the plain-text `Unauthorized`).
-    #[derive(Debug)]
-    struct Reply {
-        status: u16,
-        headers: Vec<(String, String)>,
-        text: String,
-        json: Value,
-    }
-
-    impl Reply {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// Writes one request (`Connection: close`) and reads until the server closes.
-    async fn exchange(
-        addr: SocketAddr,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok(raw)
-    }
-
-    /// Sends one request and parses the whole response.
+    /// Sends one request (no body) through the shared test client.
     async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let raw = exchange(addr, method, path, headers, "").await.expect("exchange");
-        let raw = String::from_utf8(raw).expect("utf-8 response");
-        let (head, text) = raw.split_once("\r\n\r\n").expect("header/body separator");
-        assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "unexpected chunked body");
-        let mut lines = head.split("\r\n");
-        let status =
-            lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let json = serde_json::from_str(text).unwrap_or(Value::Null);
-        Reply { status, headers, text: text.to_owned(), json }
+        client::send(addr, method, path, headers, "").await.expect("exchange")
     }
 
     async fn post(emu: &MedusaEmulator, path: &str) -> Reply {
@@ -390,7 +337,7 @@ mod medusa {
     async fn drop_after_apply_cuts_the_connection_but_captures() {
         let emu = demo().await;
         emu.faults().push([Fault::drop_after_apply()]);
-        let raw = exchange(
+        let raw = client::send_raw(
             emu.addr(),
             "POST",
             "/admin/payments/pay_01/capture",
@@ -419,10 +366,15 @@ mod medusa {
     async fn faults_through_the_control_api() {
         let emu = demo().await;
         let body = r#"[{"kind":"status","status":409},{"kind":"status","status":503}]"#;
-        let raw =
-            exchange(emu.addr(), "POST", "/_sandbox/faults", &[("Content-Type", "application/json")], body)
-                .await
-                .expect("exchange");
+        let raw = client::send_raw(
+            emu.addr(),
+            "POST",
+            "/_sandbox/faults",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await
+        .expect("exchange");
         assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 204"));
         assert_eq!(capture_payment(&emu, "pay_01").await.status, 409);
         assert_eq!(send(emu.addr(), "DELETE", "/_sandbox/faults", &[]).await.status, 204);
@@ -509,7 +461,10 @@ mod medusa {
         assert_eq!(capture_payment(&two, "pay_01").await.status, 401, "no tokens configured");
         let addr = one.addr();
         one.shutdown().await;
-        assert!(TcpStream::connect(addr).await.is_err(), "the port should be closed after shutdown");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the port should be closed after shutdown"
+        );
         two.shutdown().await;
     }
 }

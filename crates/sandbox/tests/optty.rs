@@ -2,43 +2,16 @@
 
 use std::net::SocketAddr;
 
+use capture_sandbox::client::{self, Reply};
 use capture_sandbox::{OpttyConfig, OpttyEmulator, OpttyOrder};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const TOKEN: &str = "sandbox-optty-token";
 
-/// A response: status code, raw body text, and the body as JSON (`Null` when empty).
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    text: String,
-    json: Value,
-}
-
-/// Sends one request (`Connection: close`) and reads the whole response.
+/// Sends one request through the shared test client.
 async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let raw = String::from_utf8(raw).expect("utf-8 response");
-    let (head, text) = raw.split_once("\r\n\r\n").expect("header/body separator");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "unexpected chunked body");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
-    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(text).expect("JSON body") };
-    Reply { status, text: text.to_owned(), json }
+    client::send(addr, method, path, headers, body).await.expect("exchange")
 }
 
 /// `POST /orders/{order}/capture` with the demo token and a JSON body.
@@ -408,14 +381,14 @@ async fn two_emulators_are_independent_and_shutdown_closes_the_port() {
 
     let addr = one.addr();
     one.shutdown().await;
-    assert!(TcpStream::connect(addr).await.is_err(), "the port should be closed after shutdown");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port should be closed after shutdown");
 
     let addr = two.addr();
     drop(two);
     tokio::task::yield_now().await;
     let mut closed = false;
     for _ in 0..50 {
-        if TcpStream::connect(addr).await.is_err() {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
             closed = true;
             break;
         }

@@ -4,26 +4,16 @@ mod wix {
     use std::net::SocketAddr;
     use std::time::{Duration, Instant};
 
+    use capture_sandbox::client::{self, Reply};
     use capture_sandbox::faults::Fault;
     use capture_sandbox::wix::demo_ids::*;
     use capture_sandbox::wix::{WixConfig, WixEmulator, WixOrder, WixPayment};
     use rust_decimal::Decimal;
     use serde_json::{Value, json};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
 
     const CAPTURE: &str = "/ecom/v1/order-billing/capture-authorized-payments";
 
-    /// A response: status code, headers (lower-case names), raw body text, and the body as JSON.
-    #[derive(Debug)]
-    struct Reply {
-        status: u16,
-        head: String,
-        text: String,
-        json: Value,
-    }
-
-    /// Sends one request (`Connection: close`) and reads everything the server sends.
+    /// Sends one request and returns every byte the server sent, as text.
     async fn send_raw(
         addr: SocketAddr,
         method: &str,
@@ -31,30 +21,13 @@ mod wix {
         headers: &[(&str, &str)],
         body: &str,
     ) -> String {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        // A dropped connection may end in a reset: keep what arrived.
-        let _ = stream.read_to_end(&mut raw).await;
+        let raw = client::send_raw(addr, method, path, headers, body).await.expect("exchange");
         String::from_utf8(raw).expect("utf-8 response")
     }
 
+    /// Sends one request through the shared test client.
     async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        let raw = send_raw(addr, method, path, headers, body).await;
-        let (head, text) = raw.split_once("\r\n\r\n").expect("header/body separator");
-        assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "unexpected chunked body");
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(text).expect("JSON body") };
-        Reply { status, head: head.to_ascii_lowercase(), text: text.to_owned(), json }
+        client::send(addr, method, path, headers, body).await.expect("exchange")
     }
 
     /// `POST` the capture route with the demo token.

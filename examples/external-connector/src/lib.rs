@@ -11,7 +11,7 @@
 //! through a float.
 
 use capture_connector_api::{
-    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, Header,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, FailureKind, Header,
     HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, export_connector,
 };
 use serde::{Deserialize, Serialize};
@@ -79,21 +79,6 @@ fn from_minor(minor: u64, places: u32) -> String {
     if places == 0 { int.to_owned() } else { format!("{int}.{frac}") }
 }
 
-fn failed(kind: &str, retryable: bool, status: u16, message: String) -> CaptureResult {
-    CaptureResult {
-        status: ResultStatus::Failed,
-        captured_amount: None,
-        platform_capture_id: None,
-        failure: Some(Failure {
-            kind: kind.into(),
-            retryable,
-            platform_code: Some(status.to_string()),
-            message,
-            retry_after_ms: None,
-        }),
-    }
-}
-
 impl Connector for Acme {
     fn manifest(&self) -> Manifest {
         Manifest {
@@ -154,7 +139,7 @@ impl Connector for Acme {
         let status = response.status;
         if (200..300).contains(&status) {
             let unreadable =
-                || failed("outcome_unknown", false, status, format!("unreadable answer: {}", response.body));
+                || CaptureResult::failure(FailureKind::OutcomeUnknown, false, status, format!("unreadable answer: {}", response.body));
             let Ok(Answer { capture }) = serde_json::from_str::<Answer>(&response.body) else {
                 return Ok(unreadable());
             };
@@ -174,13 +159,13 @@ impl Connector for Acme {
             .map(|e| e.error.message)
             .unwrap_or_else(|_| response.body.trim().to_owned());
         Ok(match status {
-            400 | 422 => failed("invalid_request", false, status, message),
-            401 | 403 => failed("unauthorized", false, status, message),
-            404 => failed("not_found", false, status, message),
-            409 => failed("invalid_state", false, status, message),
-            429 => failed("rate_limited", true, status, message),
-            500..=599 => failed("platform_unavailable", true, status, message),
-            _ => failed("unknown", false, status, message),
+            400 | 422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message),
+            401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, status, message),
+            404 => CaptureResult::failure(FailureKind::NotFound, false, status, message),
+            409 => CaptureResult::failure(FailureKind::InvalidState, false, status, message),
+            429 => CaptureResult::failure(FailureKind::RateLimited, true, status, message),
+            500..=599 => CaptureResult::failure(FailureKind::PlatformUnavailable, true, status, message),
+            _ => CaptureResult::failure(FailureKind::Unknown, false, status, message),
         })
     }
 }

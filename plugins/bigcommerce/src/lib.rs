@@ -1,7 +1,7 @@
 //! The BigCommerce connector, as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the BigCommerce page "Capture Order Payment" (seeds 000 and 001) and
-//! `shared/PLATFORMS.md`, section BigCommerce.
+//! Follows the BigCommerce page "Capture Order Payment" (the facts, with the public pages they
+//! come from: crates/sandbox/platforms/bigcommerce.md).
 //!
 //! # Capture
 //! `POST {base}/stores/{store_hash}/v3/orders/{order_id}/payment_actions/capture` with
@@ -56,7 +56,7 @@
 //! (retryable, for the same reason).
 
 use capture_connector_api::{
-    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, Header,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, FailureKind, Header,
     HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, StatusCall,
     export_connector,
 };
@@ -111,27 +111,6 @@ fn text_of(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-fn failure(
-    kind: &str,
-    retryable: bool,
-    status: u16,
-    message: String,
-    retry_after_ms: Option<u64>,
-) -> CaptureResult {
-    CaptureResult {
-        status: ResultStatus::Failed,
-        captured_amount: None,
-        platform_capture_id: None,
-        failure: Some(Failure {
-            kind: kind.into(),
-            retryable,
-            platform_code: Some(status.to_string()),
-            message,
-            retry_after_ms,
-        }),
     }
 }
 
@@ -213,15 +192,25 @@ fn map_error(response: &HttpResponse, read_only: bool) -> CaptureResult {
     let status = response.status;
     let (message, about_state) = error_message(response);
     match status {
-        400 => failure("invalid_request", false, status, message, None),
-        401 | 403 => failure("unauthorized", false, status, message, None),
-        404 => failure("not_found", false, status, message, None),
-        422 if about_state => failure("invalid_state", false, status, message, None),
-        422 => failure("invalid_request", false, status, message, None),
-        429 => failure("rate_limited", true, status, message, retry_after_ms(response)),
-        500..=599 if read_only => failure("platform_unavailable", true, status, message, None),
-        500..=599 => failure("platform_unavailable", false, status, format!("{message}; {READ_FIRST}"), None),
-        _ => failure("unknown", false, status, message, None),
+        400 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
+        401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, status, message, None),
+        404 => CaptureResult::failure(FailureKind::NotFound, false, status, message, None),
+        422 if about_state => CaptureResult::failure(FailureKind::InvalidState, false, status, message, None),
+        422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
+        429 => {
+            CaptureResult::failure(FailureKind::RateLimited, true, status, message, retry_after_ms(response))
+        }
+        500..=599 if read_only => {
+            CaptureResult::failure(FailureKind::PlatformUnavailable, true, status, message, None)
+        }
+        500..=599 => CaptureResult::failure(
+            FailureKind::PlatformUnavailable,
+            false,
+            status,
+            format!("{message}; {READ_FIRST}"),
+            None,
+        ),
+        _ => CaptureResult::failure(FailureKind::Unknown, false, status, message, None),
     }
 }
 
@@ -309,8 +298,8 @@ impl Connector for BigCommerce {
         let readable = body.is_empty()
             || matches!(serde_json::from_str::<serde_json::Value>(body), Ok(serde_json::Value::Object(_)));
         if status != 201 || !readable {
-            return Ok(failure(
-                "outcome_unknown",
+            return Ok(CaptureResult::failure(
+                FailureKind::OutcomeUnknown,
                 false,
                 status,
                 format!(
@@ -356,8 +345,8 @@ impl Connector for BigCommerce {
             200 => match serde_json::from_str::<Transactions>(&response.body) {
                 Ok(t) => t.data,
                 Err(e) => {
-                    return Ok(failure(
-                        "outcome_unknown",
+                    return Ok(CaptureResult::failure(
+                        FailureKind::OutcomeUnknown,
                         true,
                         status,
                         format!("unreadable transactions ({e}): the capture's state is unknown"),
@@ -366,8 +355,8 @@ impl Connector for BigCommerce {
                 }
             },
             _ => {
-                return Ok(failure(
-                    "outcome_unknown",
+                return Ok(CaptureResult::failure(
+                    FailureKind::OutcomeUnknown,
                     true,
                     status,
                     format!("BigCommerce lists transactions with 200 or 204; got {status}"),
@@ -389,8 +378,8 @@ impl Connector for BigCommerce {
             });
         }
         if transactions.iter().any(|t| is(&t, "capture", "error")) {
-            return Ok(failure(
-                "invalid_state",
+            return Ok(CaptureResult::failure(
+                FailureKind::InvalidState,
                 false,
                 status,
                 "the capture transaction failed (status error): the payment was not captured".into(),
@@ -398,8 +387,8 @@ impl Connector for BigCommerce {
             ));
         }
         if transactions.iter().any(|t| is(&t, "void", "ok")) {
-            return Ok(failure(
-                "invalid_state",
+            return Ok(CaptureResult::failure(
+                FailureKind::InvalidState,
                 false,
                 status,
                 "the authorization was voided: the payment cannot be captured".into(),

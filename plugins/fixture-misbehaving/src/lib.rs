@@ -131,6 +131,8 @@ fn misbehave(name: &str, base_url: &str) -> Option<Answer> {
     let request = |url: String, method: &str, headers: Value| json!({ "method": method, "url": url, "headers": headers, "body": null });
     let auth = json!([{ "name": "Authorization", "value": "Bearer ", "secret": "bearer_token" }]);
     Some(match name {
+        // A crash no boundary can catch: what a `panic = "abort"` build does on any panic.
+        "abort" => std::process::abort(),
         "panic" => {
             let caught = catch_unwind(AssertUnwindSafe(|| -> Answer {
                 panic!("the fixture was told to panic (order `{name}`)")

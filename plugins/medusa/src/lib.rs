@@ -1,7 +1,7 @@
 //! The Medusa connector (admin API v1), as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the Medusa admin API page "Capture a Payment" (seed 003) and `shared/PLATFORMS.md`
-//! section Medusa.
+//! Follows the Medusa admin API page "Capture a Payment" (the facts, with the public pages they
+//! come from: crates/sandbox/platforms/medusa.md).
 //!
 //! # Requests
 //! - One payment in the call: `POST {base}/admin/payments/{payment_id}/capture`.
@@ -50,7 +50,7 @@
 //! setting yet; a connector setting could not widen the manifest's static allow-list).
 
 use capture_connector_api::{
-    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, Header,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, FailureKind, Header,
     HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, StatusCall,
     export_connector,
 };
@@ -139,27 +139,6 @@ fn currency(code: &str, exponent: u32) -> Result<Currency, ConnectorError> {
     Ok(currency)
 }
 
-fn failure(
-    kind: &str,
-    retryable: bool,
-    platform_code: String,
-    message: String,
-    retry_after_ms: Option<u64>,
-) -> CaptureResult {
-    CaptureResult {
-        status: ResultStatus::Failed,
-        captured_amount: None,
-        platform_capture_id: None,
-        failure: Some(Failure {
-            kind: kind.into(),
-            retryable,
-            platform_code: Some(platform_code),
-            message,
-            retry_after_ms,
-        }),
-    }
-}
-
 fn success(status: ResultStatus, amount: Money, id: Option<String>) -> CaptureResult {
     CaptureResult {
         status,
@@ -215,20 +194,24 @@ fn error_result(response: &HttpResponse, subject: &str, read_back: &str) -> Capt
         )
     };
     match status {
-        400 | 422 => failure("invalid_request", false, code, message, None),
-        401 | 403 => failure("unauthorized", false, code, message, None),
-        404 => failure("not_found", false, code, message, None),
-        409 => failure(
-            "invalid_state",
+        400 | 422 => CaptureResult::failure(FailureKind::InvalidRequest, false, code, message, None),
+        401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, code, message, None),
+        404 => CaptureResult::failure(FailureKind::NotFound, false, code, message, None),
+        409 => CaptureResult::failure(
+            FailureKind::InvalidState,
             true,
             code,
             format!("{message} (a conflicting request was in progress; nothing was captured, retry)"),
             None,
         ),
-        429 => failure("rate_limited", true, code, message, response.retry_after_ms()),
-        500 | 502 | 503 | 504 => failure("platform_unavailable", false, code, read_first(message), None),
-        500..=599 => failure("unknown", false, code, read_first(message), None),
-        _ => failure("unknown", false, code, message, None),
+        429 => {
+            CaptureResult::failure(FailureKind::RateLimited, true, code, message, response.retry_after_ms())
+        }
+        500 | 502 | 503 | 504 => {
+            CaptureResult::failure(FailureKind::PlatformUnavailable, false, code, read_first(message), None)
+        }
+        500..=599 => CaptureResult::failure(FailureKind::Unknown, false, code, read_first(message), None),
+        _ => CaptureResult::failure(FailureKind::Unknown, false, code, message, None),
     }
 }
 
@@ -343,8 +326,8 @@ impl Medusa {
             return Ok(success(ResultStatus::Captured, amount, Some(p.id.clone())));
         }
         if let Some(at) = &p.canceled_at {
-            return Ok(failure(
-                "invalid_state",
+            return Ok(CaptureResult::failure(
+                FailureKind::InvalidState,
                 false,
                 code,
                 format!("payment {} was canceled at {at}; it cannot be captured", p.id),
@@ -355,8 +338,8 @@ impl Medusa {
             // Not captured (yet): the engine reads `pending` from a status query as that.
             return Ok(success(ResultStatus::Pending, amount, Some(p.id.clone())));
         }
-        Ok(failure(
-            "unknown",
+        Ok(CaptureResult::failure(
+            FailureKind::Unknown,
             false,
             code,
             format!(
@@ -390,8 +373,8 @@ impl Medusa {
                 }
                 None => String::new(),
             };
-            return Ok(failure(
-                "invalid_state",
+            return Ok(CaptureResult::failure(
+                FailureKind::InvalidState,
                 false,
                 code,
                 format!(
@@ -434,8 +417,8 @@ impl Medusa {
                 return Ok(Self::other_order_status("canceled", order, order_id, code));
             }
             if let Some(p) = not.iter().find(|p| p.canceled_at.is_some()) {
-                return Ok(failure(
-                    "invalid_state",
+                return Ok(CaptureResult::failure(
+                    FailureKind::InvalidState,
                     false,
                     code,
                     format!("payment {} of order {order_id} was canceled; it cannot be captured", p.id),
@@ -446,8 +429,8 @@ impl Medusa {
         }
         if payment_status == "captured" {
             // The order says captured but a payment does not: the answer contradicts itself.
-            return Ok(failure(
-                "outcome_unknown",
+            return Ok(CaptureResult::failure(
+                FailureKind::OutcomeUnknown,
                 false,
                 code,
                 format!(
@@ -468,8 +451,8 @@ impl Medusa {
         code: String,
     ) -> CaptureResult {
         match payment_status {
-            "canceled" => failure(
-                "invalid_state",
+            "canceled" => CaptureResult::failure(
+                FailureKind::InvalidState,
                 false,
                 code,
                 format!("order {order_id} is canceled (status {:?}); it cannot be captured", order.status),
@@ -482,8 +465,8 @@ impl Medusa {
                 platform_capture_id: None,
                 failure: None,
             },
-            other => failure(
-                "unknown",
+            other => CaptureResult::failure(
+                FailureKind::Unknown,
                 false,
                 code,
                 format!(
@@ -579,8 +562,8 @@ impl Connector for Medusa {
             return Ok(error_result(response, &subject, &read_back));
         }
         let unreadable = |why: String| {
-            failure(
-                "outcome_unknown",
+            CaptureResult::failure(
+                FailureKind::OutcomeUnknown,
                 false,
                 status.to_string(),
                 format!(

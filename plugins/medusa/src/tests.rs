@@ -1,6 +1,6 @@
 //! Unit tests: requests, money in minor units, and every status mapping.
 
-use capture_connector_api::CallPayment;
+use capture_connector_api::{CallPayment, Failure};
 
 use super::*;
 

@@ -1,6 +1,6 @@
 //! The Optty connector, as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the Optty Merchant API page `POST /orders/{orderReference}/capture` (seed 002):
+//! Follows the Optty Merchant API page `POST /orders/{orderReference}/capture` (crates/sandbox/platforms/optty.md):
 //! - `Authorization: Bearer <JWT>` (credential `bearer_token`, appended by the host);
 //! - body `{captureReference, description?, amount, shippingInfo?}` in that order, where
 //!   `captureReference` is the request's idempotency key (unique per merchant and transaction) and
@@ -17,8 +17,9 @@
 //! retryable because the same `captureReference` cannot capture twice. Anything else is `unknown`.
 
 use capture_connector_api::{
-    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, Header,
-    HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, export_connector,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure,
+    FailureKind, Header, HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION,
+    export_connector,
 };
 use capture_core::{Currency, ExactDecimal, Money};
 use serde::{Deserialize, Serialize};
@@ -76,27 +77,6 @@ fn text_of(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(items) => items.iter().map(text_of).collect::<Vec<_>>().join("; "),
         other => other.to_string(),
-    }
-}
-
-fn failure(
-    kind: &str,
-    retryable: bool,
-    status: u16,
-    message: String,
-    retry_after_ms: Option<u64>,
-) -> CaptureResult {
-    CaptureResult {
-        status: ResultStatus::Failed,
-        captured_amount: None,
-        platform_capture_id: None,
-        failure: Some(Failure {
-            kind: kind.into(),
-            retryable,
-            platform_code: Some(status.to_string()),
-            message,
-            retry_after_ms,
-        }),
     }
 }
 
@@ -207,8 +187,8 @@ impl Connector for Optty {
         let status = response.status;
         if status == 200 || status == 201 {
             let Ok(body) = serde_json::from_str::<SuccessBody>(&response.body) else {
-                return Ok(failure(
-                    "outcome_unknown",
+                return Ok(CaptureResult::failure(
+                    FailureKind::OutcomeUnknown,
                     false,
                     status,
                     format!("unreadable success body: {}", response.body),
@@ -243,20 +223,26 @@ impl Connector for Optty {
                 captured_amount: None,
                 platform_capture_id: None,
                 failure: Some(Failure {
-                    kind: "invalid_request".into(),
+                    kind: FailureKind::InvalidRequest,
                     retryable: false,
                     platform_code: Some(status.to_string()),
                     message,
                     retry_after_ms: None,
                 }),
             },
-            400 | 422 => failure("invalid_request", false, status, message, None),
-            401 | 403 => failure("unauthorized", false, status, message, None),
-            404 => failure("not_found", false, status, message, None),
-            409 => failure("invalid_state", false, status, message, None),
-            429 => failure("rate_limited", true, status, message, retry_after_ms),
-            500..=599 => failure("platform_unavailable", true, status, message, retry_after_ms),
-            _ => failure("unknown", false, status, message, None),
+            400 | 422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
+            401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, status, message, None),
+            404 => CaptureResult::failure(FailureKind::NotFound, false, status, message, None),
+            409 => CaptureResult::failure(FailureKind::InvalidState, false, status, message, None),
+            429 => CaptureResult::failure(FailureKind::RateLimited, true, status, message, retry_after_ms),
+            500..=599 => CaptureResult::failure(
+                FailureKind::PlatformUnavailable,
+                true,
+                status,
+                message,
+                retry_after_ms,
+            ),
+            _ => CaptureResult::failure(FailureKind::Unknown, false, status, message, None),
         })
     }
 }

@@ -32,8 +32,9 @@
 //! | anything else | `unknown` |
 
 use capture_connector_api::{
-    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, Header,
-    HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, export_connector,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure,
+    FailureKind, Header, HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION,
+    export_connector,
 };
 use serde::{Deserialize, Serialize};
 
@@ -65,27 +66,6 @@ struct CaptureAnswer {
 struct ErrorAnswer {
     code: Option<String>,
     message: Option<String>,
-}
-
-fn failed(
-    kind: &str,
-    retryable: bool,
-    status: u16,
-    message: String,
-    retry_after_ms: Option<u64>,
-) -> CaptureResult {
-    CaptureResult {
-        status: ResultStatus::Failed,
-        captured_amount: None,
-        platform_capture_id: None,
-        failure: Some(Failure {
-            kind: kind.into(),
-            retryable,
-            platform_code: Some(status.to_string()),
-            message,
-            retry_after_ms,
-        }),
-    }
 }
 
 impl Connector for Template {
@@ -167,7 +147,13 @@ impl Connector for Template {
         if (200..300).contains(&status) {
             // A 2xx we cannot read may still have moved money: outcome_unknown, never a plain failure.
             let unreadable = |why: &str| {
-                failed("outcome_unknown", false, status, format!("{why}: {}", response.body), None)
+                CaptureResult::failure(
+                    FailureKind::OutcomeUnknown,
+                    false,
+                    status,
+                    format!("{why}: {}", response.body),
+                    None,
+                )
             };
             let Ok(answer) = serde_json::from_str::<CaptureAnswer>(&response.body) else {
                 return Ok(unreadable("unreadable success body"));
@@ -192,7 +178,7 @@ impl Connector for Template {
                 captured_amount: None,
                 platform_capture_id: None,
                 failure: Some(Failure {
-                    kind: "invalid_state".into(),
+                    kind: FailureKind::InvalidState,
                     retryable: false,
                     platform_code: Some("409".into()),
                     message,
@@ -209,13 +195,19 @@ impl Connector for Template {
         // An answer we cannot classify is a `failed` result of kind `unknown`, not an error, so the
         // engine records what came back.
         Ok(match status {
-            400 | 422 => failed("invalid_request", false, status, message, None),
-            401 | 403 => failed("unauthorized", false, status, message, None),
-            404 => failed("not_found", false, status, message, None),
-            409 => failed("invalid_state", false, status, message, None),
-            429 => failed("rate_limited", true, status, message, retry_after_ms),
-            500..=599 => failed("platform_unavailable", true, status, message, retry_after_ms),
-            _ => failed("unknown", false, status, message, None),
+            400 | 422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
+            401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, status, message, None),
+            404 => CaptureResult::failure(FailureKind::NotFound, false, status, message, None),
+            409 => CaptureResult::failure(FailureKind::InvalidState, false, status, message, None),
+            429 => CaptureResult::failure(FailureKind::RateLimited, true, status, message, retry_after_ms),
+            500..=599 => CaptureResult::failure(
+                FailureKind::PlatformUnavailable,
+                true,
+                status,
+                message,
+                retry_after_ms,
+            ),
+            _ => CaptureResult::failure(FailureKind::Unknown, false, status, message, None),
         })
     }
 }

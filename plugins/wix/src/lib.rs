@@ -1,6 +1,6 @@
 //! The Wix eCommerce connector, as a plugin (`cdylib`) for the capture engine.
 //!
-//! Follows the Wix page "Capture Authorized Payments" (seed 004, `shared/PLATFORMS.md` section Wix):
+//! Follows the Wix page "Capture Authorized Payments" (crates/sandbox/platforms/wix.md):
 //!
 //! - **Request**: `POST {base}/ecom/v1/order-billing/capture-authorized-payments` with
 //!   `Content-Type` and `Accept: application/json`, `Authorization: <api key>` with **no** scheme
@@ -39,9 +39,9 @@
 //!   A payment without a capture is `not_found` (nothing was captured), never retryable by itself.
 
 use capture_connector_api::{
-    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, Header,
-    HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, StatusCall,
-    export_connector,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure,
+    FailureKind, Header, HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION,
+    StatusCall, export_connector,
 };
 use capture_core::{Currency, Money};
 use serde::Serialize;
@@ -132,28 +132,6 @@ fn headers(settings: &std::collections::BTreeMap<String, String>, with_body: boo
     headers
 }
 
-/// A `failed` result.
-pub(crate) fn failure(
-    kind: &str,
-    retryable: bool,
-    platform_code: String,
-    message: String,
-    retry_after_ms: Option<u64>,
-) -> CaptureResult {
-    CaptureResult {
-        status: ResultStatus::Failed,
-        captured_amount: None,
-        platform_capture_id: None,
-        failure: Some(Failure {
-            kind: kind.into(),
-            retryable,
-            platform_code: Some(platform_code),
-            message,
-            retry_after_ms,
-        }),
-    }
-}
-
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -222,8 +200,9 @@ fn map_error(response: &HttpResponse) -> CaptureResult {
     let status = response.status;
     let WixError { code, message } = read_error(response);
     let platform_code = code.clone().unwrap_or_else(|| status.to_string());
-    let fail =
-        |kind: &str, retryable: bool| failure(kind, retryable, platform_code.clone(), message.clone(), None);
+    let fail = |kind: FailureKind, retryable: bool| {
+        CaptureResult::failure(kind, retryable, platform_code.clone(), message.clone(), None)
+    };
     match code.as_deref() {
         // Nothing new was captured, and nothing failed: the failure details only carry Wix's code
         // and message into the `already_captured` outcome.
@@ -233,7 +212,7 @@ fn map_error(response: &HttpResponse) -> CaptureResult {
                 captured_amount: None,
                 platform_capture_id: None,
                 failure: Some(Failure {
-                    kind: "invalid_state".into(),
+                    kind: FailureKind::InvalidState,
                     retryable: false,
                     platform_code: Some(platform_code.clone()),
                     message: message.clone(),
@@ -250,21 +229,27 @@ fn map_error(response: &HttpResponse) -> CaptureResult {
                 failure: None,
             };
         }
-        Some("INVALID_AMOUNT") => return fail("invalid_request", false),
-        Some("PAYMENT_NOT_FOUND") => return fail("not_found", false),
+        Some("INVALID_AMOUNT") => return fail(FailureKind::InvalidRequest, false),
+        Some("PAYMENT_NOT_FOUND") => return fail(FailureKind::NotFound, false),
         Some("PAYMENT_ALREADY_VOIDED" | "PAYMENT_NOT_AUTHORIZED" | "ORDER_HAS_CHARGEBACKS") => {
-            return fail("invalid_state", false);
+            return fail(FailureKind::InvalidState, false);
         }
         _ => {}
     }
     match status {
-        400 => fail("invalid_request", false),
-        401 | 403 => fail("unauthorized", false),
-        404 => fail("not_found", false),
-        409 | 428 => fail("invalid_state", false),
-        429 => failure("rate_limited", true, platform_code, message, response.retry_after_ms()),
-        500 | 502 | 503 | 504 => failure(
-            "platform_unavailable",
+        400 => fail(FailureKind::InvalidRequest, false),
+        401 | 403 => fail(FailureKind::Unauthorized, false),
+        404 => fail(FailureKind::NotFound, false),
+        409 | 428 => fail(FailureKind::InvalidState, false),
+        429 => CaptureResult::failure(
+            FailureKind::RateLimited,
+            true,
+            platform_code,
+            message,
+            response.retry_after_ms(),
+        ),
+        500 | 502 | 503 | 504 => CaptureResult::failure(
+            FailureKind::PlatformUnavailable,
             false,
             platform_code,
             format!(
@@ -272,7 +257,7 @@ fn map_error(response: &HttpResponse) -> CaptureResult {
             ),
             response.retry_after_ms(),
         ),
-        _ => fail("unknown", false),
+        _ => fail(FailureKind::Unknown, false),
     }
 }
 

@@ -5,11 +5,9 @@
 //! and `regularPaymentDetails.authorizationDetails.captures[]` with their `id`, `status`, `amount`
 //! and `createdDate`. Amounts are read from their decimal text, never through a float.
 
-use capture_connector_api::{CaptureResult, HttpResponse, ResultStatus};
+use capture_connector_api::{CaptureResult, FailureKind, HttpResponse, ResultStatus};
 use capture_core::{Currency, ExactDecimal, Money};
 use serde::Deserialize;
-
-use crate::failure;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -129,8 +127,8 @@ pub(crate) fn read_transactions(
     // What a missing piece means: unknown after a capture, not found on a status read.
     let missing = |message: String| {
         if after_capture {
-            failure(
-                "outcome_unknown",
+            CaptureResult::failure(
+                FailureKind::OutcomeUnknown,
                 false,
                 status.to_string(),
                 format!(
@@ -139,12 +137,12 @@ pub(crate) fn read_transactions(
                 None,
             )
         } else {
-            failure("not_found", false, status.to_string(), message, None)
+            CaptureResult::failure(FailureKind::NotFound, false, status.to_string(), message, None)
         }
     };
     let unreadable = |problem: String| {
-        failure(
-            "outcome_unknown",
+        CaptureResult::failure(
+            FailureKind::OutcomeUnknown,
             false,
             status.to_string(),
             format!(
@@ -263,7 +261,7 @@ pub(crate) fn read_transactions(
         if !accepted.is_empty() {
             message.push_str(&format!("; accepted for {total}: {}", accepted.join("; ")));
         }
-        let mut result = failure("invalid_state", false, "FAILED".into(), message, None);
+        let mut result = CaptureResult::failure(FailureKind::InvalidState, false, "FAILED", message, None);
         result.platform_capture_id = Some(ids);
         return result;
     }

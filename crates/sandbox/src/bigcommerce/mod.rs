@@ -1,7 +1,7 @@
 //! Emulator of BigCommerce's "Capture Order Payment" and "List Transactions" endpoints, on a
 //! loopback HTTP port.
 //!
-//! # The contract (`shared/seeds/000`, `001`; `shared/PLATFORMS.md` section BigCommerce)
+//! # The contract (crates/sandbox/platforms/bigcommerce.md, from BigCommerce's "Capture Order Payment" page)
 //!
 //! `POST /stores/{store_hash}/v3/orders/{order_id}/payment_actions/capture` with
 //! `X-Auth-Token: <access_token>` and the body `{}` captures the order's whole authorized payment,
@@ -81,13 +81,13 @@ mod server;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use capture_core::Currency;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use crate::faults::{FaultPlan, Server};
+use crate::emulator::{self, Emulator, Platform};
+use crate::faults::FaultPlan;
 
 /// The `date_created` of every transaction the emulator records.
 pub const DATE_CREATED: &str = "2026-01-01T00:00:00+00:00";
@@ -243,13 +243,22 @@ impl Booked {
     }
 }
 
-/// Everything the server and the handle share, behind one mutex.
+/// The BigCommerce emulator's books. Opaque; read them through [`BigCommerceEmulator`] or the control API.
 #[derive(Debug)]
-struct State {
+pub struct State {
     config: BigCommerceConfig,
     orders: BTreeMap<u64, Booked>,
     next_id: u64,
     declines: BTreeSet<u64>,
+}
+
+impl Platform for State {
+    const NAME: &'static str = "bigcommerce";
+    const FAULT_CODES: bool = false;
+
+    fn reset(&mut self) {
+        self.restart();
+    }
 }
 
 impl State {
@@ -259,7 +268,7 @@ impl State {
         state
     }
 
-    fn reset(&mut self) {
+    fn restart(&mut self) {
         self.orders.clear();
         self.declines.clear();
         self.next_id = 1;
@@ -368,23 +377,13 @@ impl State {
     }
 }
 
-type Shared = Arc<Mutex<State>>;
+type Shared = emulator::Shared<State>;
 
-fn lock(state: &Shared) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// A running BigCommerce emulator: an HTTP server on a loopback port, and a handle on its books (the
+/// shared scaffold, [`Emulator`], with the BigCommerce books).
+pub type BigCommerceEmulator = Emulator<State>;
 
-/// A running BigCommerce emulator: an HTTP server on a loopback port, and a handle on its books.
-///
-/// Dropping the handle stops the server; [`BigCommerceEmulator::shutdown`] stops it gracefully.
-#[derive(Debug)]
-pub struct BigCommerceEmulator {
-    server: Server,
-    state: Shared,
-    faults: FaultPlan,
-}
-
-impl BigCommerceEmulator {
+impl Emulator<State> {
     /// Starts the emulator on `127.0.0.1` and a free port.
     pub async fn start(config: BigCommerceConfig) -> std::io::Result<BigCommerceEmulator> {
         BigCommerceEmulator::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
@@ -396,53 +395,23 @@ impl BigCommerceEmulator {
         addr: SocketAddr,
         config: BigCommerceConfig,
     ) -> std::io::Result<BigCommerceEmulator> {
-        let state: Shared = Arc::new(Mutex::new(State::new(config)));
-        let faults = FaultPlan::default();
-        let router = server::router(Arc::clone(&state), faults.clone());
-        let server = Server::start(addr, router).await?;
-        Ok(BigCommerceEmulator { server, state, faults })
-    }
-
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    /// The address the server listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// The fault queue the capture route takes from.
-    pub fn faults(&self) -> &FaultPlan {
-        &self.faults
+        Emulator::serve(addr, State::new(config), FaultPlan::default(), server::router).await
     }
 
     /// The order's `payment_status` now (`None` for an unknown order). Does not count as a read.
     pub fn payment_status(&self, order_id: u64) -> Option<String> {
-        lock(&self.state).orders.get(&order_id).map(|b| b.order.payment_status.clone())
+        self.books().orders.get(&order_id).map(|b| b.order.payment_status.clone())
     }
 
     /// The order's transactions, oldest first (empty for an unknown order). Does not count as a
     /// read.
     pub fn transactions(&self, order_id: u64) -> Vec<BigCommerceTransaction> {
-        lock(&self.state).orders.get(&order_id).map(|b| b.transactions.clone()).unwrap_or_default()
+        self.books().orders.get(&order_id).map(|b| b.transactions.clone()).unwrap_or_default()
     }
 
     /// Makes the order's pending capture settle as declined (until the next reset).
     pub fn decline_on_settle(&self, order_id: u64) {
-        lock(&self.state).declines.insert(order_id);
-    }
-
-    /// Back to the configured orders, no faults, no declines.
-    pub fn reset(&self) {
-        lock(&self.state).reset();
-        self.faults.clear();
-    }
-
-    /// Stops accepting connections, lets requests in flight finish (up to 5 seconds), then returns.
-    pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.books().declines.insert(order_id);
     }
 }
 

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{BigCommerceTransaction, Refusal, Shared, lock};
+use super::{BigCommerceTransaction, Refusal, Shared};
+use crate::emulator::lock;
 use crate::faults::{self, Fault, FaultKind, FaultPlan};
 
 /// The `type` of every BigCommerce error body.
@@ -39,10 +40,8 @@ pub(super) fn router(state: Shared, faults: FaultPlan) -> Router {
             "/stores/{store_hash}/v3/orders/{order_id}/transactions",
             get(transactions).fallback(method_not_allowed),
         )
-        .route("/_sandbox/reset", post(reset).fallback(method_not_allowed))
         .route("/_sandbox/orders/{order_id}", get(sandbox_order).fallback(method_not_allowed))
         .with_state(app)
-        .merge(faults.routes())
         .fallback(route_not_found)
 }
 
@@ -118,7 +117,7 @@ fn fault_response(fault: &Fault) -> Response {
                 .status
                 .and_then(|s| StatusCode::from_u16(s).ok())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error(status, reason(status))
+            error(status, fault.message.clone().unwrap_or_else(|| reason(status).to_owned()))
         }
     }
 }
@@ -217,13 +216,6 @@ async fn transactions(
             },
         }),
     )
-}
-
-/// `POST /_sandbox/reset`.
-async fn reset(State(app): State<App>) -> StatusCode {
-    lock(&app.state).reset();
-    app.faults.clear();
-    StatusCode::NO_CONTENT
 }
 
 /// `GET /_sandbox/orders/{order_id}`.

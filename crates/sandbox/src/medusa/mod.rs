@@ -1,6 +1,6 @@
 //! Emulator of the Medusa admin API v1 capture endpoints, on a loopback HTTP port.
 //!
-//! # The contract (`shared/seeds/003`, `shared/PLATFORMS.md` section Medusa)
+//! # The contract (crates/sandbox/platforms/medusa.md, from the Medusa v1 admin API reference)
 //!
 //! - `POST /admin/payments/{id}/capture`: captures one payment in full (no body is read).
 //! - `POST /admin/orders/{id}/capture`: captures every payment of the order not captured yet.
@@ -22,7 +22,7 @@
 //!   wording);
 //! - success: `200 {"payment":{id, swap_id, cart_id, order_id, amount, amount_refunded,
 //!   provider_id, captured_at, canceled_at, created_at, updated_at, currency_code, data,
-//!   idempotency_key, metadata}}`, every field the seed lists as required; `amount` is an integer
+//!   idempotency_key, metadata}}`, every field the API reference lists as required; `amount` is an integer
 //!   in the currency's minor unit, `currency_code` lower-case, `provider_id` `manual`;
 //! - the order route: `200 {"order":{id, status, payment_status, currency_code, payments:[...]}}`
 //!   with `payment_status` `captured` when every payment is captured.
@@ -52,7 +52,7 @@
 //! - `status`: that status with Medusa's body for it, not applied (unless `applied`): `400
 //!   {"type":"invalid_data",...}`, `401` plain `Unauthorized`, `404 not_found`, `409
 //!   {"type":"invalid_state_error","message":"The request conflicted with another request. ..."}`,
-//!   `422 {"type":"duplicate_error","code":"invalid_request_error",...}` (the shape of the seed's
+//!   `422 {"type":"duplicate_error","code":"invalid_request_error",...}` (the shape of the API reference's
 //!   422 example), `429` as `rate_limited`, `500 {"type":"unexpected_state","message":"Failed to
 //!   capture Payment pay_x"}`, `502`/`503`/`504` with a plain-text reason phrase (a proxy in front
 //!   of Medusa answers those), anything else `{"type":"unknown_error","code":"unknown_error",
@@ -77,11 +77,11 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Value, json};
 
-use crate::faults::{FaultPlan, Server};
+use crate::emulator::{self, Emulator, Platform};
+use crate::faults::FaultPlan;
 
 /// When every payment was created.
 pub const CREATED_AT: &str = "2026-11-20T12:00:00.000Z";
@@ -120,7 +120,7 @@ impl MedusaPayment {
         }
     }
 
-    /// The payment as Medusa's API shows it (every field the seed marks as required).
+    /// The payment as Medusa's API shows it (every field the API reference marks as required).
     pub fn to_json(&self) -> Value {
         let canceled_at = self.canceled.then_some(CANCELED_AT);
         let updated_at = self.captured_at.as_deref().or(canceled_at).unwrap_or(CREATED_AT);
@@ -248,14 +248,23 @@ struct Booked {
     capture_failed: bool,
 }
 
-/// Everything the server and the handle share, behind one mutex.
+/// The Medusa emulator's books. Opaque; read them through [`MedusaEmulator`] or the control API.
 #[derive(Debug)]
-struct State {
+pub struct State {
     config: MedusaConfig,
     payments: BTreeMap<String, MedusaPayment>,
     orders: BTreeMap<String, Booked>,
     /// Captures applied since start or reset (the deterministic clock).
     captures: u64,
+}
+
+impl Platform for State {
+    const NAME: &'static str = "medusa";
+    const FAULT_CODES: bool = true;
+
+    fn reset(&mut self) {
+        self.restart();
+    }
 }
 
 impl State {
@@ -265,7 +274,7 @@ impl State {
         state
     }
 
-    fn reset(&mut self) {
+    fn restart(&mut self) {
         self.payments = self.config.payments.iter().map(|p| (p.id.clone(), p.clone())).collect();
         self.orders = self
             .config
@@ -396,23 +405,13 @@ enum Route {
     Order(String),
 }
 
-type Shared = Arc<Mutex<State>>;
+type Shared = emulator::Shared<State>;
 
-fn lock(state: &Shared) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// A running Medusa emulator: an HTTP server on a loopback port, and a handle on its books (the
+/// shared scaffold, [`Emulator`], with the Medusa books).
+pub type MedusaEmulator = Emulator<State>;
 
-/// A running Medusa emulator: an HTTP server on a loopback port, and a handle on its books.
-///
-/// Dropping the handle stops the server; [`MedusaEmulator::shutdown`] stops it gracefully.
-#[derive(Debug)]
-pub struct MedusaEmulator {
-    server: Server,
-    state: Shared,
-    faults: FaultPlan,
-}
-
-impl MedusaEmulator {
+impl Emulator<State> {
     /// Starts the emulator on `127.0.0.1` and a free port.
     pub async fn start(config: MedusaConfig) -> std::io::Result<MedusaEmulator> {
         MedusaEmulator::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
@@ -421,47 +420,17 @@ impl MedusaEmulator {
     /// Starts the emulator on `addr` (port 0 picks a free port). Keep it on loopback: the control
     /// API has no authentication.
     pub async fn start_on(addr: SocketAddr, config: MedusaConfig) -> std::io::Result<MedusaEmulator> {
-        let state: Shared = Arc::new(Mutex::new(State::new(config)));
-        let faults = FaultPlan::default();
-        let router = server::router(Arc::clone(&state), faults.clone());
-        let server = Server::start(addr, router).await?;
-        Ok(MedusaEmulator { server, state, faults })
-    }
-
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    /// The address the server listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// The fault queue of the capture routes.
-    pub fn faults(&self) -> &FaultPlan {
-        &self.faults
+        Emulator::serve(addr, State::new(config), FaultPlan::default(), server::router).await
     }
 
     /// The payment with that id, as currently known.
     pub fn payment(&self, id: &str) -> Option<MedusaPayment> {
-        lock(&self.state).payments.get(id).cloned()
+        self.books().payments.get(id).cloned()
     }
 
     /// The order with that id.
     pub fn order(&self, id: &str) -> Option<MedusaOrder> {
-        lock(&self.state).orders.get(id).map(|b| b.order.clone())
-    }
-
-    /// Back to the configured payments and orders, the clock to its start, no queued faults.
-    pub fn reset(&self) {
-        lock(&self.state).reset();
-        self.faults.clear();
-    }
-
-    /// Stops accepting connections, lets requests in flight finish (up to 5 seconds), then returns.
-    pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.books().orders.get(id).map(|b| b.order.clone())
     }
 }
 

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{Refusal, Route, Shared, lock};
+use super::{Refusal, Route, Shared};
+use crate::emulator::lock;
 use crate::faults::{self, Fault, FaultKind, FaultPlan};
 
 /// Shared by every handler.
@@ -27,11 +28,9 @@ pub(super) fn router(state: Shared, faults: FaultPlan) -> Router {
         .route("/admin/orders/{id}/capture", post(capture_order).fallback(not_found))
         .route("/admin/payments/{id}", get(get_payment).fallback(not_found))
         .route("/admin/orders/{id}", get(get_order).fallback(not_found))
-        .route("/_sandbox/reset", post(reset).fallback(not_found))
         .route("/_sandbox/payments/{id}", get(sandbox_payment).fallback(not_found))
         .route("/_sandbox/orders/{id}", get(sandbox_order).fallback(not_found))
         .with_state(app)
-        .merge(faults.routes())
         .fallback(not_found)
 }
 
@@ -92,9 +91,26 @@ fn rate_limited(reset_ms: Option<u64>) -> Response {
         .into_response()
 }
 
-/// The answer for a `status` fault: Medusa's body for that status (see the module docs).
-fn fault_status(status: u16, payment_id: &str) -> Response {
+/// The answer for a `status` fault: Medusa's body for that status (see the module docs), or
+/// `{"type": <code>, "message": <message>}` when the fault names either.
+fn fault_status(fault: &Fault, payment_id: &str) -> Response {
+    let status = fault.status.unwrap_or(500);
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if fault.code.is_some() || fault.message.is_some() {
+        let kind = fault.code.clone().unwrap_or_else(|| {
+            match status {
+                400 => "invalid_data",
+                404 => "not_found",
+                409 => "invalid_state_error",
+                422 => "duplicate_error",
+                500 => "unexpected_state",
+                _ => "unknown_error",
+            }
+            .to_owned()
+        });
+        let message = fault.message.clone().unwrap_or_else(|| "An unknown error occurred.".to_owned());
+        return medusa_error(code, &kind, &message);
+    }
     match status {
         400 => medusa_error(code, "invalid_data", &format!("Payment {payment_id} could not be captured")),
         401 => unauthorized(),
@@ -149,7 +165,7 @@ async fn capture(app: &App, headers: &HeaderMap, route: Route) -> Response {
             FaultKind::RateLimited => rate_limited(f.reset_ms),
             _ => {
                 let subject = lock(&app.state).fault_subject(&route);
-                fault_status(f.status.unwrap_or(500), &subject)
+                fault_status(f, &subject)
             }
         };
     }
@@ -166,7 +182,7 @@ async fn capture(app: &App, headers: &HeaderMap, route: Route) -> Response {
     match fault {
         Some(f) if f.kind == FaultKind::DropAfterApply => return faults::dropped_connection(),
         Some(f) if f.kind == FaultKind::Delay => faults::wait(&f).await,
-        Some(f) if f.kind == FaultKind::Status => return fault_status(f.status.unwrap_or(500), &subject),
+        Some(f) if f.kind == FaultKind::Status => return fault_status(&f, &subject),
         _ => {}
     }
     match answer {
@@ -245,13 +261,6 @@ async fn get_order(
         Some(o) => json_response(StatusCode::OK, &json!({"order": o})),
         None => refusal(Refusal::NotFound(format!("Order with id {id} was not found"))),
     }
-}
-
-/// `POST /_sandbox/reset`.
-async fn reset(State(app): State<App>) -> StatusCode {
-    lock(&app.state).reset();
-    app.faults.clear();
-    StatusCode::NO_CONTENT
 }
 
 /// `GET /_sandbox/payments/{id}`.

@@ -1,6 +1,6 @@
 //! Emulator of the Optty Merchant API capture endpoint, on a loopback HTTP port.
 //!
-//! # The capture endpoint (the contract: `shared/seeds/002`, `shared/PLATFORMS.md` section Optty)
+//! # The capture endpoint (the contract: crates/sandbox/platforms/optty.md, from Optty's "capture an order" page)
 //!
 //! `POST /orders/{orderReference}/capture` with `Authorization: Bearer <token>` and a JSON body
 //! `{captureReference, description?, amount, shippingInfo?}`. Optty runs NestJS, so the emulator
@@ -82,13 +82,13 @@
 mod server;
 mod validation;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rust_decimal::Decimal;
 
-use crate::faults::{FaultPlan, Server};
+use crate::emulator::{self, Emulator, Platform};
+use crate::faults::FaultPlan;
 
 /// Payment methods the emulator knows, with whether each supports partial capture.
 ///
@@ -240,33 +240,46 @@ impl Booked {
     }
 }
 
-/// Everything the server and the handle share, behind one mutex.
+/// The Optty emulator's books: orders, their captures, and the references already used.
+/// Opaque; read them through [`OpttyEmulator`] or the control API.
 #[derive(Debug)]
-struct State {
+pub struct State {
     config: OpttyConfig,
     orders: BTreeMap<String, Booked>,
+    /// Every `(merchant, captureReference)` accepted, so the uniqueness check is a lookup.
+    references: BTreeSet<(String, String)>,
     faults: FaultPlan,
 }
 
-impl State {
-    fn new(config: OpttyConfig) -> State {
-        let mut state = State { config, orders: BTreeMap::new(), faults: FaultPlan::default() };
-        state.reset();
-        state
-    }
+impl Platform for State {
+    const NAME: &'static str = "optty";
+    const FAULT_CODES: bool = false;
 
     fn reset(&mut self) {
         self.faults.clear();
         self.orders.clear();
+        self.references.clear();
         for order in self.config.orders.clone() {
             self.put_order(order);
         }
+    }
+}
+
+impl State {
+    fn new(config: OpttyConfig, faults: FaultPlan) -> State {
+        let mut state = State { config, orders: BTreeMap::new(), references: BTreeSet::new(), faults };
+        state.reset();
+        state
     }
 
     fn put_order(&mut self, mut order: OpttyOrder) {
         order.amount = two_places(order.amount);
         order.surcharge = two_places(order.surcharge);
-        self.orders.insert(order.reference.clone(), Booked { order, captures: Vec::new() });
+        let replaced = self.orders.insert(order.reference.clone(), Booked { order, captures: Vec::new() });
+        // The replaced order's captures are discarded, and with them their references.
+        for (merchant, capture) in replaced.map(|b| b.captures).unwrap_or_default() {
+            self.references.remove(&(merchant, capture.capture_reference));
+        }
     }
 
     fn merchant_for_token(&self, token: &str) -> Option<String> {
@@ -282,12 +295,8 @@ impl State {
         if !self.orders.contains_key(order_reference) {
             return Err(CaptureError::OrderNotFound(order_reference.to_owned()));
         }
-        let used = self
-            .orders
-            .values()
-            .flat_map(|b| &b.captures)
-            .any(|(m, c)| m == merchant && c.capture_reference == request.capture_reference);
-        if used {
+        let key = (merchant.to_owned(), request.capture_reference.clone());
+        if self.references.contains(&key) {
             return Err(CaptureError::ReferenceUsed(request.capture_reference));
         }
         let booked = self
@@ -309,6 +318,7 @@ impl State {
             shipping_info: request.shipping_info,
         };
         booked.captures.push((merchant.to_owned(), capture.clone()));
+        self.references.insert(key);
         Ok(capture)
     }
 }
@@ -322,23 +332,13 @@ fn two_places(amount: Decimal) -> Decimal {
     amount
 }
 
-type Shared = Arc<Mutex<State>>;
+type Shared = emulator::Shared<State>;
 
-fn lock(state: &Shared) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// A running Optty emulator: an HTTP server task on a loopback port, and a handle on its books
+/// (the shared scaffold, [`Emulator`], with the Optty books).
+pub type OpttyEmulator = Emulator<State>;
 
-/// A running Optty emulator: an HTTP server task on a loopback port, and a handle on its books.
-///
-/// Dropping the handle stops the server; [`OpttyEmulator::shutdown`] stops it gracefully.
-#[derive(Debug)]
-pub struct OpttyEmulator {
-    server: Server,
-    state: Shared,
-    faults: FaultPlan,
-}
-
-impl OpttyEmulator {
+impl Emulator<State> {
     /// Starts the emulator on `127.0.0.1` and a free port.
     pub async fn start(config: OpttyConfig) -> std::io::Result<OpttyEmulator> {
         OpttyEmulator::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
@@ -347,32 +347,14 @@ impl OpttyEmulator {
     /// Starts the emulator on `addr` (port 0 picks a free port). Keep it on loopback: the control
     /// API has no authentication.
     pub async fn start_on(addr: SocketAddr, config: OpttyConfig) -> std::io::Result<OpttyEmulator> {
-        let state = State::new(config);
-        let faults = state.faults.clone();
-        let state: Shared = Arc::new(Mutex::new(state));
-        let router = server::router(Arc::clone(&state)).merge(faults.routes());
-        let server = Server::start(addr, router).await?;
-        Ok(OpttyEmulator { server, state, faults })
-    }
-
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    /// The address the server listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// The fault queue: each capture request takes the next fault (see [`crate::faults`]).
-    pub fn faults(&self) -> &FaultPlan {
-        &self.faults
+        let faults = FaultPlan::default();
+        let state = State::new(config, faults.clone());
+        Emulator::serve(addr, state, faults, |state, _| server::router(state)).await
     }
 
     /// The captures accepted for an order, in order (empty for an unknown order).
     pub fn captures(&self, order_reference: &str) -> Vec<RecordedCapture> {
-        lock(&self.state)
+        self.books()
             .orders
             .get(order_reference)
             .map(|b| b.captures.iter().map(|(_, c)| c.clone()).collect())
@@ -381,22 +363,12 @@ impl OpttyEmulator {
 
     /// The order with that reference, as currently known.
     pub fn order(&self, order_reference: &str) -> Option<OpttyOrder> {
-        lock(&self.state).orders.get(order_reference).map(|b| b.order.clone())
+        self.books().orders.get(order_reference).map(|b| b.order.clone())
     }
 
     /// Adds an order, or replaces the one with the same reference (discarding its captures).
     /// Amounts with fewer than 2 places are shown with 2. Lasts until the next reset.
     pub fn add_order(&self, order: OpttyOrder) {
-        lock(&self.state).put_order(order);
-    }
-
-    /// Back to the orders the emulator was started with, no captures and no queued faults.
-    pub fn reset(&self) {
-        lock(&self.state).reset();
-    }
-
-    /// Stops accepting connections, lets requests in flight finish (up to 5 seconds), then returns.
-    pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.books().put_order(order);
     }
 }

@@ -3,23 +3,23 @@
 use std::str::FromStr;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Number, Value, json};
 
 use super::validation::{parse_json_body, validate_capture, validate_order};
-use super::{Booked, CaptureError, Shared, lock, two_places};
+use super::{Booked, CaptureError, Shared, two_places};
+use crate::emulator::{self, lock};
 use crate::faults::{self, Fault, FaultKind};
 
 /// The emulator's routes over the shared state.
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/orders/{order_reference}/capture", post(capture).fallback(not_found))
-        .route("/_sandbox/reset", post(reset).fallback(not_found))
         .route("/_sandbox/orders", post(put_order).fallback(not_found))
         .route("/_sandbox/orders/{order_reference}", get(get_order).fallback(not_found))
         .fallback(not_found)
@@ -28,8 +28,7 @@ pub(super) fn router(state: Shared) -> Router {
 
 /// A JSON response, `Content-Type: application/json; charset=utf-8` as Express sends it.
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], Body::from(body.to_string()))
-        .into_response()
+    emulator::json_response(status, "application/json; charset=utf-8", body)
 }
 
 /// `{"statusCode":<code>,"message":"<message>"}`.
@@ -111,8 +110,8 @@ async fn capture(
     };
     // Injected faults: those that stand in for the platform's answer come before the capture.
     let fault = lock(&state).faults.next();
-    if let Some(f) = fault.filter(|f| !f.applies()) {
-        return fault_response(&f);
+    if let Some(f) = fault.as_ref().filter(|f| !f.applies()) {
+        return fault_response(f);
     }
     // 4, 5. The order and the business rules (the lock is released before any await).
     let result = lock(&state).capture(&merchant, &order_reference, request);
@@ -153,13 +152,9 @@ fn fault_response(fault: &Fault) -> Response {
         }
         return response;
     }
-    error(status, status.canonical_reason().unwrap_or("Error"))
-}
-
-/// `POST /_sandbox/reset`.
-async fn reset(State(state): State<Shared>) -> StatusCode {
-    lock(&state).reset();
-    StatusCode::NO_CONTENT
+    let message =
+        fault.message.clone().unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_owned());
+    error(status, message)
 }
 
 /// The order and its books as the control API shows them (every amount a 2-place string).

@@ -1,7 +1,7 @@
 //! Emulator of the Wix eCommerce capture endpoint and of the order transactions read-back, on a
 //! loopback HTTP port.
 //!
-//! # The contract (`shared/seeds/004`, `shared/PLATFORMS.md` section Wix)
+//! # The contract (crates/sandbox/platforms/wix.md, from Wix's "Capture Authorized Payments" page)
 //!
 //! `POST /ecom/v1/order-billing/capture-authorized-payments` with `Authorization: <token>` (no
 //! scheme prefix) and `{"orderId": <GUID>, "payments": [{"paymentId": <GUID>, "amount"?: {"amount":
@@ -35,7 +35,7 @@
 //!    amount was sent. Partial amounts are **accepted** (the documentation is ambiguous; the
 //!    emulator takes the permissive reading, and the connector works under both). The answer is
 //!    `200 {"orderTransactions": {"orderId", "payments": [...], "refunds": []}}` with every payment
-//!    of the order in the seed's shape: `id`, `regularPaymentDetails` (`status`,
+//!    of the order in the documentation's shape: `id`, `regularPaymentDetails` (`status`,
 //!    `authorizationDetails.captures[]` with `id`, `status`, `amount`, `createdDate`), `amount`,
 //!    `createdDate`, `updatedDate`, `refundDisabled`. Amounts are `{"amount": "<decimal string with
 //!    the currency's places>", "formattedAmount": "$10.00"}` (real Wix may trim: `"1"`, `"2.0"`;
@@ -65,19 +65,20 @@ mod server;
 mod state;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rust_decimal::Decimal;
 
-use crate::faults::{FaultPlan, Server};
-use state::State;
+use crate::emulator::{self, Emulator};
+use crate::faults::FaultPlan;
+pub(crate) use server::is_guid;
+pub use state::State;
 
 /// The demo data's ids (GUIDs), for tests and demos.
 pub mod demo_ids {
     /// The demo token.
     pub const TOKEN: &str = "sandbox-wix-token";
     /// USD order with two authorized payments, [`USD_PAYMENT_10`] and [`USD_PAYMENT_20`].
-    /// (The ids are the seed page's.)
+    /// (The ids are those of Wix's sample answer.)
     pub const USD_ORDER: &str = "3545c2f2-7768-4e6e-b64b-dcc11dc7a7f9";
     /// USD 10.00, authorized.
     pub const USD_PAYMENT_10: &str = "496aaea1-4e2f-4cb1-9522-6b85f49b91e2";
@@ -269,23 +270,13 @@ impl WixConfig {
     }
 }
 
-type Shared = Arc<Mutex<State>>;
+type Shared = emulator::Shared<State>;
 
-fn lock(state: &Shared) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// A running Wix emulator: an HTTP server task on a loopback port, and a handle on its books (the
+/// shared scaffold, [`Emulator`], with the Wix books).
+pub type WixEmulator = Emulator<State>;
 
-/// A running Wix emulator: an HTTP server task on a loopback port, and a handle on its books.
-///
-/// Dropping the handle stops the server; [`WixEmulator::shutdown`] stops it gracefully.
-#[derive(Debug)]
-pub struct WixEmulator {
-    server: Server,
-    state: Shared,
-    faults: FaultPlan,
-}
-
-impl WixEmulator {
+impl Emulator<State> {
     /// Starts the emulator on `127.0.0.1` and a free port.
     pub async fn start(config: WixConfig) -> std::io::Result<WixEmulator> {
         WixEmulator::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
@@ -294,48 +285,19 @@ impl WixEmulator {
     /// Starts the emulator on `addr` (port 0 picks a free port). Keep it on loopback: the control
     /// API has no authentication.
     pub async fn start_on(addr: SocketAddr, config: WixConfig) -> std::io::Result<WixEmulator> {
-        let state = State::new(config);
-        let faults = state.faults.clone();
-        let state: Shared = Arc::new(Mutex::new(state));
-        let router = server::router(Arc::clone(&state)).merge(faults.routes());
-        let server = Server::start(addr, router).await?;
-        Ok(WixEmulator { server, state, faults })
-    }
-
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
-    pub fn base_url(&self) -> String {
-        self.server.base_url()
-    }
-
-    /// The address the server listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// The fault queue: each capture request that passes authentication and validation takes the
-    /// next fault (see [`crate::faults`]).
-    pub fn faults(&self) -> &FaultPlan {
-        &self.faults
+        let faults = FaultPlan::default();
+        let state = State::new(config, faults.clone());
+        Emulator::serve(addr, state, faults, |state, _| server::router(state)).await
     }
 
     /// The order with that id (GUIDs compare case-insensitively), as the books show it now. Does
     /// not count as a read.
     pub fn order(&self, id: &str) -> Option<WixOrder> {
-        lock(&self.state).order(id).cloned()
+        self.books().order(id).cloned()
     }
 
     /// Adds an order, or replaces the one with the same id. Lasts until the next reset.
     pub fn add_order(&self, order: WixOrder) {
-        lock(&self.state).put_order(order);
-    }
-
-    /// Back to the configured orders; capture counter, read counts and queued faults cleared.
-    pub fn reset(&self) {
-        lock(&self.state).reset();
-    }
-
-    /// Stops accepting connections, lets requests in flight finish (up to 5 seconds), then returns.
-    pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        self.books().put_order(order);
     }
 }

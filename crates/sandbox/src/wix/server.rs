@@ -1,11 +1,11 @@
 //! The HTTP side: routes, authentication, body validation, faults and Wix-shaped JSON.
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use capture_core::parse_decimal;
 use rust_decimal::Decimal;
@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 use super::state::{
     AUTHORIZED_DATE, AppError, CREATED_DATE, CaptureRequest, State as Books, at_places, exponent,
 };
-use super::{Shared, WixOrder, lock};
+use super::{Shared, WixOrder};
+use crate::emulator::{self, lock};
 use crate::faults::{self, Fault, FaultKind};
 
 /// The most payments one capture may carry.
@@ -25,14 +26,13 @@ pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/ecom/v1/order-billing/capture-authorized-payments", post(capture).fallback(not_found))
         .route("/ecom/v1/payments/orders/{order_id}", get(transactions).fallback(not_found))
-        .route("/_sandbox/reset", post(reset).fallback(not_found))
         .route("/_sandbox/orders/{order_id}", get(sandbox_order).fallback(not_found))
         .fallback(not_found)
         .with_state(state)
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], Body::from(body.to_string())).into_response()
+    emulator::json_response(status, "application/json", body)
 }
 
 fn status_code(status: u16) -> StatusCode {
@@ -104,7 +104,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 fn unauthenticated() -> Response {
     app_error(&AppError {
         status: 401,
-        code: "UNAUTHENTICATED",
+        code: "UNAUTHENTICATED".to_owned(),
         description: "The Authorization header is missing or is not a valid API key or token".to_owned(),
         data: json!({}),
     })
@@ -118,7 +118,7 @@ fn authenticated(state: &Shared, headers: &HeaderMap) -> bool {
 }
 
 /// True for a GUID in its text form: 8-4-4-4-12 hexadecimal digits.
-fn is_guid(s: &str) -> bool {
+pub(crate) fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups
@@ -266,7 +266,7 @@ fn price(amount: Decimal, currency: &str) -> Value {
     json!({"amount": amount.to_string(), "formattedAmount": formatted(amount, currency)})
 }
 
-/// `{"orderTransactions": {...}}` in the seed's shape.
+/// `{"orderTransactions": {...}}` in the shape of Wix's documentation.
 fn transactions_json(books: &Books, order: &WixOrder) -> Value {
     let cur = order.currency.as_str();
     let payments: Vec<Value> = order
@@ -323,7 +323,7 @@ fn fault_response(fault: &Fault) -> Response {
         let seconds = fault.reset_ms.unwrap_or(1000).div_ceil(1000);
         let mut response = app_error(&AppError {
             status: 429,
-            code: "RESOURCE_EXHAUSTED",
+            code: "RESOURCE_EXHAUSTED".to_owned(),
             description: "Too many requests; try again later".to_owned(),
             data: json!({}),
         });
@@ -333,14 +333,34 @@ fn fault_response(fault: &Fault) -> Response {
         return response;
     }
     let status = fault.status.unwrap_or(500);
-    let code = match status {
+    let default_code = match status {
         500 => "INTERNAL",
         503 => "UNAVAILABLE",
         504 => "DEADLINE_EXCEEDED",
         _ => "UNKNOWN",
     };
-    let reason = status_code(status).canonical_reason().unwrap_or("Error");
-    app_error(&AppError { status, code, description: reason.to_owned(), data: json!({}) })
+    let code = fault.code.clone().unwrap_or_else(|| default_code.to_owned());
+    let description = fault.message.clone().unwrap_or_else(|| {
+        known_description(&code)
+            .unwrap_or_else(|| status_code(status).canonical_reason().unwrap_or("Error"))
+            .to_owned()
+    });
+    app_error(&AppError { status, code, description, data: json!({}) })
+}
+
+/// What Wix says for each application code the capture route documents (used by a fault that
+/// names the code but no message).
+fn known_description(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "PAYMENT_NOT_FOUND" => "Payment not found",
+        "ORDER_HAS_CHARGEBACKS" => "The order has chargebacks; its payments cannot be captured",
+        "PAYMENT_ALREADY_VOIDED" => "The payment is voided",
+        "PAYMENT_HAS_PENDING_CAPTURE" => "The payment has a capture still pending",
+        "PAYMENT_ALREADY_CAPTURED" => "The payment is already captured",
+        "PAYMENT_NOT_AUTHORIZED" => "The payment is not authorized",
+        "INVALID_AMOUNT" => "Invalid amount",
+        _ => return None,
+    })
 }
 
 /// `POST /ecom/v1/order-billing/capture-authorized-payments`.
@@ -377,8 +397,8 @@ async fn capture(
     };
     // Injected faults: those that stand in for the platform's answer come before the capture.
     let fault = lock(&state).faults.next();
-    if let Some(f) = fault.filter(|f| !f.applies()) {
-        return fault_response(&f);
+    if let Some(f) = fault.as_ref().filter(|f| !f.applies()) {
+        return fault_response(f);
     }
     // The business rules and the answer, under one lock released before any await.
     let response = {
@@ -429,17 +449,11 @@ async fn transactions(
         Some(order) => json_response(StatusCode::OK, &transactions_json(&books, &order)),
         None => app_error(&AppError {
             status: 404,
-            code: "ORDER_NOT_FOUND",
+            code: "ORDER_NOT_FOUND".to_owned(),
             description: format!("Order {order_id} not found"),
             data: json!({"orderId": order_id}),
         }),
     }
-}
-
-/// `POST /_sandbox/reset`.
-async fn reset(State(state): State<Shared>) -> StatusCode {
-    lock(&state).reset();
-    StatusCode::NO_CONTENT
 }
 
 /// `GET /_sandbox/orders/{id}`: the books, without counting a read.

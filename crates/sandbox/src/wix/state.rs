@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::{WixCapture, WixConfig, WixOrder};
+use crate::emulator::Platform;
 use crate::faults::FaultPlan;
 
 /// When the demo payments were created and authorized (fixed, never the wall clock).
@@ -28,14 +29,14 @@ pub(super) struct CaptureRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct AppError {
     pub(super) status: u16,
-    pub(super) code: &'static str,
+    pub(super) code: String,
     pub(super) description: String,
     pub(super) data: Value,
 }
 
 impl AppError {
     fn new(status: u16, code: &'static str, description: String, data: Value) -> AppError {
-        AppError { status, code, description, data }
+        AppError { status, code: code.to_owned(), description, data }
     }
 }
 
@@ -55,9 +56,10 @@ fn same_id(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Everything the server and the handle share, behind one mutex.
+/// The Wix emulator's books: orders, payments, captures, read counts. Opaque; read them through
+/// [`super::WixEmulator`] or the control API.
 #[derive(Debug)]
-pub(super) struct State {
+pub struct State {
     config: WixConfig,
     orders: Vec<WixOrder>,
     /// Reads seen by each pending capture, by capture id.
@@ -69,21 +71,11 @@ pub(super) struct State {
     pub(super) faults: FaultPlan,
 }
 
-impl State {
-    pub(super) fn new(config: WixConfig) -> State {
-        let mut state = State {
-            config,
-            orders: Vec::new(),
-            reads: BTreeMap::new(),
-            dates: BTreeMap::new(),
-            counter: 0,
-            faults: FaultPlan::default(),
-        };
-        state.reset();
-        state
-    }
+impl Platform for State {
+    const NAME: &'static str = "wix";
+    const FAULT_CODES: bool = true;
 
-    pub(super) fn reset(&mut self) {
+    fn reset(&mut self) {
         self.faults.clear();
         self.reads.clear();
         self.dates.clear();
@@ -92,6 +84,21 @@ impl State {
         for order in self.config.orders.clone() {
             self.put_order(order);
         }
+    }
+}
+
+impl State {
+    pub(super) fn new(config: WixConfig, faults: FaultPlan) -> State {
+        let mut state = State {
+            config,
+            orders: Vec::new(),
+            reads: BTreeMap::new(),
+            dates: BTreeMap::new(),
+            counter: 0,
+            faults,
+        };
+        state.reset();
+        state
     }
 
     pub(super) fn put_order(&mut self, mut order: WixOrder) {
