@@ -20,6 +20,7 @@ use crate::config::{ConfigError, EngineConfig, Secret};
 use crate::hooks::{Hook, HookContext};
 use crate::ledger::{CrashPoint, Gate, Random, RetryPolicy, SeededRandom};
 use crate::plugin::{Plugin, PluginCallError, PluginLoadError, host_allowed, is_loopback};
+use crate::scrub::{ScrubbedStore, Scrubber};
 use crate::transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 use capture_store::{AttemptState, AttemptUpdate, CaptureStore};
 
@@ -139,8 +140,8 @@ impl EngineBuilder {
     /// Loads what a configuration file names: plugins, rules, platforms and their credentials.
     pub fn from_config(config: &EngineConfig) -> Result<EngineBuilder, EngineError> {
         let mut b = EngineBuilder::default();
-        for file in config.plugin_files()? {
-            b = b.plugin(Arc::new(Plugin::load(&file)?))?;
+        for entry in config.plugin_entries()? {
+            b = b.plugin(Arc::new(Plugin::load_with(&entry.path, &config.load_options(&entry))?))?;
         }
         if let Some(dir) = &config.rules {
             b = b.rules(RuleSet::load_dir(dir, capture_rules::Limits::default())?);
@@ -269,6 +270,7 @@ impl EngineBuilder {
                     format!("scheme `{}` is not http or https", base.scheme()),
                 ));
             }
+            crate::config::check_base_url(&key("base_url"), &base)?;
             let host = base.host().ok_or_else(|| invalid(key("base_url"), "has no host".into()))?;
             let host_text = host.to_string();
             if !is_loopback(&host)
@@ -300,14 +302,19 @@ impl EngineBuilder {
         };
         let mut hooks = self.hooks;
         hooks.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
+        let scrubber =
+            Scrubber::new(platforms.values().flat_map(|p: &Platform| p.setup.credentials.values()));
+        let store =
+            self.store.map(|s| Arc::new(ScrubbedStore::new(s, scrubber.clone())) as Arc<dyn CaptureStore>);
         Ok(Engine {
+            scrubber,
             platforms,
             rules: RwLock::new(self.rules),
             hooks,
             transport,
             clock: self.clock,
             ids: self.ids,
-            store: self.store,
+            store,
             merchant: self.merchant,
             retry: self.retry,
             random: self.random,
@@ -331,6 +338,8 @@ pub struct Engine {
     pub(crate) retry: RetryPolicy,
     pub(crate) random: Arc<dyn Random>,
     pub(crate) crash_at: Option<CrashPoint>,
+    /// Every configured secret, scrubbed from what leaves the engine (`scrub`).
+    pub(crate) scrubber: Scrubber,
 }
 
 impl std::fmt::Debug for Engine {
@@ -601,6 +610,12 @@ impl Engine {
         old.version().to_owned()
     }
 
+    /// The scrubber of every configured secret: what the engine applies to its reports, ledger
+    /// columns and messages, for hosts that print engine text of their own.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
+    }
+
     /// The manifests of the configured platforms' connectors.
     pub fn connectors(&self) -> impl Iterator<Item = (&str, &Plugin)> {
         self.platforms.iter().map(|(id, p)| (id.as_str(), p.plugin.as_ref()))
@@ -670,7 +685,7 @@ impl Engine {
                 }
             }
         };
-        Ok(StatusReport {
+        Ok(self.scrubber.status_report(StatusReport {
             schema: STATUS_SCHEMA,
             platform: q.platform.clone(),
             order_id: q.order_id.clone(),
@@ -679,7 +694,7 @@ impl Engine {
             steps: run.steps,
             exchanges: run.exchanges,
             outcome,
-        })
+        }))
     }
 
     fn platform(&self, id: &str) -> Result<&Platform, CaptureError> {
@@ -814,7 +829,7 @@ impl Engine {
         }
 
         let reached_amount = !matches!(outcome, Outcome::Rejected { .. });
-        Ok(CaptureReport {
+        Ok(self.scrubber.report(CaptureReport {
             schema: REPORT_SCHEMA,
             capture_id,
             started_at: now,
@@ -834,7 +849,7 @@ impl Engine {
             tags: run.tags.into_iter().collect(),
             notes: run.notes,
             follow_ups: run.follow_ups,
-        })
+        }))
     }
 
     fn collect(&self, run: &mut Run, v: &RuleVerdict<'_>) {
@@ -978,9 +993,10 @@ impl Engine {
             build_step,
             version.clone(),
             "ok",
-            Some(format!("{} {}", http.method, http.url)),
+            Some(format!("{} {}", outgoing.method, outgoing.url)),
         );
-        let recorded = redact(&http);
+        // Recorded as sent: the URL in its parsed form, which is what the transport sends.
+        let recorded = RecordedRequest { url: outgoing.url.clone(), ..redact(&http) };
         if let Some(g) = gate {
             // The ledger learns the request is leaving before it leaves: a crash from here on
             // leaves the attempt in `sent`, which reconciliation resolves from the platform.
@@ -1154,7 +1170,7 @@ impl Engine {
         }
         Ok(OutgoingRequest {
             method: http.method.clone(),
-            url: http.url.clone(),
+            url: url.to_string(),
             headers,
             body: http.body.clone(),
         })

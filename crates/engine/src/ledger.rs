@@ -674,7 +674,7 @@ impl Engine {
                 order_id: a.order_id.clone(),
                 before: a.state,
                 after,
-                detail,
+                detail: self.scrubber.scrub(&detail).into_owned(),
             });
         }
         Ok(out)

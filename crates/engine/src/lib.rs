@@ -28,10 +28,12 @@
 
 mod clock;
 mod config;
+mod elf;
 mod engine;
 mod hooks;
 mod ledger;
 pub mod plugin;
+pub mod scrub;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
@@ -40,8 +42,10 @@ pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup
 pub use hooks::{Hook, HookContext, Observation};
 pub use ledger::{CrashPoint, Random, Reconciled, RetryPolicy, SeededRandom};
 pub use plugin::{
-    MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction, PluginLoadError, sha256_file, verify_sha256,
+    DEFAULT_CALL_TIMEOUT, LoadOptions, MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction,
+    PluginLoadError, sha256_file, verify_sha256,
 };
+pub use scrub::{ScrubbedStore, Scrubber};
 pub use transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 
 pub use capture_rules::{Limits as RuleLimits, RuleSet, RulesError};
