@@ -202,10 +202,15 @@ async fn files_that_are_not_plugin_libraries_are_refused_by_name() {
     let truncated = dir.join("libtruncated.so");
     let optty = std::fs::read(optty_plugin()).expect("read the Optty plugin");
     std::fs::write(&truncated, &optty[..4096]).expect("write");
-    for file in [&text, &empty] {
+    // Typed, with the dynamic loader's own reason (issue 10: it used to say "dlopen failed").
+    for (file, reason, loader) in [
+        (&text, "it is a text file, not an ELF shared library", "file too short"),
+        (&empty, "the file is empty", "file too short"),
+    ] {
         let err = Plugin::load(file).expect_err("not a library");
-        assert!(matches!(err, PluginLoadError::Open { .. }), "{err:?}");
-        assert_names(&err, file, "cannot be loaded as a shared library");
+        assert!(matches!(err, PluginLoadError::NotALibrary { .. }), "{err:?}");
+        assert_names(&err, file, &format!("not a shared library: {reason} (dynamic loader: dlopen failed: "));
+        assert!(err.to_string().contains(loader), "{err}");
     }
     // A half-copied library: the dynamic loader would map it and the process would die of SIGBUS
     // on first touch; the loader refuses it first.
@@ -383,7 +388,7 @@ async fn a_sha256_pin_refuses_another_file_naming_both_hashes() {
     assert!(
         matches!(
             &err,
-            EngineError::Config(ConfigError::Plugin(PluginLoadError::Sha256Mismatch { expected, actual: a, .. }))
+            EngineError::Plugin(PluginLoadError::Sha256Mismatch { expected, actual: a, .. })
                 if *expected == wrong && *a == actual
         ),
         "{err:?}"

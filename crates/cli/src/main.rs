@@ -193,7 +193,7 @@ fn main() -> ExitCode {
     match code {
         Ok(c) => ExitCode::from(c),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", capture_core::text::escape(&format!("{e:#}")));
             ExitCode::from(classify(&e))
         }
     }
@@ -232,7 +232,7 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     // On start: resolve what an earlier run left unresolved (a crash, a lost answer).
     if let Ok(done) = engine.reconcile(std::time::Duration::from_secs(60)).await {
         for r in done.iter().filter(|r| r.before != r.after) {
-            eprintln!(
+            let line = format!(
                 "reconciled {} ({} {}): {} -> {}",
                 r.attempt,
                 r.platform,
@@ -240,6 +240,7 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
                 r.before.as_str(),
                 r.after.as_str()
             );
+            eprintln!("{}", capture_core::text::escape(&line));
         }
     }
     let report = engine.capture(req).await?;
@@ -279,7 +280,7 @@ async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: u64) -> an
         .map_err(|e| anyhow::anyhow!("reconcile: {e}"))?;
     let mut unresolved = 0;
     for r in &done {
-        println!(
+        let line = format!(
             "{} {} {}: {} -> {}: {}",
             r.attempt,
             r.platform,
@@ -288,6 +289,7 @@ async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: u64) -> an
             r.after.as_str(),
             r.detail
         );
+        println!("{}", capture_core::text::escape(&line));
         if matches!(r.after, capture_engine::AttemptState::Sent | capture_engine::AttemptState::Unknown) {
             unresolved += 1;
         }

@@ -20,10 +20,11 @@ pub const MAX_METHOD: usize = 64;
 pub const MAX_DESCRIPTION: usize = 1000;
 /// Each of `shipping.company`, `shipping.method`, `shipping.tracking_number`, in bytes.
 pub const MAX_SHIPPING_FIELD: usize = 255;
-/// `order.payments`: authorized payments of the order.
-pub const MAX_ORDER_PAYMENTS: usize = 100;
+/// `order.payments`: authorized payments of the order (above every platform's own limit, which
+/// the connector's capabilities and the built-in checks enforce).
+pub const MAX_ORDER_PAYMENTS: usize = 250;
 /// `payments`: per-payment amounts of the request.
-pub const MAX_PAYMENTS: usize = 100;
+pub const MAX_PAYMENTS: usize = 250;
 /// `order.captures`: earlier captures of the order.
 pub const MAX_CAPTURES: usize = 1000;
 /// `metadata`: number of keys.

@@ -780,22 +780,22 @@ mod hostile_tests {
                 "U+001B",
             ),
             (
-                "101 order payments",
+                "251 order payments",
                 GOOD.replace(
                     r#"[{"id":"p1","amount":"100.00"}]"#,
-                    &format!("[{}]", many(101, &|i| format!(r#"{{"id":"p{i}","amount":"1.00"}}"#))),
+                    &format!("[{}]", many(251, &|i| format!(r#"{{"id":"p{i}","amount":"1.00"}}"#))),
                 ),
                 "order.payments",
-                "limit is 100",
+                "limit is 250",
             ),
             (
-                "101 payments",
+                "251 payments",
                 with_top(&format!(
                     r#""payments":[{}]"#,
-                    many(101, &|_| r#"{"payment_id":"p1","amount":"1.00"}"#.to_owned())
+                    many(251, &|_| r#"{"payment_id":"p1","amount":"1.00"}"#.to_owned())
                 )),
                 "payments",
-                "limit is 100",
+                "limit is 250",
             ),
             (
                 "1001 earlier captures",

@@ -495,10 +495,11 @@ impl Plugin {
             Err(crate::elf::ElfProblem::NotALibrary(reason)) => {
                 // The dynamic loader's own reason too: it refuses such a file before mapping it.
                 let loader = match open() {
-                    Err(e) => loader_message(&e),
+                    Err(e) => loader_message(&e, &loader_path, path),
                     Ok(lib) => {
-                        // Never unloaded (see below), never called.
+                        // Never unloaded, never called; its name stays taken (see below).
                         std::mem::forget(lib);
+                        std::mem::forget(file_handle);
                         "it loaded the file all the same".to_owned()
                     }
                 };
@@ -511,15 +512,23 @@ impl Plugin {
                 return Err(PluginLoadError::EntryNotFunction { path: path_buf, kind });
             }
         }
-        let lib = open()
-            .map_err(|e| PluginLoadError::Open { path: path_buf.clone(), message: loader_message(&e) })?;
-        drop(file_handle);
+        let lib = open().map_err(|e| PluginLoadError::Open {
+            path: path_buf.clone(),
+            message: loader_message(&e, &loader_path, path),
+        })?;
+        // The file stays open for the life of the process, like the library: the dynamic loader
+        // knows the library by the name `/proc/self/fd/N` and would hand a later load of that
+        // name the library it already has, so N must never be reused for another file.
+        std::mem::forget(file_handle);
         // SAFETY: the symbol's type is the documented entry function type; `.dynsym` says it is
         // a function (checked above when the table is readable).
         let entry: EntryFn = match unsafe { lib.get::<EntryFn>(ENTRY_SYMBOL) } {
             Ok(sym) => *sym,
             Err(e) => {
-                return Err(PluginLoadError::MissingEntry { path: path_buf, loader: loader_message(&e) });
+                return Err(PluginLoadError::MissingEntry {
+                    path: path_buf,
+                    loader: loader_message(&e, &loader_path, path),
+                });
             }
         };
         // Never unload: function pointers and static data stay valid for the life of the process.
@@ -848,15 +857,16 @@ fn loader_path(file: &std::fs::File, path: &Path) -> PathBuf {
     }
 }
 
-/// The dynamic loader's message: libloading's error and its source (the `dlerror` text).
-fn loader_message(e: &libloading::Error) -> String {
+/// The dynamic loader's message: libloading's error and its source (the `dlerror` text), with
+/// the name the loader was given (`/proc/self/fd/N`) replaced by the plugin's path.
+fn loader_message(e: &libloading::Error, given: &Path, path: &Path) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text = format!("{text}: {s}");
         source = s.source();
     }
-    text
+    text.replace(&given.display().to_string(), &path.display().to_string())
 }
 
 /// What is wrong with the path of a URL a connector built, if anything: a dot segment (`.`,
