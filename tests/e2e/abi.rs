@@ -72,7 +72,7 @@ fn c_library(dir: &Path, name: &str, sources: &[PathBuf], defines: &[&str]) -> P
 }
 
 /// A descriptor fixture library with one fault (`FIXTURE_*`), or none.
-fn descriptor_fixture(dir: &Path, define: Option<&str>) -> PathBuf {
+pub(crate) fn descriptor_fixture(dir: &Path, define: Option<&str>) -> PathBuf {
     let source = repo().join("plugins/fixture-misbehaving/c/descriptors.c");
     let name = define.map_or_else(|| "descriptor_valid".to_owned(), str::to_ascii_lowercase);
     c_library(dir, &name, &[source], define.as_slice())
@@ -108,7 +108,7 @@ fn assert_verify_passes(file: &Path, fixtures: Option<&Path>) -> String {
 }
 
 /// An engine holding `plugins`, each platform (id, base URL) with the Optty demo token.
-fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine {
+pub(crate) fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine {
     let mut b = Engine::builder().clock(Arc::new(FixedClock(test_time())));
     for p in plugins {
         b = b.plugin(p).unwrap_or_else(|e| panic!("{e}"));
@@ -129,7 +129,7 @@ fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine 
 }
 
 /// A capture request for `platform`: the full amount of one payment of `amount` USD.
-fn request(platform: &str, order: &str, amount: &str, key: &str) -> Vec<u8> {
+pub(crate) fn request(platform: &str, order: &str, amount: &str, key: &str) -> Vec<u8> {
     json!({
         "platform": platform,
         "idempotency_key": key,

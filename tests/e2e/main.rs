@@ -8,6 +8,7 @@ mod abi;
 mod bad_requests;
 mod bigcommerce;
 mod crash;
+mod hostile;
 mod ledger;
 mod medusa;
 mod plugins;

@@ -484,22 +484,15 @@ impl Plugin {
         }
         let file = file_name(path);
         let symbol = &ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1];
-        let loader_path = loader_path(&file_handle, path);
-        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
-        // SAFETY: loading a library runs its initialisers; plugins are trusted native code chosen by
-        // the operator's configuration, as documented in the ABI specification. The file was
-        // checked not to be truncated and is a regular file.
-        let open = || unsafe { libloading::os::unix::Library::open(Some(&loader_path), flags) };
         match crate::elf::inspect(&bytes, symbol) {
             Ok(_) => {}
             Err(crate::elf::ElfProblem::NotALibrary(reason)) => {
                 // The dynamic loader's own reason too: it refuses such a file before mapping it.
-                let loader = match open() {
-                    Err(e) => loader_message(&e, &loader_path, path),
-                    Ok(lib) => {
-                        // Never unloaded, never called; its name stays taken (see below).
+                let loader = match dlopen_exact(file_handle, path) {
+                    Err((_, message)) => message,
+                    // Never unloaded, never called.
+                    Ok((lib, _)) => {
                         std::mem::forget(lib);
-                        std::mem::forget(file_handle);
                         "it loaded the file all the same".to_owned()
                     }
                 };
@@ -512,14 +505,8 @@ impl Plugin {
                 return Err(PluginLoadError::EntryNotFunction { path: path_buf, kind });
             }
         }
-        let lib = open().map_err(|e| PluginLoadError::Open {
-            path: path_buf.clone(),
-            message: loader_message(&e, &loader_path, path),
-        })?;
-        // The file stays open for the life of the process, like the library: the dynamic loader
-        // knows the library by the name `/proc/self/fd/N` and would hand a later load of that
-        // name the library it already has, so N must never be reused for another file.
-        std::mem::forget(file_handle);
+        let (lib, loader_path) = dlopen_exact(file_handle, path)
+            .map_err(|(_, message)| PluginLoadError::Open { path: path_buf.clone(), message })?;
         // SAFETY: the symbol's type is the documented entry function type; `.dynsym` says it is
         // a function (checked above when the table is readable).
         let entry: EntryFn = match unsafe { lib.get::<EntryFn>(ENTRY_SYMBOL) } {
@@ -839,6 +826,44 @@ fn open_exactly(path: &Path) -> Result<(std::fs::File, Vec<u8>), PluginLoadError
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     (&file).take(MAX_PLUGIN_FILE + 1).read_to_end(&mut bytes).map_err(read_err)?;
     Ok((file, bytes))
+}
+
+/// The files handed to the dynamic loader, by (device, inode), kept open for the life of the
+/// process like the libraries themselves: the loader knows a library by the name it was given
+/// (`/proc/self/fd/N`) and would hand a later load of that name the library it already has, so N
+/// must never be reused for another file. One open file per distinct library file.
+static OPENED: Mutex<std::collections::BTreeMap<(u64, u64), std::fs::File>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Has the dynamic loader load exactly `file` (the open file whose bytes were checked), never a
+/// bare name looked up in the library search path. Returns the library and the name the loader
+/// was given, or the error and the loader's message.
+fn dlopen_exact(
+    file: std::fs::File,
+    path: &Path,
+) -> Result<(libloading::os::unix::Library, PathBuf), (libloading::Error, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let key = file.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
+    let mut opened = OPENED.lock().unwrap_or_else(PoisonError::into_inner);
+    // The same file loaded before: its open file (and the loader's library) again.
+    let fresh = !opened.contains_key(&key);
+    let held = opened.entry(key).or_insert(file);
+    let name = loader_path(held, path);
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
+    // SAFETY: loading a library runs its initialisers; plugins are trusted native code chosen by
+    // the operator's configuration, as documented in the ABI specification. The file is a
+    // regular file, checked not to be truncated.
+    match unsafe { libloading::os::unix::Library::open(Some(&name), flags) } {
+        Ok(lib) => Ok((lib, name)),
+        Err(e) => {
+            if fresh {
+                // The loader keeps nothing of a file it refused: the number may be reused.
+                opened.remove(&key);
+            }
+            let message = loader_message(&e, &name, path);
+            Err((e, message))
+        }
+    }
 }
 
 /// The name the dynamic loader gets for an open file: `/proc/self/fd/N` (that very file, whatever
