@@ -15,6 +15,7 @@ mod plugins;
 mod processes;
 mod rules;
 mod scenarios;
+mod secrets;
 mod wix;
 
 use std::collections::BTreeMap;
