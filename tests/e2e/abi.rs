@@ -21,8 +21,8 @@ use capture_engine::connector_api::{
     CallPayment, CaptureCall, HttpResponse, ParseCall, SCHEMA_VERSION, StatusCall,
 };
 use capture_engine::{
-    ConfigError, Engine, EngineBuilder, EngineConfig, EngineError, FixedClock, PlatformSetup, Plugin,
-    PluginCallError, PluginEntry, PluginLoadError, Secret,
+    Engine, EngineBuilder, EngineConfig, EngineError, FixedClock, PlatformSetup, Plugin, PluginCallError,
+    PluginEntry, PluginLoadError, Secret,
 };
 use capture_sandbox::OpttyEmulator;
 use rust_decimal::Decimal;

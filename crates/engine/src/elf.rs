@@ -228,6 +228,18 @@ mod tests {
     }
 
     #[test]
+    fn the_entry_symbol_type_is_read_from_dynsym() {
+        // Minimal libraries (gcc -shared -nostdlib -s), also seeds of the `elf` fuzz target.
+        let function = include_bytes!("../../fuzz/corpus/elf/entry-function.so");
+        let data = include_bytes!("../../fuzz/corpus/elf/entry-data.so");
+        let symbol = b"capture_connector_entry";
+        assert_eq!(inspect(function, symbol), Ok(ElfInfo { entry_found: Some(true) }));
+        assert_eq!(inspect(data, symbol), Err(ElfProblem::EntryNotFunction { kind: "a data object" }));
+        assert_eq!(inspect(function, b"other"), Ok(ElfInfo { entry_found: Some(false) }));
+        assert!(matches!(inspect(&function[..600], symbol), Err(ElfProblem::Truncated { .. })));
+    }
+
+    #[test]
     fn the_test_binary_is_an_executable_not_a_library() {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         // Test binaries are PIE executables (ET_DYN) on most Linux toolchains; either way the

@@ -52,6 +52,8 @@ use sha2::{Digest, Sha256};
 
 /// The largest buffer a plugin may return (manifest, request or result).
 pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
+/// The longest connector name a manifest may declare, in bytes.
+pub const MAX_MANIFEST_NAME: usize = 100;
 /// The largest plugin file the loader reads.
 pub const MAX_PLUGIN_FILE: u64 = 512 << 20;
 /// How long one plugin call may take before it fails and the plugin is marked unhealthy.
@@ -1110,6 +1112,15 @@ fn validate_manifest(m: &Manifest) -> Result<(), String> {
     if m.name.trim().is_empty() {
         return Err("name is empty".into());
     }
+    if m.name.len() > MAX_MANIFEST_NAME {
+        return Err(format!("name is {} bytes; the limit is {MAX_MANIFEST_NAME}", m.name.len()));
+    }
+    if let Some(c) = m.name.chars().find(|c| capture_core::limits::is_forbidden_char(*c)) {
+        return Err(format!(
+            "name contains the control or formatting character {}",
+            capture_core::limits::describe_char(c)
+        ));
+    }
     if !valid_semver(&m.version) {
         return Err(format!("version `{}` is not a semantic version such as 1.2.3", m.version));
     }
@@ -1214,5 +1225,40 @@ mod tests {
         assert!(matches!(e, PluginCallError::Contract { .. }), "{e}");
         let e = decode::<HttpRequest>("libx.so", STATUS_PANIC, Some(b"boom")).unwrap_err();
         assert_eq!(e.to_string(), "connector plugin libx.so panicked: boom");
+    }
+}
+
+/// Entry points for the fuzz targets (`crates/fuzz`): the loader's checks on bytes, without a
+/// library. Not part of the engine's API.
+#[doc(hidden)]
+pub mod fuzz {
+    use super::*;
+
+    /// Decodes `bytes` as a plugin's output with `status`, as each of the four messages.
+    pub fn decode_output(status: c_int, bytes: Option<&[u8]>) -> Vec<Result<(), PluginCallError>> {
+        vec![
+            decode::<HttpRequest>("fuzz.so", status, bytes).map(|_| ()),
+            decode::<CaptureResult>("fuzz.so", status, bytes).map(|_| ()),
+            decode::<Manifest>("fuzz.so", status, bytes).map(|_| ()),
+            decode::<ConnectorError>("fuzz.so", status, bytes).map(|_| ()),
+        ]
+    }
+
+    /// Decodes `bytes` as a manifest and validates it; `Ok` for a manifest the loader accepts.
+    pub fn manifest(bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest = decode("fuzz.so", STATUS_OK, Some(bytes)).map_err(|e| e.to_string())?;
+        validate_manifest(&m)?;
+        Ok(m)
+    }
+
+    /// The ELF checks of a file's bytes; `Ok` when the dynamic loader would be asked.
+    pub fn elf(bytes: &[u8]) -> Result<(), String> {
+        let symbol = &ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1];
+        crate::elf::inspect(bytes, symbol).map(|_| ()).map_err(|e| format!("{e:?}"))
+    }
+
+    /// The URL check of a request a plugin built.
+    pub fn url_path_problem(url: &str) -> Option<String> {
+        super::url_path_problem(url)
     }
 }
