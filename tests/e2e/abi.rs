@@ -21,8 +21,8 @@ use capture_engine::connector_api::{
     CallPayment, CaptureCall, HttpResponse, ParseCall, SCHEMA_VERSION, StatusCall,
 };
 use capture_engine::{
-    ConfigError, Engine, EngineBuilder, EngineConfig, EngineError, FixedClock, PlatformSetup, Plugin,
-    PluginCallError, PluginEntry, PluginLoadError, Secret,
+    Engine, EngineBuilder, EngineConfig, EngineError, FixedClock, PlatformSetup, Plugin, PluginCallError,
+    PluginEntry, PluginLoadError, Secret,
 };
 use capture_sandbox::OpttyEmulator;
 use rust_decimal::Decimal;
@@ -72,7 +72,7 @@ fn c_library(dir: &Path, name: &str, sources: &[PathBuf], defines: &[&str]) -> P
 }
 
 /// A descriptor fixture library with one fault (`FIXTURE_*`), or none.
-fn descriptor_fixture(dir: &Path, define: Option<&str>) -> PathBuf {
+pub(crate) fn descriptor_fixture(dir: &Path, define: Option<&str>) -> PathBuf {
     let source = repo().join("plugins/fixture-misbehaving/c/descriptors.c");
     let name = define.map_or_else(|| "descriptor_valid".to_owned(), str::to_ascii_lowercase);
     c_library(dir, &name, &[source], define.as_slice())
@@ -108,7 +108,7 @@ fn assert_verify_passes(file: &Path, fixtures: Option<&Path>) -> String {
 }
 
 /// An engine holding `plugins`, each platform (id, base URL) with the Optty demo token.
-fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine {
+pub(crate) fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine {
     let mut b = Engine::builder().clock(Arc::new(FixedClock(test_time())));
     for p in plugins {
         b = b.plugin(p).unwrap_or_else(|e| panic!("{e}"));
@@ -129,7 +129,7 @@ fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine 
 }
 
 /// A capture request for `platform`: the full amount of one payment of `amount` USD.
-fn request(platform: &str, order: &str, amount: &str, key: &str) -> Vec<u8> {
+pub(crate) fn request(platform: &str, order: &str, amount: &str, key: &str) -> Vec<u8> {
     json!({
         "platform": platform,
         "idempotency_key": key,
@@ -202,10 +202,15 @@ async fn files_that_are_not_plugin_libraries_are_refused_by_name() {
     let truncated = dir.join("libtruncated.so");
     let optty = std::fs::read(optty_plugin()).expect("read the Optty plugin");
     std::fs::write(&truncated, &optty[..4096]).expect("write");
-    for file in [&text, &empty] {
+    // Typed, with the dynamic loader's own reason (issue 10: it used to say "dlopen failed").
+    for (file, reason, loader) in [
+        (&text, "it is a text file, not an ELF shared library", "file too short"),
+        (&empty, "the file is empty", "file too short"),
+    ] {
         let err = Plugin::load(file).expect_err("not a library");
-        assert!(matches!(err, PluginLoadError::Open { .. }), "{err:?}");
-        assert_names(&err, file, "cannot be loaded as a shared library");
+        assert!(matches!(err, PluginLoadError::NotALibrary { .. }), "{err:?}");
+        assert_names(&err, file, &format!("not a shared library: {reason} (dynamic loader: dlopen failed: "));
+        assert!(err.to_string().contains(loader), "{err}");
     }
     // A half-copied library: the dynamic loader would map it and the process would die of SIGBUS
     // on first touch; the loader refuses it first.
@@ -383,7 +388,7 @@ async fn a_sha256_pin_refuses_another_file_naming_both_hashes() {
     assert!(
         matches!(
             &err,
-            EngineError::Config(ConfigError::Plugin(PluginLoadError::Sha256Mismatch { expected, actual: a, .. }))
+            EngineError::Plugin(PluginLoadError::Sha256Mismatch { expected, actual: a, .. })
                 if *expected == wrong && *a == actual
         ),
         "{err:?}"

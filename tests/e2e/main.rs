@@ -9,12 +9,14 @@ mod bad_requests;
 mod bigcommerce;
 mod crash;
 mod exit_codes;
+mod hostile;
 mod ledger;
 mod medusa;
 mod plugins;
 mod processes;
 mod rules;
 mod scenarios;
+mod secrets;
 mod verify_isolation;
 mod wix;
 

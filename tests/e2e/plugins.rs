@@ -73,7 +73,7 @@ fn a_file_that_is_not_a_library_is_refused() {
     let fake = dir.join("libfake.so");
     std::fs::write(&fake, b"this is not an ELF file").expect("write");
     let err = Plugin::load(&fake).expect_err("not a library");
-    assert!(matches!(err, PluginLoadError::Open { .. }), "{err:?}");
+    assert!(matches!(err, PluginLoadError::NotALibrary { .. }), "{err:?}");
     assert!(err.to_string().contains("libfake.so"), "{err}");
 }
 

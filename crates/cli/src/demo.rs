@@ -116,7 +116,13 @@ fn short(order: &str) -> &str {
 }
 
 /// One line about an outcome.
+/// One line about an outcome for people, control characters escaped (a platform's message or a
+/// rule's reason cannot clear the screen or forge a line).
 pub(crate) fn describe(outcome: &Outcome) -> String {
+    capture_core::text::escape(&describe_raw(outcome)).into_owned()
+}
+
+fn describe_raw(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Captured { amount, platform_capture_id } => {
             format!("{amount} captured (id {})", platform_capture_id.as_deref().unwrap_or("-"))

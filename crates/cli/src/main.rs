@@ -284,7 +284,7 @@ fn main() -> ExitCode {
     match code {
         Ok(c) => ExitCode::from(c),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", capture_core::text::escape(&format!("{e:#}")));
             ExitCode::from(classify(&e))
         }
     }
@@ -328,10 +328,10 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     let engine = engine(config, now).await?;
     // On start: resolve what an earlier run left unresolved (a crash, a lost answer).
     match engine.reconcile(None).await {
-        Err(e) => eprintln!("warning: reconciling on start failed: {e}"),
+        Err(e) => eprintln!("warning: reconciling on start failed: {}", capture_core::text::escape(&e)),
         Ok(done) => {
             for r in done.iter().filter(|r| r.before != r.after) {
-                eprintln!(
+                let line = format!(
                     "reconciled {} ({} {}): {} -> {}",
                     r.attempt,
                     r.platform,
@@ -339,6 +339,7 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
                     r.before.as_str(),
                     r.after.as_str()
                 );
+                eprintln!("{}", capture_core::text::escape(&line));
             }
         }
     }
@@ -380,7 +381,7 @@ async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: Option<u64
     let mut blocking = 0;
     let mut pending = 0;
     for r in &done {
-        println!(
+        let line = format!(
             "{} {} {}: {} -> {}: {}",
             r.attempt,
             r.platform,
@@ -389,17 +390,18 @@ async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: Option<u64
             r.after.as_str(),
             r.detail
         );
+        println!("{}", capture_core::text::escape(&line));
         if r.blocking {
             blocking += 1;
             match r.frees_at {
                 Some(t) => println!(
                     "  order {} stays blocked: its attempt is held until {}; reconcile again then",
-                    r.order_id,
+                    capture_core::text::escape(&r.order_id),
                     t.to_rfc3339()
                 ),
                 None => println!(
                     "  order {} stays blocked: the attempt could not be resolved; reconcile again later or check the platform",
-                    r.order_id
+                    capture_core::text::escape(&r.order_id)
                 ),
             }
         } else if r.after == capture_engine::AttemptState::Pending {

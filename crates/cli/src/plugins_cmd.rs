@@ -115,10 +115,22 @@ fn inspect(file: &Path, as_json: bool) -> anyhow::Result<u8> {
     let sha256 = capture_engine::sha256_file(file).with_context(|| format!("hashing {}", file.display()))?;
     let m = plugin.manifest();
     let (major, minor) = plugin.abi_version();
+    // Health: one probe call (an empty object, which a connector refuses) under the call deadline;
+    // a plugin that does not answer in time is marked unhealthy.
+    let probe = plugin.call_raw(capture_engine::PluginFunction::BuildCapture, b"{}");
+    let health = match plugin.unhealthy() {
+        None => format!(
+            "healthy (a probe call {} within the {} ms deadline)",
+            if probe.is_ok() { "answered" } else { "was refused, as expected," },
+            plugin.call_timeout().as_millis()
+        ),
+        Some(reason) => format!("unhealthy: {reason}"),
+    };
     if as_json {
         let doc = json!({
             "file": file.display().to_string(),
             "sha256": sha256,
+            "health": health,
             "abi": { "major": major, "minor": minor, "descriptor_size": plugin.descriptor_size() },
             "status_query_supported": plugin.supports_status(),
             "manifest": m,
@@ -141,6 +153,7 @@ fn inspect(file: &Path, as_json: bool) -> anyhow::Result<u8> {
     );
     let _ = writeln!(out, "connector      {} ({}), version {}", m.id, m.name, m.version);
     let _ = writeln!(out, "message schema {}", m.schema);
+    let _ = writeln!(out, "health         {health}");
     let status = match (plugin.supports_status(), plugin.abi_version().1) {
         (true, _) => "supported (build_status, parse_status)".to_owned(),
         (false, 0) => "not supported (ABI 1.0 descriptor)".to_owned(),

@@ -45,8 +45,19 @@ use serde_json::{Map, Value, json};
 
 use crate::{CheckError, Exit, UsageError};
 
-/// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
+/// Prints a line of text for people on standard output, control characters escaped (a rule's
+/// reason or name cannot clear the screen or forge a line); a closed pipe (`| head`) is not an
+/// error worth a panic.
 macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stdout().lock(), "{}", capture_core::text::escape(&line));
+    }};
+}
+
+/// Prints JSON on standard output as it is (JSON escapes control characters itself).
+macro_rules! say_json {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout().lock(), $($arg)*);
@@ -495,7 +506,7 @@ fn eval(dir: &Path, case: &Path) -> anyhow::Result<u8> {
     let rules = load(dir)?;
     let c = parse_case(case, false)?;
     let e = evaluate(&rules, &c.request, c.now, c.outcome.as_ref());
-    say!("{}", serde_json::to_string_pretty(&evaluated_json(&rules, &e))?);
+    say_json!("{}", serde_json::to_string_pretty(&evaluated_json(&rules, &e))?);
     Ok(0)
 }
 

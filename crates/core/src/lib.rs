@@ -19,10 +19,12 @@
 #![warn(missing_docs)]
 
 pub mod decision;
+pub mod limits;
 pub mod money;
 pub mod outcome;
 pub mod report;
 pub mod request;
+pub mod text;
 pub mod time;
 
 pub use decision::{Decision, merge};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
 use crate::money::{Currency, ExactDecimal, Money, MoneyError};
 
 /// A request the engine refuses before anything else runs: malformed JSON or an invalid field.
@@ -285,6 +286,42 @@ fn non_empty(field: &str, value: &str) -> Result<(), RequestError> {
     if value.trim().is_empty() { Err(RequestError::invalid(field, "must not be empty")) } else { Ok(()) }
 }
 
+/// At most `max` bytes, no control or bidirectional formatting character.
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), RequestError> {
+    if value.len() > max {
+        return Err(RequestError::invalid(
+            field,
+            format!("is {} bytes; the limit is {max} bytes (see LIMITS.md)", value.len()),
+        ));
+    }
+    if let Some((at, c)) = value.char_indices().find(|(_, c)| limits::is_forbidden_char(*c)) {
+        return Err(RequestError::invalid(
+            field,
+            format!(
+                "contains the control or formatting character {} at byte {at}; control characters \
+                 (NUL, CR, LF, ESC...) and bidirectional controls are not allowed",
+                limits::describe_char(c)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A non-empty identifier of at most `max` bytes without control characters.
+fn identifier(field: &str, value: &str, max: usize) -> Result<(), RequestError> {
+    non_empty(field, value)?;
+    bounded(field, value, max)
+}
+
+/// At most `max` entries.
+fn at_most(field: &str, len: usize, max: usize) -> Result<(), RequestError> {
+    if len > max {
+        Err(RequestError::invalid(field, format!("has {len} entries; the limit is {max} (see LIMITS.md)")))
+    } else {
+        Ok(())
+    }
+}
+
 fn positive(field: &str, m: Money) -> Result<Money, RequestError> {
     if m.is_negative() {
         Err(RequestError::invalid(field, format!("{m} is negative")))
@@ -301,9 +338,23 @@ fn not_negative(field: &str, m: Money) -> Result<Money, RequestError> {
 
 impl CaptureRequest {
     /// Parses and validates a request from JSON text. Amounts are read exactly (numbers or strings).
+    ///
+    /// The text must be exactly one JSON document (whitespace around it is fine): anything
+    /// after it, garbage or a second document, is [`RequestError::Malformed`]. Every field is
+    /// checked against the limits of [`crate::limits`].
     pub fn from_json(text: &[u8]) -> Result<CaptureRequest, RequestError> {
+        if text.len() > limits::MAX_REQUEST_BYTES {
+            return Err(RequestError::invalid(
+                ".",
+                format!(
+                    "the request is {} bytes; the limit is {} bytes (see LIMITS.md)",
+                    text.len(),
+                    limits::MAX_REQUEST_BYTES
+                ),
+            ));
+        }
         let de = &mut serde_json::Deserializer::from_slice(text);
-        let raw: RawRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let raw: RawRequest = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             // serde_path_to_error shows an unknown position as `?`; the whole document is `.`.
             let path = match e.path().to_string() {
                 p if p == "?" => ".".to_owned(),
@@ -311,17 +362,48 @@ impl CaptureRequest {
             };
             RequestError::Malformed { path, message: e.into_inner().to_string() }
         })?;
+        de.end().map_err(|e| RequestError::Malformed {
+            path: ".".into(),
+            message: format!(
+                "input continues after the request document ({e}): a request is exactly one JSON \
+                 document, with nothing after it"
+            ),
+        })?;
         raw.validate()
     }
 }
 
 impl RawRequest {
     fn validate(self) -> Result<CaptureRequest, RequestError> {
-        non_empty("platform", &self.platform)?;
+        identifier("platform", &self.platform, limits::MAX_PLATFORM)?;
         non_empty("idempotency_key", &self.idempotency_key)?;
-        if self.idempotency_key.len() > 255 {
-            return Err(RequestError::invalid("idempotency_key", "longer than 255 bytes"));
+        if self.idempotency_key.len() > limits::MAX_IDEMPOTENCY_KEY {
+            return Err(RequestError::invalid(
+                "idempotency_key",
+                format!(
+                    "is {} bytes; the limit is {} bytes (see LIMITS.md)",
+                    self.idempotency_key.len(),
+                    limits::MAX_IDEMPOTENCY_KEY
+                ),
+            ));
         }
+        if let Some((at, c)) =
+            self.idempotency_key.char_indices().find(|(_, c)| !limits::key_char_allowed(*c))
+        {
+            return Err(RequestError::invalid(
+                "idempotency_key",
+                format!(
+                    "character {} at byte {at} is not allowed: a key is visible ASCII, `!` to `~` \
+                     (no space, control or non-ASCII character)",
+                    limits::describe_char(c)
+                ),
+            ));
+        }
+        if let Some(d) = &self.description {
+            bounded("description", d, limits::MAX_DESCRIPTION)?;
+        }
+        at_most("payments", self.payments.len(), limits::MAX_PAYMENTS)?;
+        at_most("metadata", self.metadata.len(), limits::MAX_METADATA_KEYS)?;
         let order = self.order.validate()?;
         let cur = order.currency;
         let amount = match self.amount.0 {
@@ -333,6 +415,7 @@ impl RawRequest {
         let mut payments = Vec::with_capacity(self.payments.len());
         for (i, p) in self.payments.into_iter().enumerate() {
             let field = format!("payments[{i}].payment_id");
+            identifier(&field, &p.payment_id, limits::MAX_ID)?;
             if !order.payments.iter().any(|op| op.id == p.payment_id) {
                 return Err(RequestError::invalid(
                     field,
@@ -369,7 +452,7 @@ impl RawRequest {
                             "missing: shipping info needs company, method and tracking_number together",
                         )
                     })?;
-                    non_empty(&field, &v)?;
+                    identifier(&field, &v, limits::MAX_SHIPPING_FIELD)?;
                     Ok(v)
                 };
                 Some(ShippingInfo {
@@ -380,10 +463,17 @@ impl RawRequest {
             }
         };
         let mut metadata = BTreeMap::new();
+        let mut metadata_bytes = 0usize;
         for (k, v) in self.metadata {
+            identifier("metadata (a key)", &k, limits::MAX_METADATA_KEY)?;
             let field = format!("metadata.{k}");
+            metadata_bytes += k.len();
             let value = match v {
-                serde_json::Value::String(s) => MetadataValue::Text(s),
+                serde_json::Value::String(s) => {
+                    bounded(&field, &s, limits::MAX_METADATA_VALUE)?;
+                    metadata_bytes += s.len();
+                    MetadataValue::Text(s)
+                }
                 serde_json::Value::Bool(b) => MetadataValue::Bool(b),
                 serde_json::Value::Number(n) => match n.to_string().parse::<i64>() {
                     Ok(i) => MetadataValue::Integer(i),
@@ -395,12 +485,30 @@ impl RawRequest {
                     }
                 },
                 other => {
+                    let shown = if other.is_object() || other.is_array() {
+                        format!(
+                            "a nested {} (metadata has a depth of {}: values are scalars)",
+                            if other.is_object() { "object" } else { "array" },
+                            limits::MAX_METADATA_DEPTH
+                        )
+                    } else {
+                        other.to_string()
+                    };
                     return Err(RequestError::invalid(
                         field,
-                        format!("{other} is not a string, whole number or boolean"),
+                        format!("{shown} is not a string, whole number or boolean"),
                     ));
                 }
             };
+            if metadata_bytes > limits::MAX_METADATA_BYTES {
+                return Err(RequestError::invalid(
+                    "metadata",
+                    format!(
+                        "keys and text values add up to more than {} bytes (see LIMITS.md)",
+                        limits::MAX_METADATA_BYTES
+                    ),
+                ));
+            }
             metadata.insert(k, value);
         }
         Ok(CaptureRequest {
@@ -418,7 +526,9 @@ impl RawRequest {
 
 impl RawOrder {
     fn validate(self) -> Result<OrderSnapshot, RequestError> {
-        non_empty("order.id", &self.id)?;
+        identifier("order.id", &self.id, limits::MAX_ID)?;
+        at_most("order.payments", self.payments.len(), limits::MAX_ORDER_PAYMENTS)?;
+        at_most("order.captures", self.captures.len(), limits::MAX_CAPTURES)?;
         let currency = Currency::from_code(&self.currency).map_err(money_err("order.currency"))?;
         let amount = not_negative(
             "order.amount",
@@ -437,7 +547,10 @@ impl RawOrder {
         let mut payments: Vec<AuthorizedPayment> = Vec::with_capacity(self.payments.len());
         for (i, p) in self.payments.into_iter().enumerate() {
             let field = format!("order.payments[{i}]");
-            non_empty(&format!("{field}.id"), &p.id)?;
+            identifier(&format!("{field}.id"), &p.id, limits::MAX_ID)?;
+            if let Some(m) = &p.method {
+                bounded(&format!("{field}.method"), m, limits::MAX_METHOD)?;
+            }
             if payments.iter().any(|q| q.id == p.id) {
                 return Err(RequestError::invalid(
                     format!("{field}.id"),
@@ -471,6 +584,10 @@ impl RawOrder {
         let mut captures = Vec::with_capacity(self.captures.len());
         for (i, c) in self.captures.into_iter().enumerate() {
             let field = format!("order.captures[{i}]");
+            bounded(&format!("{field}.reference"), &c.reference, limits::MAX_ID)?;
+            if let Some(pid) = &c.payment_id {
+                bounded(&format!("{field}.payment_id"), pid, limits::MAX_ID)?;
+            }
             if let Some(pid) = &c.payment_id
                 && !payments.iter().any(|p| &p.id == pid)
             {
@@ -601,5 +718,183 @@ mod wire_tests {
         let req = CaptureRequest::from_json(text).unwrap();
         let again = CaptureRequest::from_json(req.to_wire_json().to_string().as_bytes()).unwrap();
         assert_eq!(again, req);
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"platform":"optty","idempotency_key":"k1","amount":"10.00",
+        "order":{"id":"O1","currency":"USD","amount":"100.00",
+                 "payments":[{"id":"p1","amount":"100.00"}]}}"#;
+
+    /// A request with `field` (a JSON fragment `"key": value` placed in the top-level object,
+    /// or a replacement of the order id) and what the error must say.
+    fn with_top(extra: &str) -> String {
+        GOOD.replacen('{', &format!("{{{extra},"), 1)
+    }
+
+    fn with_order_id(id: &str) -> String {
+        GOOD.replace(r#""id":"O1""#, &format!(r#""id":{}"#, serde_json::Value::String(id.into())))
+    }
+
+    /// `input` is refused, naming `field`, with `words` in the message.
+    fn check(case: &str, input: &[u8], field: &str, words: &str) {
+        let e = CaptureRequest::from_json(input).expect_err(case);
+        // A path into nested JSON goes deeper than the field (`metadata.a[0][0]...`).
+        assert!(e.field() == field || e.field().starts_with(&format!("{field}[")), "{case}: {e}");
+        assert!(e.to_string().contains(words), "{case}: `{e}` should say `{words}`");
+    }
+
+    #[test]
+    fn hostile_requests_are_refused_naming_the_field_and_the_limit() {
+        assert!(CaptureRequest::from_json(GOOD.as_bytes()).is_ok());
+        assert!(CaptureRequest::from_json(format!(" \n{GOOD}\n\t ").as_bytes()).is_ok(), "whitespace");
+        let big = |n: usize| "a".repeat(n);
+        let many =
+            |n: usize, item: &dyn Fn(usize) -> String| (0..n).map(|i| item(i)).collect::<Vec<_>>().join(",");
+        let cases: Vec<(&str, String, &str, &str)> = vec![
+            ("trailing garbage", format!("{GOOD}this is not JSON {{{{{{"), ".", "input continues after"),
+            ("two documents", format!("{GOOD}{GOOD}"), ".", "exactly one JSON document"),
+            ("a second value", format!("{GOOD} 1"), ".", "trailing characters"),
+            ("document over 1 MiB", format!("{GOOD}{}", " ".repeat(1 << 20)), ".", "limit is 1048576 bytes"),
+            ("order id of 10 MB", with_order_id(&big(10_000_000)), ".", "limit is 1048576 bytes"),
+            ("order id of 256 bytes", with_order_id(&big(256)), "order.id", "limit is 255 bytes"),
+            ("order id with NUL", with_order_id("O\u{0}1"), "order.id", "U+0000"),
+            ("order id with CR LF", with_order_id("O1\r\nX-Injected: 1"), "order.id", "U+000D"),
+            ("order id with ESC", with_order_id("\u{1b}[2J"), "order.id", "U+001B"),
+            ("order id with RLO", with_order_id("O\u{202e}1"), "order.id", "U+202E"),
+            ("key with NUL", GOOD.replace("\"k1\"", "\"k\\u0000\""), "idempotency_key", "U+0000"),
+            ("key with CR LF", GOOD.replace("\"k1\"", "\"k\\r\\n1\""), "idempotency_key", "U+000D"),
+            ("key with RLO", GOOD.replace("\"k1\"", "\"k\u{202e}1\""), "idempotency_key", "U+202E"),
+            ("key with a space", GOOD.replace("\"k1\"", "\"k 1\""), "idempotency_key", "U+0020"),
+            ("key with é", GOOD.replace("\"k1\"", "\"clé\""), "idempotency_key", "U+00E9"),
+            (
+                "key of 256 bytes",
+                GOOD.replace("\"k1\"", &format!("\"{}\"", big(256))),
+                "idempotency_key",
+                "limit is 255",
+            ),
+            (
+                "platform of 65 bytes",
+                GOOD.replace("\"optty\"", &format!("\"{}\"", big(65))),
+                "platform",
+                "limit is 64",
+            ),
+            (
+                "description over 1000",
+                with_top(&format!(r#""description":"{}""#, big(1001))),
+                "description",
+                "limit is 1000",
+            ),
+            (
+                "description with ESC",
+                with_top(r#""description":"\u001b]0;owned\u0007""#),
+                "description",
+                "U+001B",
+            ),
+            (
+                "251 order payments",
+                GOOD.replace(
+                    r#"[{"id":"p1","amount":"100.00"}]"#,
+                    &format!("[{}]", many(251, &|i| format!(r#"{{"id":"p{i}","amount":"1.00"}}"#))),
+                ),
+                "order.payments",
+                "limit is 250",
+            ),
+            (
+                "251 payments",
+                with_top(&format!(
+                    r#""payments":[{}]"#,
+                    many(251, &|_| r#"{"payment_id":"p1","amount":"1.00"}"#.to_owned())
+                )),
+                "payments",
+                "limit is 250",
+            ),
+            (
+                "1001 earlier captures",
+                GOOD.replace(
+                    r#""payments":[{"id":"p1""#,
+                    &format!(
+                        r#""captures":[{}],"payments":[{{"id":"p1""#,
+                        many(1001, &|i| format!(r#"{{"reference":"r{i}","amount":"0.01"}}"#))
+                    ),
+                ),
+                "order.captures",
+                "limit is 1000",
+            ),
+            (
+                "payment method of 65",
+                GOOD.replace(r#""id":"p1","#, &format!(r#""id":"p1","method":"{}","#, big(65))),
+                "order.payments[0].method",
+                "limit is 64",
+            ),
+            (
+                "payment id with LF",
+                GOOD.replace(r#""id":"p1""#, r#""id":"p\n1""#),
+                "order.payments[0].id",
+                "U+000A",
+            ),
+            (
+                "65 metadata keys",
+                with_top(&format!(r#""metadata":{{{}}}"#, many(65, &|i| format!(r#""k{i}":1"#)))),
+                "metadata",
+                "limit is 64",
+            ),
+            (
+                "metadata key of 65",
+                with_top(&format!(r#""metadata":{{"{}":1}}"#, big(65))),
+                "metadata (a key)",
+                "limit is 64",
+            ),
+            (
+                "metadata value over 1 KiB",
+                with_top(&format!(r#""metadata":{{"k":"{}"}}"#, big(1025))),
+                "metadata.k",
+                "limit is 1024",
+            ),
+            (
+                "metadata over 16 KiB",
+                with_top(&format!(
+                    r#""metadata":{{{}}}"#,
+                    many(20, &|i| format!(r#""k{i}":"{}""#, big(1000)))
+                )),
+                "metadata",
+                "16384 bytes",
+            ),
+            ("nested metadata", with_top(r#""metadata":{"a":{"b":1}}"#), "metadata.a", "depth of 1"),
+            ("metadata value with NUL", with_top(r#""metadata":{"a":"x\u0000"}"#), "metadata.a", "U+0000"),
+            (
+                "shipping field over 255",
+                with_top(&format!(
+                    r#""shipping":{{"company":"DHL","method":"x","tracking_number":"{}"}}"#,
+                    big(256)
+                )),
+                "shipping.tracking_number",
+                "limit is 255",
+            ),
+            (
+                "capture reference over 255",
+                GOOD.replace(
+                    r#""payments":[{"id":"p1""#,
+                    &format!(
+                        r#""captures":[{{"reference":"{}","amount":"1.00"}}],"payments":[{{"id":"p1""#,
+                        big(256)
+                    ),
+                ),
+                "order.captures[0].reference",
+                "limit is 255",
+            ),
+            (
+                "deep nesting",
+                with_top(&format!(r#""metadata":{{"a":{}{}}}"#, "[".repeat(200), "]".repeat(200))),
+                "metadata.a",
+                "recursion limit",
+            ),
+        ];
+        for (case, input, field, words) in &cases {
+            check(case, input.as_bytes(), field, words);
+        }
     }
 }

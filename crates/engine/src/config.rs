@@ -94,6 +94,28 @@ pub enum ConfigError {
     },
 }
 
+/// Refuses a base URL that carries a user name or a password (`https://user:pass@host`): it
+/// would be recorded in reports and the ledger, and sent as an `Authorization` header of its
+/// own beside the connector's. The problem says where credentials go instead; the URL itself is
+/// not repeated (it holds the password).
+pub(crate) fn check_base_url(key: &str, base: &url::Url) -> Result<(), ConfigError> {
+    if base.username().is_empty() && base.password().is_none() {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key: key.to_owned(),
+        problem: format!(
+            "the URL has {} in it (`{}://USER{}@{}`); credentials never go in the URL: \
+             put them in the platform's `credentials` table, each read from an environment \
+             variable (e.g. `credentials = {{ bearer_token = {{ env = \"OPTTY_TOKEN\" }} }}`)",
+            if base.password().is_some() { "a user name and password" } else { "a user name" },
+            base.scheme(),
+            if base.password().is_some() { ":PASSWORD" } else { "" },
+            base.host_str().unwrap_or("host"),
+        ),
+    })
+}
+
 /// Where a credential comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +232,10 @@ pub struct EngineConfig {
     /// The merchant this engine captures for (default `default`).
     #[serde(default)]
     pub merchant: Option<String>,
+    /// The deadline of one plugin call, in milliseconds (default 2000): a call that overruns
+    /// fails its capture and marks the plugin unhealthy.
+    #[serde(default)]
+    pub plugin_call_timeout_ms: Option<u64>,
 }
 
 impl EngineConfig {
@@ -240,7 +266,22 @@ impl EngineConfig {
             .map_err(|message| ConfigError::Parse { path: path.into(), message })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
+        cfg.check()?;
         Ok(cfg)
+    }
+
+    /// Checks what can be checked without loading anything: every platform's `base_url` parses
+    /// and carries no credentials.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for (id, p) in &self.platforms {
+            let key = format!("platforms.{id}.base_url");
+            let base = url::Url::parse(&p.base_url).map_err(|e| ConfigError::Invalid {
+                key: key.clone(),
+                problem: format!("not an absolute URL: {e}"),
+            })?;
+            check_base_url(&key, &base)?;
+        }
+        Ok(())
     }
 
     /// Parses TOML text (paths stay as written).
@@ -250,6 +291,9 @@ impl EngineConfig {
 
     /// Makes relative paths relative to `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
+        // A configuration named without a folder (`capture.toml`) has the empty parent: its
+        // files are relative to `.`, written out so that a plugin's path is never a bare name.
+        let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -262,6 +306,45 @@ impl EngineConfig {
             fix(d);
         }
         self.plugins.iter_mut().for_each(|e| fix(&mut e.path));
+    }
+
+    /// How every plugin is loaded for this configuration, per entry (pin and call timeout).
+    pub fn load_options(&self, entry: &PluginEntry) -> crate::plugin::LoadOptions {
+        let mut options = crate::plugin::LoadOptions::default();
+        if let Some(ms) = self.plugin_call_timeout_ms {
+            options = options.call_timeout(std::time::Duration::from_millis(ms));
+        }
+        match &entry.sha256 {
+            Some(pin) => options.sha256(pin.clone()),
+            None => options,
+        }
+    }
+
+    /// All plugin entries: the explicit ones (with their pins), then the `lib*.so` files of
+    /// `plugin_dir`, sorted. Nothing is read here: the loader checks each pin on the bytes it
+    /// loads ([`crate::Plugin::load_with`]).
+    pub fn plugin_entries(&self) -> Result<Vec<PluginEntry>, ConfigError> {
+        let mut entries = self.plugins.clone();
+        if let Some(dir) = &self.plugin_dir {
+            let listed = std::fs::read_dir(dir).map_err(|e| ConfigError::Invalid {
+                key: "plugin_dir".into(),
+                problem: format!("{}: {e}", dir.display()),
+            })?;
+            let mut found: Vec<PathBuf> = listed
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    name.starts_with("lib") && name.ends_with(std::env::consts::DLL_SUFFIX)
+                })
+                .collect();
+            found.sort();
+            for f in found {
+                if !entries.iter().any(|e| e.path == f) {
+                    entries.push(PluginEntry::new(f));
+                }
+            }
+        }
+        Ok(entries)
     }
 
     /// All plugin files: the explicit ones, then the `lib*.so` files of `plugin_dir`, sorted.

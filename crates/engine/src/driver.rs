@@ -543,7 +543,7 @@ impl Engine {
                 order_id: a.order_id.clone(),
                 before,
                 after: after.state,
-                detail: crate::io::describe_outcome(&outcome),
+                detail: self.scrubber.scrub(&crate::io::describe_outcome(&outcome)).into_owned(),
                 blocking: after.state.in_flight(),
                 frees_at,
             });

@@ -16,6 +16,7 @@ use crate::config::{ConfigError, EngineConfig, Secret};
 use crate::hooks::{Hook, HookContext};
 use crate::plugin::{Plugin, PluginLoadError, host_allowed, is_loopback};
 use crate::policy::{CrashPoint, Random, RetryPolicy, SeededRandom, Sleeper, TokioSleeper};
+use crate::scrub::{ScrubbedStore, Scrubber};
 use crate::transport::{HttpTransport, Transport, TransportError};
 use capture_store::CaptureStore;
 
@@ -139,8 +140,8 @@ impl EngineBuilder {
     /// Loads what a configuration file names: plugins, rules, platforms and their credentials.
     pub fn from_config(config: &EngineConfig) -> Result<EngineBuilder, EngineError> {
         let mut b = EngineBuilder::default();
-        for file in config.plugin_files()? {
-            b = b.plugin(Arc::new(Plugin::load(&file)?))?;
+        for entry in config.plugin_entries()? {
+            b = b.plugin(Arc::new(Plugin::load_with(&entry.path, &config.load_options(&entry))?))?;
         }
         if let Some(dir) = &config.rules {
             b = b.rules(RuleSet::load_dir(dir, capture_rules::Limits::default())?);
@@ -282,6 +283,7 @@ impl EngineBuilder {
                     format!("scheme `{}` is not http or https", base.scheme()),
                 ));
             }
+            crate::config::check_base_url(&key("base_url"), &base)?;
             let host = base.host().ok_or_else(|| invalid(key("base_url"), "has no host".into()))?;
             let host_text = host.to_string();
             if !is_loopback(&host)
@@ -313,14 +315,19 @@ impl EngineBuilder {
         };
         let mut hooks = self.hooks;
         hooks.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
+        let scrubber =
+            Scrubber::new(platforms.values().flat_map(|p: &Platform| p.setup.credentials.values()));
+        let store =
+            self.store.map(|s| Arc::new(ScrubbedStore::new(s, scrubber.clone())) as Arc<dyn CaptureStore>);
         Ok(Engine {
+            scrubber,
             platforms,
             rules: RwLock::new(self.rules),
             hooks,
             transport,
             clock: self.clock,
             ids: self.ids,
-            store: self.store,
+            store,
             merchant: self.merchant,
             retry: self.retry,
             random: self.random,
@@ -356,6 +363,8 @@ pub struct Engine {
     pub(crate) sleeper: Arc<dyn Sleeper>,
     pub(crate) owner: String,
     pub(crate) crash_at: Option<CrashPoint>,
+    /// Every configured secret, scrubbed from what leaves the engine (`scrub`).
+    pub(crate) scrubber: Scrubber,
 }
 
 impl std::fmt::Debug for Engine {
@@ -587,6 +596,12 @@ impl Engine {
         old.version().to_owned()
     }
 
+    /// The scrubber of every configured secret: what the engine applies to its reports, ledger
+    /// columns and messages, for hosts that print engine text of their own.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
+    }
+
     /// The manifests of the configured platforms' connectors.
     pub fn connectors(&self) -> impl Iterator<Item = (&str, &Plugin)> {
         self.platforms.iter().map(|(id, p)| (id.as_str(), p.plugin.as_ref()))
@@ -724,7 +739,7 @@ impl Engine {
         }
 
         let reached_amount = !matches!(outcome, Outcome::Rejected { .. });
-        Ok(CaptureReport {
+        Ok(self.scrubber.report(CaptureReport {
             schema: REPORT_SCHEMA,
             capture_id,
             started_at: now,
@@ -745,7 +760,7 @@ impl Engine {
             notes: run.notes,
             follow_ups: run.follow_ups,
             anomalies: anomaly.into_iter().collect(),
-        })
+        }))
     }
 
     fn collect(&self, run: &mut Run, v: &RuleVerdict<'_>) {

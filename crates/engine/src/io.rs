@@ -172,7 +172,7 @@ impl Engine {
                 }
             }
         };
-        Ok(StatusReport {
+        Ok(self.scrubber.status_report(StatusReport {
             schema: STATUS_SCHEMA,
             platform: q.platform.clone(),
             order_id: q.order_id.clone(),
@@ -181,7 +181,7 @@ impl Engine {
             steps: run.steps,
             exchanges: run.exchanges,
             outcome,
-        })
+        }))
     }
 
     pub(crate) async fn call_platform(
@@ -309,9 +309,10 @@ impl Engine {
             build_step,
             version.clone(),
             "ok",
-            Some(format!("{} {}", http.method, http.url)),
+            Some(format!("{} {}", outgoing.method, outgoing.url)),
         );
-        let recorded = redact(&http);
+        // Recorded as sent: the URL in its parsed form, which is what the transport sends.
+        let recorded = RecordedRequest { url: outgoing.url.clone(), ..redact(&http) };
         if let Some(g) = gate {
             // The ledger learns the request is leaving before it leaves: a crash from here on
             // leaves the attempt in `sent`, which reconciliation resolves from the platform.
@@ -483,7 +484,7 @@ impl Engine {
         }
         Ok(OutgoingRequest {
             method: http.method.clone(),
-            url: http.url.clone(),
+            url: url.to_string(),
             headers,
             body: http.body.clone(),
         })

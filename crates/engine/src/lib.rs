@@ -29,12 +29,14 @@
 mod clock;
 mod config;
 mod driver;
+mod elf;
 mod engine;
 mod hooks;
 mod io;
 pub mod machine;
 pub mod plugin;
 mod policy;
+pub mod scrub;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
@@ -43,9 +45,11 @@ pub use driver::Reconciled;
 pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery};
 pub use hooks::{Hook, HookContext, Observation};
 pub use plugin::{
-    MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction, PluginLoadError, sha256_file, verify_sha256,
+    DEFAULT_CALL_TIMEOUT, LoadOptions, MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction,
+    PluginLoadError, sha256_file, verify_sha256,
 };
 pub use policy::{CrashPoint, Random, RetryPolicy, SeededRandom, Sleeper, TokioSleeper};
+pub use scrub::{ScrubbedStore, Scrubber};
 pub use transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 
 pub use capture_rules::{Limits as RuleLimits, RuleSet, RulesError};

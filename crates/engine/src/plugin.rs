@@ -14,11 +14,29 @@
 //! Every failure is a typed error that names the plugin file.
 //!
 //! A plugin may be pinned to the SHA-256 of its file ([`Plugin::load_pinned`], or `sha256` in the
-//! configuration): a file whose hash differs is refused before it is opened.
+//! configuration): a file whose hash differs is refused before the dynamic loader sees it.
+//!
+//! **Exactly the file that was checked is loaded.** The loader opens the path once, refuses
+//! anything but a regular file (a directory, a FIFO, a socket or a device is
+//! [`PluginLoadError::NotAFile`]), reads it, hashes and checks those bytes (the pin, the ELF
+//! header, the truncation check, the entry symbol's type in `.dynsym`), then hands the dynamic
+//! loader that same open file (`/proc/self/fd/N`; an absolute canonical path where `/proc` is
+//! missing). A bare file name never goes through the library search path (`LD_LIBRARY_PATH`).
+//! Every error the dynamic loader reports carries its own reason (`dlerror`).
+//!
+//! **Every call has a deadline.** Calls run on a worker thread of the plugin's own and the caller
+//! waits at most the call timeout ([`DEFAULT_CALL_TIMEOUT`], `plugin_call_timeout_ms` in the
+//! configuration). A call that overruns is [`PluginCallError::Timeout`] (its capture fails with
+//! nothing sent) and the plugin is marked unhealthy ([`Plugin::unhealthy`]): the stuck thread
+//! cannot be stopped, so every later call fails at once ([`PluginCallError::Unhealthy`]) until
+//! the process restarts.
 
 use std::ffi::c_int;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use capture_connector_api::abi::{
     ABI_MAJOR, ABI_MINOR, Buffer, CallFn, DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1, DescriptorHeader,
@@ -34,6 +52,42 @@ use sha2::{Digest, Sha256};
 
 /// The largest buffer a plugin may return (manifest, request or result).
 pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
+/// The longest connector name a manifest may declare, in bytes.
+pub const MAX_MANIFEST_NAME: usize = 100;
+/// The largest plugin file the loader reads.
+pub const MAX_PLUGIN_FILE: u64 = 512 << 20;
+/// How long one plugin call may take before it fails and the plugin is marked unhealthy.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How to load a plugin: an optional SHA-256 pin and the deadline of its calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// The SHA-256 the file must have (hex, either case).
+    pub sha256: Option<String>,
+    /// The deadline of every call (the manifest's at load included).
+    pub call_timeout: Duration,
+}
+
+impl Default for LoadOptions {
+    fn default() -> LoadOptions {
+        LoadOptions { sha256: None, call_timeout: DEFAULT_CALL_TIMEOUT }
+    }
+}
+
+impl LoadOptions {
+    /// Pins the file to this SHA-256.
+    pub fn sha256(mut self, sha256: impl Into<String>) -> LoadOptions {
+        self.sha256 = Some(sha256.into());
+        self
+    }
+
+    /// Sets the deadline of every call.
+    pub fn call_timeout(mut self, timeout: Duration) -> LoadOptions {
+        self.call_timeout = timeout;
+        self
+    }
+}
 
 /// Why a plugin could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -79,19 +133,53 @@ pub enum PluginLoadError {
         /// The size its loadable segments need.
         needed: u64,
     },
-    /// The dynamic loader refused the file (not a library, wrong architecture, missing symbols).
+    /// The path is not a regular file: a directory, a FIFO, a socket or a device.
+    #[error("connector plugin {path}: is {kind}, not a library file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The file is not a shared library at all: empty, text, not ELF, an executable or an object
+    /// file. Both the loader's check and the dynamic loader's own reason are given.
+    #[error("connector plugin {path}: not a shared library: {reason} (dynamic loader: {loader})")]
+    NotALibrary {
+        /// The path.
+        path: PathBuf,
+        /// What the file is.
+        reason: String,
+        /// The dynamic loader's message (`dlerror`).
+        loader: String,
+    },
+    /// The dynamic loader refused the file (wrong architecture, missing dependencies or symbols).
     #[error("connector plugin {path}: cannot be loaded as a shared library: {message}")]
     Open {
         /// The path.
         path: PathBuf,
-        /// The loader's message.
+        /// The loader's message (`dlerror`).
         message: String,
     },
     /// The library does not export `capture_connector_entry`.
-    #[error("connector plugin {path}: no `capture_connector_entry` symbol: not a capture connector")]
+    #[error(
+        "connector plugin {path}: no `capture_connector_entry` symbol: not a capture connector ({loader})"
+    )]
     MissingEntry {
         /// The path.
         path: PathBuf,
+        /// The dynamic loader's message (`dlerror`).
+        loader: String,
+    },
+    /// The library exports `capture_connector_entry`, but not as a function (a data object, for
+    /// example): calling it would crash the host, so it is never called.
+    #[error(
+        "connector plugin {path}: `capture_connector_entry` is {kind}, not a function; refusing to call it"
+    )]
+    EntryNotFunction {
+        /// The path.
+        path: PathBuf,
+        /// What the symbol is.
+        kind: &'static str,
     },
     /// The entry function returned a null pointer.
     #[error("connector plugin {path}: the entry function returned no descriptor")]
@@ -195,6 +283,26 @@ pub enum PluginCallError {
         /// What is wrong, with the JSON path when the schema does not match.
         problem: String,
     },
+    /// The call did not return within the plugin's call timeout. The plugin is now unhealthy.
+    #[error(
+        "connector plugin {file} did not return from {function} within {ms} ms; it is marked unhealthy and every later call fails at once"
+    )]
+    Timeout {
+        /// The plugin's file name.
+        file: String,
+        /// The function called.
+        function: &'static str,
+        /// The timeout, in milliseconds.
+        ms: u64,
+    },
+    /// The plugin is unhealthy (an earlier call overran its deadline): the call was not made.
+    #[error("connector plugin {file} is unhealthy: {reason}; the call was not made (restart the engine)")]
+    Unhealthy {
+        /// The plugin's file name.
+        file: String,
+        /// Why.
+        reason: String,
+    },
     /// The plugin built a request for a host that is neither loopback nor in its manifest's
     /// `allowed_hosts`.
     #[error(
@@ -240,6 +348,82 @@ pub struct Plugin {
     /// ABI 1.1; `None` for a 1.0 plugin or one that does not read status.
     build_status: Option<CallFn>,
     parse_status: Option<CallFn>,
+    worker: Worker,
+}
+
+/// A job for a plugin's worker thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread a plugin's calls run on, and the plugin's health.
+struct Worker {
+    file: String,
+    jobs: mpsc::Sender<Job>,
+    timeout: Duration,
+    /// Why the plugin is unhealthy; `None` while it is healthy.
+    unhealthy: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("timeout", &self.timeout)
+            .field("unhealthy", &self.unhealthy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    fn start(file: &str, timeout: Duration) -> std::io::Result<Worker> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name(format!("plugin {file}")).spawn(move || {
+            for job in queue {
+                job();
+            }
+        })?;
+        Ok(Worker { file: file.to_owned(), jobs, timeout, unhealthy: Mutex::new(None) })
+    }
+
+    fn unhealthy(&self) -> Option<String> {
+        self.unhealthy.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn mark_unhealthy(&self, reason: String) {
+        self.unhealthy.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
+    }
+
+    /// Runs `job` on the worker thread and waits for it at most the timeout.
+    fn run<O: Send + 'static>(
+        &self,
+        function: &'static str,
+        job: impl FnOnce() -> Result<O, PluginCallError> + Send + 'static,
+    ) -> Result<O, PluginCallError> {
+        if let Some(reason) = self.unhealthy() {
+            return Err(PluginCallError::Unhealthy { file: self.file.clone(), reason });
+        }
+        let (answer, result) = mpsc::sync_channel(1);
+        let sent = self.jobs.send(Box::new(move || {
+            if answer.send(job()).is_err() {
+                // The caller stopped waiting (deadline): there is no one to give the result to.
+            }
+        }));
+        let gone = || "its worker thread has ended".to_owned();
+        if sent.is_err() {
+            self.mark_unhealthy(gone());
+            return Err(PluginCallError::Unhealthy { file: self.file.clone(), reason: gone() });
+        }
+        match result.recv_timeout(self.timeout) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+                self.mark_unhealthy(format!("{function} did not return within {ms} ms"));
+                Err(PluginCallError::Timeout { file: self.file.clone(), function, ms })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.mark_unhealthy(gone());
+                Err(PluginCallError::Unhealthy { file: self.file.clone(), reason: gone() })
+            }
+        }
+    }
 }
 
 // SAFETY: the function pointers point into a library that is never unloaded, and the ABI requires
@@ -283,23 +467,58 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<(), PluginLoadError>
 }
 
 impl Plugin {
-    /// Loads a plugin from a shared library file.
+    /// Loads a plugin from a shared library file (no pin, the default call timeout).
     pub fn load(path: &Path) -> Result<Plugin, PluginLoadError> {
+        Plugin::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads a plugin: opens the path once, checks the bytes read from that open file (the pin,
+    /// the ELF checks) and has the dynamic loader load that same file (see the module docs).
+    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Plugin, PluginLoadError> {
         let path_buf = path.to_path_buf();
-        if !path.is_file() {
-            return Err(PluginLoadError::NotFound { path: path_buf });
+        let (file_handle, bytes) = open_exactly(path)?;
+        if let Some(pin) = &options.sha256 {
+            let actual = crate::clock::hex(&Sha256::digest(&bytes));
+            let expected = pin.trim().to_ascii_lowercase();
+            if actual != expected {
+                return Err(PluginLoadError::Sha256Mismatch { path: path_buf, expected, actual });
+            }
         }
         let file = file_name(path);
-        check_not_truncated(path)?;
-        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
-        // SAFETY: loading a library runs its initialisers; plugins are trusted native code chosen by
-        // the operator's configuration, as documented in the ABI specification.
-        let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
-            .map_err(|e| PluginLoadError::Open { path: path_buf.clone(), message: e.to_string() })?;
-        // SAFETY: the symbol's type is the documented entry function type.
+        let symbol = &ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1];
+        match crate::elf::inspect(&bytes, symbol) {
+            Ok(_) => {}
+            Err(crate::elf::ElfProblem::NotALibrary(reason)) => {
+                // The dynamic loader's own reason too: it refuses such a file before mapping it.
+                let loader = match dlopen_exact(file_handle, path) {
+                    Err((_, message)) => message,
+                    // Never unloaded, never called.
+                    Ok((lib, _)) => {
+                        std::mem::forget(lib);
+                        "it loaded the file all the same".to_owned()
+                    }
+                };
+                return Err(PluginLoadError::NotALibrary { path: path_buf, reason, loader });
+            }
+            Err(crate::elf::ElfProblem::Truncated { size, needed }) => {
+                return Err(PluginLoadError::Truncated { path: path_buf, size, needed });
+            }
+            Err(crate::elf::ElfProblem::EntryNotFunction { kind }) => {
+                return Err(PluginLoadError::EntryNotFunction { path: path_buf, kind });
+            }
+        }
+        let (lib, loader_path) = dlopen_exact(file_handle, path)
+            .map_err(|(_, message)| PluginLoadError::Open { path: path_buf.clone(), message })?;
+        // SAFETY: the symbol's type is the documented entry function type; `.dynsym` says it is
+        // a function (checked above when the table is readable).
         let entry: EntryFn = match unsafe { lib.get::<EntryFn>(ENTRY_SYMBOL) } {
             Ok(sym) => *sym,
-            Err(_) => return Err(PluginLoadError::MissingEntry { path: path_buf }),
+            Err(e) => {
+                return Err(PluginLoadError::MissingEntry {
+                    path: path_buf,
+                    loader: loader_message(&e, &loader_path, path),
+                });
+            }
         };
         // Never unload: function pointers and static data stay valid for the life of the process.
         std::mem::forget(lib);
@@ -343,10 +562,16 @@ impl Plugin {
                 (None, None)
             };
 
-        let mut out = Buffer::empty();
-        // SAFETY: `out` is a valid, writable buffer, as the ABI requires.
-        let status = unsafe { manifest_fn(&mut out) };
-        let manifest = match take_output::<Manifest>(&file, status, out, free_buffer) {
+        let worker = Worker::start(&file, options.call_timeout)
+            .map_err(|source| PluginLoadError::Read { path: path_buf.clone(), source })?;
+        let manifest_file = file.clone();
+        let manifest = worker.run("manifest", move || {
+            let mut out = Buffer::empty();
+            // SAFETY: `out` is a valid, writable buffer, as the ABI requires.
+            let status = unsafe { manifest_fn(&mut out) };
+            take_output::<Manifest>(&manifest_file, status, out, free_buffer)
+        });
+        let manifest = match manifest {
             Ok(m) => m,
             Err(PluginCallError::InvalidOutput { problem, .. }) => {
                 return Err(PluginLoadError::InvalidManifest { path: path_buf, problem });
@@ -374,14 +599,26 @@ impl Plugin {
             free_buffer,
             build_status,
             parse_status,
+            worker,
         })
     }
 
     /// Loads a plugin after checking that its file's SHA-256 is `sha256` (hex): a mismatch is
-    /// [`PluginLoadError::Sha256Mismatch`] and the file is never opened. See [`verify_sha256`].
+    /// [`PluginLoadError::Sha256Mismatch`] and the dynamic loader never sees the file. The bytes
+    /// hashed are the bytes loaded (see [`Plugin::load_with`]).
     pub fn load_pinned(path: &Path, sha256: &str) -> Result<Plugin, PluginLoadError> {
-        verify_sha256(path, sha256)?;
-        Plugin::load(path)
+        Plugin::load_with(path, &LoadOptions::default().sha256(sha256))
+    }
+
+    /// Why the plugin is unhealthy (a call overran its deadline), or `None` while it is healthy.
+    /// An unhealthy plugin's calls fail at once with [`PluginCallError::Unhealthy`].
+    pub fn unhealthy(&self) -> Option<String> {
+        self.worker.unhealthy()
+    }
+
+    /// The deadline of each call.
+    pub fn call_timeout(&self) -> Duration {
+        self.worker.timeout
     }
 
     /// The file it was loaded from.
@@ -422,14 +659,14 @@ impl Plugin {
         call: &CaptureCall,
         extra: &[String],
     ) -> Result<HttpRequest, PluginCallError> {
-        let request: HttpRequest = self.call(self.build_capture, call)?;
+        let request: HttpRequest = self.call("build_capture", self.build_capture, call)?;
         self.check_host(&request, extra)?;
         Ok(request)
     }
 
     /// Asks the connector to read the platform's answer.
     pub fn parse_capture(&self, call: &ParseCall) -> Result<CaptureResult, PluginCallError> {
-        self.call(self.parse_capture, call)
+        self.call("parse_capture", self.parse_capture, call)
     }
 
     /// Whether the plugin can read a capture's state (ABI 1.1 and `capabilities.status_query`).
@@ -450,7 +687,7 @@ impl Plugin {
     ) -> Result<HttpRequest, PluginCallError> {
         match (self.supports_status(), self.build_status) {
             (true, Some(f)) => {
-                let request: HttpRequest = self.call(f, call)?;
+                let request: HttpRequest = self.call("build_status", f, call)?;
                 self.check_host(&request, extra)?;
                 Ok(request)
             }
@@ -461,7 +698,7 @@ impl Plugin {
     /// Asks the connector to read a status answer.
     pub fn parse_status(&self, call: &StatusParseCall) -> Result<CaptureResult, PluginCallError> {
         match (self.supports_status(), self.parse_status) {
-            (true, Some(f)) => self.call(f, call),
+            (true, Some(f)) => self.call("parse_status", f, call),
             _ => Err(PluginCallError::Unsupported("status query")),
         }
     }
@@ -476,37 +713,55 @@ impl Plugin {
         function: PluginFunction,
         input: &[u8],
     ) -> Result<serde_json::Value, PluginCallError> {
-        let f = match function {
-            PluginFunction::BuildCapture => self.build_capture,
-            PluginFunction::ParseCapture => self.parse_capture,
+        let (name, f) = match function {
+            PluginFunction::BuildCapture => ("build_capture", self.build_capture),
+            PluginFunction::ParseCapture => ("parse_capture", self.parse_capture),
             PluginFunction::BuildStatus => {
-                self.build_status.ok_or(PluginCallError::Unsupported("status query"))?
+                ("build_status", self.build_status.ok_or(PluginCallError::Unsupported("status query"))?)
             }
             PluginFunction::ParseStatus => {
-                self.parse_status.ok_or(PluginCallError::Unsupported("status query"))?
+                ("parse_status", self.parse_status.ok_or(PluginCallError::Unsupported("status query"))?)
             }
         };
-        let mut out = Buffer::empty();
-        // SAFETY: `input` is valid for the call and `out` is writable, as the ABI requires.
-        let status = unsafe { f(input.as_ptr(), input.len(), &mut out) };
-        take_output(&self.file, status, out, self.free_buffer)
+        self.call_bytes(name, f, input.to_vec())
     }
 
-    fn call<I: Serialize, O: DeserializeOwned>(&self, f: CallFn, input: &I) -> Result<O, PluginCallError> {
+    fn call<I: Serialize, O: DeserializeOwned + Send + 'static>(
+        &self,
+        function: &'static str,
+        f: CallFn,
+        input: &I,
+    ) -> Result<O, PluginCallError> {
         let bytes = serde_json::to_vec(input).map_err(|e| PluginCallError::Contract {
             file: self.file.clone(),
             problem: format!("the host could not encode the call: {e}"),
         })?;
-        let mut out = Buffer::empty();
-        // SAFETY: `bytes` is valid for the call and `out` is writable, as the ABI requires.
-        let status = unsafe { f(bytes.as_ptr(), bytes.len(), &mut out) };
-        take_output(&self.file, status, out, self.free_buffer)
+        self.call_bytes(function, f, bytes)
+    }
+
+    /// Calls `f` on the plugin's worker thread, under the deadline.
+    fn call_bytes<O: DeserializeOwned + Send + 'static>(
+        &self,
+        function: &'static str,
+        f: CallFn,
+        bytes: Vec<u8>,
+    ) -> Result<O, PluginCallError> {
+        let (file, free) = (self.file.clone(), self.free_buffer);
+        self.worker.run(function, move || {
+            let mut out = Buffer::empty();
+            // SAFETY: `bytes` is valid for the call and `out` is writable, as the ABI requires.
+            let status = unsafe { f(bytes.as_ptr(), bytes.len(), &mut out) };
+            take_output(&file, status, out, free)
+        })
     }
 
     /// The manifest's allow-list, checked on every request the plugin builds (the engine also
     /// checks that the URL's origin is the configured base URL's).
     fn check_host(&self, request: &HttpRequest, extra: &[String]) -> Result<(), PluginCallError> {
         let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
+        if let Some(problem) = url_path_problem(&request.url) {
+            return Err(invalid(format!("url `{}` {problem}", request.url)));
+        }
         let url = url::Url::parse(&request.url)
             .map_err(|e| invalid(format!("url `{}` is not an absolute URL: {e}", request.url)))?;
         let host = url.host().ok_or_else(|| invalid(format!("url `{}` has no host", request.url)))?;
@@ -526,55 +781,147 @@ impl Plugin {
     }
 }
 
-/// Refuses an ELF file whose loadable segments extend past its end. The dynamic loader maps such
-/// a file without complaint and the process dies of SIGBUS when it touches the missing pages.
-/// Files that are not ELF are left to the loader, which refuses them with its own message.
-fn check_not_truncated(path: &Path) -> Result<(), PluginLoadError> {
-    let read_err = |source| PluginLoadError::Read { path: path.to_path_buf(), source };
-    let f = std::fs::File::open(path).map_err(read_err)?;
-    let size = f.metadata().map_err(read_err)?.len();
-    let mut head = Vec::new();
-    f.take(64 * 1024).read_to_end(&mut head).map_err(read_err)?;
-    if head.len() < 16 || head[..4] != *b"\x7fELF" {
-        return Ok(());
-    }
-    let (wide, little) = (head[4] == 2, head[5] != 2);
-    let int = |at: usize, len: usize| -> Option<u64> {
-        let bytes = head.get(at..at + len)?;
-        let mut v = 0u64;
-        for i in 0..len {
-            let b = if little { bytes[len - 1 - i] } else { bytes[i] };
-            v = (v << 8) | u64::from(b);
-        }
-        Some(v)
-    };
-    // ELF header fields: e_phoff, e_phentsize, e_phnum; program header: p_type, p_offset, p_filesz.
-    let (phoff, phentsize, phnum) =
-        if wide { (int(32, 8), int(54, 2), int(56, 2)) } else { (int(28, 4), int(42, 2), int(44, 2)) };
-    let truncated = |needed| PluginLoadError::Truncated { path: path.to_path_buf(), size, needed };
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (phoff, phentsize, phnum) else {
-        return Err(truncated(64));
-    };
-    let table_end = phoff.saturating_add(phentsize.saturating_mul(phnum));
-    if table_end > size {
-        return Err(truncated(table_end));
-    }
-    let mut needed = 0u64;
-    for i in 0..phnum {
-        let at = usize::try_from(phoff + i * phentsize).unwrap_or(usize::MAX);
-        let fields = if wide {
-            (int(at, 4), int(at + 8, 8), int(at + 32, 8))
+/// Opens `path` once, refuses anything but a regular file, and reads it whole. The open file is
+/// returned too: the dynamic loader is handed that same file.
+fn open_exactly(path: &Path) -> Result<(std::fs::File, Vec<u8>), PluginLoadError> {
+    use std::os::unix::fs::FileTypeExt;
+    let path_buf = path.to_path_buf();
+    let read_err = |source: std::io::Error| PluginLoadError::Read { path: path.to_path_buf(), source };
+    let kind_of = |t: std::fs::FileType| -> Option<&'static str> {
+        if t.is_file() {
+            None
+        } else if t.is_dir() {
+            Some("a directory")
+        } else if t.is_fifo() {
+            Some("a FIFO (named pipe)")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else if t.is_block_device() || t.is_char_device() {
+            Some("a device")
         } else {
-            (int(at, 4), int(at + 4, 4), int(at + 16, 4))
-        };
-        // Program headers past the first 64 KiB are not checked (no real plugin has them there).
-        let (Some(kind), Some(offset), Some(filesz)) = fields else { break };
-        const PT_LOAD: u64 = 1;
-        if kind == PT_LOAD {
-            needed = needed.max(offset.saturating_add(filesz));
+            Some("not a regular file")
+        }
+    };
+    // Checked before opening: opening a FIFO for reading would wait for a writer.
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PluginLoadError::NotFound { path: path_buf });
+        }
+        Err(e) => return Err(read_err(e)),
+    };
+    if let Some(kind) = kind_of(meta.file_type()) {
+        return Err(PluginLoadError::NotAFile { path: path_buf, kind });
+    }
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if let Some(kind) = kind_of(meta.file_type()) {
+        return Err(PluginLoadError::NotAFile { path: path_buf, kind });
+    }
+    if meta.len() > MAX_PLUGIN_FILE {
+        return Err(PluginLoadError::NotALibrary {
+            path: path_buf,
+            reason: format!("the file is {} bytes, over the {MAX_PLUGIN_FILE}-byte limit", meta.len()),
+            loader: "not asked".into(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    (&file).take(MAX_PLUGIN_FILE + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    Ok((file, bytes))
+}
+
+/// The files handed to the dynamic loader, by (device, inode), kept open for the life of the
+/// process like the libraries themselves: the loader knows a library by the name it was given
+/// (`/proc/self/fd/N`) and would hand a later load of that name the library it already has, so N
+/// must never be reused for another file. One open file per distinct library file.
+static OPENED: Mutex<std::collections::BTreeMap<(u64, u64), std::fs::File>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Has the dynamic loader load exactly `file` (the open file whose bytes were checked), never a
+/// bare name looked up in the library search path. Returns the library and the name the loader
+/// was given, or the error and the loader's message.
+fn dlopen_exact(
+    file: std::fs::File,
+    path: &Path,
+) -> Result<(libloading::os::unix::Library, PathBuf), (libloading::Error, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let key = file.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0));
+    let mut opened = OPENED.lock().unwrap_or_else(PoisonError::into_inner);
+    // The same file loaded before: its open file (and the loader's library) again.
+    let fresh = !opened.contains_key(&key);
+    let held = opened.entry(key).or_insert(file);
+    let name = loader_path(held, path);
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
+    // SAFETY: loading a library runs its initialisers; plugins are trusted native code chosen by
+    // the operator's configuration, as documented in the ABI specification. The file is a
+    // regular file, checked not to be truncated.
+    match unsafe { libloading::os::unix::Library::open(Some(&name), flags) } {
+        Ok(lib) => Ok((lib, name)),
+        Err(e) => {
+            if fresh {
+                // The loader keeps nothing of a file it refused: the number may be reused.
+                opened.remove(&key);
+            }
+            let message = loader_message(&e, &name, path);
+            Err((e, message))
         }
     }
-    if needed > size { Err(truncated(needed)) } else { Ok(()) }
+}
+
+/// The name the dynamic loader gets for an open file: `/proc/self/fd/N` (that very file, whatever
+/// happens to the path meanwhile), or where `/proc` is missing the canonical absolute path. Never
+/// a bare name, which `dlopen` would look up in the library search path.
+fn loader_path(file: &std::fs::File, path: &Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    if by_fd.exists() {
+        return by_fd;
+    }
+    match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(_) if path.is_absolute() => path.to_path_buf(),
+        Err(_) => Path::new(".").join(path),
+    }
+}
+
+/// The dynamic loader's message: libloading's error and its source (the `dlerror` text), with
+/// the name the loader was given (`/proc/self/fd/N`) replaced by the plugin's path.
+fn loader_message(e: &libloading::Error, given: &Path, path: &Path) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text.replace(&given.display().to_string(), &path.display().to_string())
+}
+
+/// What is wrong with the path of a URL a connector built, if anything: a dot segment (`.`,
+/// `..`, or an encoded form such as `%2e%2E`), which URL parsers resolve so that the request
+/// would go to another path than the one written; a backslash (read as `/` by parsers of http
+/// URLs); or a control character or space (which parsers drop or refuse).
+pub(crate) fn url_path_problem(raw: &str) -> Option<String> {
+    if let Some(c) = raw.chars().find(|c| c.is_control() || *c == ' ') {
+        return Some(format!("contains the character U+{:04X}", u32::from(c)));
+    }
+    if raw.contains('\\') {
+        return Some("contains a backslash".into());
+    }
+    let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    let path = match after_scheme.find('/') {
+        Some(at) => &after_scheme[at..],
+        None => return None,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    for segment in path.split('/') {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Some(format!(
+                "has the dot segment `{segment}` in its path: it would be sent to another path than the one written"
+            ));
+        }
+    }
+    None
 }
 
 fn file_name(path: &Path) -> String {
@@ -765,6 +1112,15 @@ fn validate_manifest(m: &Manifest) -> Result<(), String> {
     if m.name.trim().is_empty() {
         return Err("name is empty".into());
     }
+    if m.name.len() > MAX_MANIFEST_NAME {
+        return Err(format!("name is {} bytes; the limit is {MAX_MANIFEST_NAME}", m.name.len()));
+    }
+    if let Some(c) = m.name.chars().find(|c| capture_core::limits::is_forbidden_char(*c)) {
+        return Err(format!(
+            "name contains the control or formatting character {}",
+            capture_core::limits::describe_char(c)
+        ));
+    }
     if !valid_semver(&m.version) {
         return Err(format!("version `{}` is not a semantic version such as 1.2.3", m.version));
     }
@@ -869,5 +1225,40 @@ mod tests {
         assert!(matches!(e, PluginCallError::Contract { .. }), "{e}");
         let e = decode::<HttpRequest>("libx.so", STATUS_PANIC, Some(b"boom")).unwrap_err();
         assert_eq!(e.to_string(), "connector plugin libx.so panicked: boom");
+    }
+}
+
+/// Entry points for the fuzz targets (`crates/fuzz`): the loader's checks on bytes, without a
+/// library. Not part of the engine's API.
+#[doc(hidden)]
+pub mod fuzz {
+    use super::*;
+
+    /// Decodes `bytes` as a plugin's output with `status`, as each of the four messages.
+    pub fn decode_output(status: c_int, bytes: Option<&[u8]>) -> Vec<Result<(), PluginCallError>> {
+        vec![
+            decode::<HttpRequest>("fuzz.so", status, bytes).map(|_| ()),
+            decode::<CaptureResult>("fuzz.so", status, bytes).map(|_| ()),
+            decode::<Manifest>("fuzz.so", status, bytes).map(|_| ()),
+            decode::<ConnectorError>("fuzz.so", status, bytes).map(|_| ()),
+        ]
+    }
+
+    /// Decodes `bytes` as a manifest and validates it; `Ok` for a manifest the loader accepts.
+    pub fn manifest(bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest = decode("fuzz.so", STATUS_OK, Some(bytes)).map_err(|e| e.to_string())?;
+        validate_manifest(&m)?;
+        Ok(m)
+    }
+
+    /// The ELF checks of a file's bytes; `Ok` when the dynamic loader would be asked.
+    pub fn elf(bytes: &[u8]) -> Result<(), String> {
+        let symbol = &ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1];
+        crate::elf::inspect(bytes, symbol).map(|_| ()).map_err(|e| format!("{e:?}"))
+    }
+
+    /// The URL check of a request a plugin built.
+    pub fn url_path_problem(url: &str) -> Option<String> {
+        super::url_path_problem(url)
     }
 }

@@ -45,7 +45,11 @@
 //! by the same number: `string.find`/`match`/`gmatch`/`gsub` refuse a pattern whose worst case
 //! on the given subject (start positions × backtracking quantifiers) is over
 //! [`Limits::instructions`] steps ("pattern too complex", plain finds are never refused), and
-//! `table.sort`/`move`/`insert`/`remove`/`concat`/`unpack` refuse ranges that large.
+//! `table.sort`/`move`/`insert`/`remove`/`concat`/`unpack` refuse ranges that large. Work a C
+//! function does is charged to the budget ([`Limits::instructions`]): `string.rep` by its count
+//! or output before it runs (`string.rep("", math.maxinteger)` spends the budget instead of
+//! looping for ever in C), the functions that build strings by their output. A wall-clock
+//! deadline per rule call ([`Limits::time`]) is the last line of defence.
 //!
 //! Globals and library tables are read-only (`x = 1` raises "globals are read-only: use local
 //! variables"); rules use locals. No state survives from one capture to the next, whichever
@@ -187,14 +191,33 @@ const MAX_POOLED_STATES: usize = 64;
 pub struct Limits {
     /// Memory limit of each Lua state, in bytes (`0` disables it; don't).
     pub memory_bytes: usize,
-    /// VM instructions one rule call may run (checked every 1000 instructions).
+    /// VM instructions one rule call may run (checked every 1000 instructions). Library
+    /// functions that do their work in C are charged for it: `string.rep` by its count or its
+    /// output, whichever is larger, before it runs; `string.format`, `table.concat`,
+    /// `string.gsub`, `upper`, `lower`, `reverse` and `utf8.char` by their output (one
+    /// instruction per [`CHARGE_BYTES`] bytes).
     pub instructions: u64,
+    /// Wall-clock time one rule call may take (the file's top level at load, or one `decide` or
+    /// `observe`), checked with the instruction budget: the last line of defence should work
+    /// inside a C function still escape the budget. Over it the rule fails closed like any
+    /// other failure ("time limit exceeded").
+    pub time: std::time::Duration,
 }
 
+/// The longest rule name, in bytes (names are `[a-z0-9_-]`).
+pub const MAX_RULE_NAME: usize = 64;
+
+/// Output bytes of a C library function charged as one VM instruction.
+pub const CHARGE_BYTES: u64 = 64;
+
 impl Default for Limits {
-    /// 16 MiB and 1 000 000 instructions per rule call.
+    /// 16 MiB, 1 000 000 instructions and 1 second per rule call.
     fn default() -> Limits {
-        Limits { memory_bytes: 16 * 1024 * 1024, instructions: 1_000_000 }
+        Limits {
+            memory_bytes: 16 * 1024 * 1024,
+            instructions: 1_000_000,
+            time: std::time::Duration::from_secs(1),
+        }
     }
 }
 

@@ -19,7 +19,10 @@
 --   raw_metatable(t) -> table                 t's metatable, even a protected one
 --   raw_set_metatable(t, mt)                  sets it (even over a protected one)
 --   hook(on)                                  installs or removes the budget hook
-local raw_minor, is_fatal, step_limit, begin, deliver, raw_metatable, raw_set_metatable, hook = ...
+--   charge(n)                                 charges n instructions of work done in C (raises
+--                                             the budget error once the budget is spent)
+--   charge_bytes    integer                   output bytes charged as one instruction
+local raw_minor, is_fatal, step_limit, begin, deliver, raw_metatable, raw_set_metatable, hook, charge, charge_bytes = ...
 
 local type, error, next, rawget, rawlen, tostring = type, error, next, rawget, rawlen, tostring
 local getmetatable, select, raw_pairs = getmetatable, select, pairs
@@ -128,9 +131,14 @@ local function check_pattern(s, p, anchorable, fname)
   if type(p) == "number" then
     p = tostring(p)
   end
-  if type(p) == "string" and pattern_work(n, p, anchorable, step_limit) > step_limit then
-    error(fname .. ": pattern too complex for a subject of " .. n .. " bytes (its worst case is over "
-      .. step_limit .. " steps); use a plain find, a shorter subject or fewer repetitions", 3)
+  if type(p) == "string" then
+    local work = pattern_work(n, p, anchorable, step_limit)
+    if work > step_limit then
+      error(fname .. ": pattern too complex for a subject of " .. n .. " bytes (its worst case is over "
+        .. step_limit .. " steps); use a plain find, a shorter subject or fewer repetitions", 3)
+    end
+    -- The matching runs in C: its worst case is charged to the budget.
+    charge(work)
   end
 end
 
@@ -210,7 +218,9 @@ string.format = function(fmt, ...)
   if n > 250 then
     error("string.format: too many arguments", 2)
   end
-  return raw_format(fmt, format_args(n, ...))
+  local r = raw_format(fmt, format_args(n, ...))
+  charge(#r // charge_bytes)
+  return r
 end
 
 -- The table library also loops in C over ranges and lengths a rule controls
@@ -264,7 +274,74 @@ table.remove = function(t, ...)
 end
 table.concat = function(t, sep, i, j)
   check_range(i or 1, j or length(t), "table.concat")
-  return raw_concat(t, sep, i, j)
+  local r = raw_concat(t, sep, i, j)
+  charge(#r // charge_bytes)
+  return r
+end
+
+-- Work done in C is charged to the instruction budget, which otherwise sees one instruction per
+-- call: string.rep by its output, or by its count when it builds nothing (with an
+-- empty string, `string.rep("", math.maxinteger)` loops in C for ever while producing nothing);
+-- the functions that build strings by their output, after they ran (each call's output is
+-- bounded by the memory limit, a loop of them by the budget).
+local raw_rep, tonumber_ = string.rep, tonumber
+local function text_len(v)
+  local t = type(v)
+  if t == "string" then
+    return #v
+  elseif t == "number" then
+    return 24 -- a number becomes at most ~24 bytes of text
+  end
+  return 0
+end
+string.rep = function(s, n, sep)
+  if sep == nil and type(s) == "string" and #s > 0 then -- the common case, kept short
+    local r = raw_rep(s, n)
+    charge(#r // charge_bytes)
+    return r
+  end
+  local count = n
+  if type(count) == "string" then
+    count = tonumber_(count)
+  end
+  count = math_tointeger(count)
+  if count ~= nil and count > 0 then
+    if text_len(s) + text_len(sep) == 0 then
+      -- Nothing is built: charged by its count, before the loop runs.
+      charge(count // charge_bytes + 1)
+    else
+      -- The result is allocated first (a size over the memory limit fails there), then filled:
+      -- charged by its size, which is at least the count.
+      local r = raw_rep(s, n, sep)
+      charge(#r // charge_bytes)
+      return r
+    end
+  end
+  return raw_rep(s, n, sep)
+end
+local function charged(name, raw)
+  string[name] = function(s, ...)
+    local r = raw(s, ...)
+    charge(#r // charge_bytes)
+    return r
+  end
+end
+charged("upper", string.upper)
+charged("lower", string.lower)
+charged("reverse", string.reverse)
+local checked_gsub = string.gsub
+string.gsub = function(s, p, repl, n)
+  local r, k = checked_gsub(s, p, repl, n)
+  if type(r) == "string" then
+    charge(#r // charge_bytes)
+  end
+  return r, k
+end
+local raw_utf8_char = utf8.char
+utf8.char = function(...)
+  local r = raw_utf8_char(...)
+  charge(#r // charge_bytes)
+  return r
 end
 table.unpack = function(t, i, j)
   check_range(i or 1, j or length(t), "table.unpack")

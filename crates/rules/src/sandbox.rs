@@ -14,6 +14,8 @@ use crate::{Limits, RuleStage, RulesError};
 
 /// Text of the error the hook raises once the budget is spent.
 pub(crate) const BUDGET_MESSAGE: &str = "instruction budget exceeded";
+/// Text of the error the hook raises once a rule call has run longer than its time limit.
+pub(crate) const TIME_MESSAGE: &str = "time limit exceeded";
 /// Lua's own message for a failed allocation (`LUA_ERRMEM`).
 const LUA_MEMORY_MESSAGE: &[u8] = b"not enough memory";
 /// The hook runs at most every this many VM instructions.
@@ -28,6 +30,12 @@ pub(crate) struct EvalCurrency(pub(crate) Currency);
 /// Instruction counting for the current rule call, shared with the hook.
 struct Budget {
     limit: u64,
+    /// Wall-clock time per rule call.
+    time: std::time::Duration,
+    /// When the current rule call began.
+    started: Mutex<std::time::Instant>,
+    /// Sticky like `exceeded`: the budget ran out because of the time limit.
+    timed_out: AtomicBool,
     /// The state's memory limit (for messages).
     memory_bytes: usize,
     step: u64,
@@ -49,9 +57,12 @@ struct Budget {
 }
 
 impl Budget {
-    fn new(limit: u64, memory_bytes: usize) -> Budget {
+    fn new(limit: u64, memory_bytes: usize, time: std::time::Duration) -> Budget {
         Budget {
             limit,
+            time,
+            started: Mutex::new(std::time::Instant::now()),
+            timed_out: AtomicBool::new(false),
             memory_bytes,
             step: limit.clamp(1, HOOK_STEP),
             used: AtomicU64::new(0),
@@ -66,12 +77,41 @@ impl Budget {
     fn reset(&self) {
         self.used.store(0, Relaxed);
         self.exceeded.store(false, Relaxed);
+        self.timed_out.store(false, Relaxed);
         self.memory.store(false, Relaxed);
+        *self.started.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    fn late(&self) -> bool {
+        self.started.lock().unwrap_or_else(PoisonError::into_inner).elapsed() > self.time
+    }
+
+    /// Charges `n` instructions of work done in C; false once the budget is spent.
+    fn charge(&self, n: u64) -> bool {
+        let used = self.used.fetch_add(n, Relaxed).saturating_add(n);
+        if used > self.limit || self.exceeded.load(Relaxed) {
+            self.exceeded.store(true, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The message of a spent budget.
+    fn message(&self) -> String {
+        if self.timed_out.load(Relaxed) {
+            format!("{TIME_MESSAGE} ({} ms)", self.time.as_millis())
+        } else {
+            format!("{BUDGET_MESSAGE} ({} instructions)", self.limit)
+        }
     }
 
     fn on_hook(&self, debug: &Debug<'_>) -> mlua::Result<VmState> {
         let used = self.used.fetch_add(self.step, Relaxed).saturating_add(self.step);
-        if used > self.limit || self.exceeded.load(Relaxed) {
+        let late = !self.exceeded.load(Relaxed) && used <= self.limit && self.late();
+        if late {
+            self.timed_out.store(true, Relaxed);
+        }
+        if used > self.limit || late || self.exceeded.load(Relaxed) {
             let running = debug.function().to_pointer() as usize;
             if self.exempt.iter().any(|f| f.load(Relaxed) == running) {
                 return Ok(VmState::Continue);
@@ -81,7 +121,11 @@ impl Budget {
                 let line = debug.current_line();
                 *self.at.lock().unwrap_or_else(PoisonError::into_inner) = Some((src, line));
             }
-            return Err(mlua::Error::runtime(BUDGET_MESSAGE));
+            return Err(mlua::Error::runtime(if self.timed_out.load(Relaxed) {
+                TIME_MESSAGE
+            } else {
+                BUDGET_MESSAGE
+            }));
         }
         Ok(VmState::Continue)
     }
@@ -255,7 +299,7 @@ impl State {
         let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8;
         let lua = Lua::new_with(libs, LuaOptions::default()).map_err(sandbox_err)?;
         lua.set_memory_limit(limits.memory_bytes).map_err(sandbox_err)?;
-        let budget = Arc::new(Budget::new(limits.instructions, limits.memory_bytes));
+        let budget = Arc::new(Budget::new(limits.instructions, limits.memory_bytes, limits.time));
         install_hook(&lua, &budget).map_err(sandbox_err)?;
         let raw_minor = lua.create_function(raw_minor).map_err(sandbox_err)?;
         let fatal_budget = Arc::clone(&budget);
@@ -295,6 +339,16 @@ impl State {
             })
             .map_err(sandbox_err)?;
         let raw_metatable = lua.create_function(|_, t: Table| Ok(t.metatable())).map_err(sandbox_err)?;
+        let charge_budget = Arc::clone(&budget);
+        let charge = lua
+            .create_function(move |_, n: i64| {
+                if charge_budget.charge(u64::try_from(n).unwrap_or(0)) {
+                    Ok(())
+                } else {
+                    Err(mlua::Error::runtime(BUDGET_MESSAGE))
+                }
+            })
+            .map_err(sandbox_err)?;
         let raw_set_metatable = lua
             .create_function(|_, (t, mt): (Table, Option<Table>)| t.set_metatable(mt))
             .map_err(sandbox_err)?;
@@ -312,6 +366,8 @@ impl State {
                 raw_metatable,
                 raw_set_metatable,
                 hook,
+                charge,
+                i64::try_from(crate::CHARGE_BYTES).unwrap_or(64),
             ))
             .map_err(sandbox_err)?;
         budget.exempt[0].store(run_stage.to_pointer() as usize, Relaxed);
@@ -481,6 +537,13 @@ impl State {
             }
             other => return Err(invalid(format!("`name` must be a string, not {}", describe(&other)))),
         };
+        if name.len() > crate::MAX_RULE_NAME {
+            return Err(invalid(format!(
+                "`name` is {} bytes; the limit is {} bytes",
+                name.len(),
+                crate::MAX_RULE_NAME
+            )));
+        }
         if name.is_empty() || !name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
             return Err(invalid(format!("bad name `{name}`: use lower-case letters, digits, `_` and `-`")));
         }
@@ -606,10 +669,7 @@ fn settle(
     result: mlua::Result<(bool, RunResultTail)>,
 ) -> Result<Returned, Failure> {
     if budget.exceeded.load(Relaxed) {
-        return Err(Failure {
-            line: budget.line_in(file),
-            message: format!("{BUDGET_MESSAGE} ({} instructions)", budget.limit),
-        });
+        return Err(Failure { line: budget.line_in(file), message: budget.message() });
     }
     let memory = budget.memory.load(Relaxed)
         || match &result {

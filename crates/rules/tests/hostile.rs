@@ -367,6 +367,76 @@ fn cases() -> Vec<Case> {
         ),
         case("a float amount", Body("return adjust(1.5)"), Hold("is a float")),
         case("a NaN amount", Body("return { decision = 'adjust', amount = 0/0 }"), Hold("is a float")),
+        // ---- work done inside C functions is charged (issue 10, finding 6) ----
+        case(
+            "string.rep of the empty string, maxinteger times",
+            Body("local s = string.rep('', math.maxinteger) return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "string.rep of the empty string with an empty separator",
+            Body("local s = (''):rep(math.maxinteger, '') return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "string.rep with the count as text",
+            Body("local s = string.rep('', '9223372036854775807') return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "string.rep of the empty string 1e8 times",
+            Body("local s = string.rep('', 1e8) return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "pcall around an empty string.rep",
+            Body("pcall(string.rep, '', math.maxinteger) return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "a megabyte string.rep in a loop",
+            Body("for i = 1, 1e9 do local s = ('x'):rep(1e6) end return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "upper of a big string in a loop",
+            Body("local s = ('x'):rep(1e6) for i = 1, 1e9 do local u = s:upper() end return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "table.concat of a big table in a loop",
+            Body(
+                "local t = {} for i = 1, 1000 do t[i] = ('x'):rep(1000) end
+                 for i = 1, 1e9 do local s = table.concat(t) end return allow()",
+            ),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "string.format of a big string in a loop",
+            Body("local s = ('x'):rep(1e6) for i = 1, 1e9 do local f = string.format('%s%s', s, s) end return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "gsub that doubles a big string in a loop",
+            Body("local s = ('x'):rep(1e5) for i = 1, 1e9 do local r = s:gsub('x', 'yy') end return allow()"),
+            HoldBoth("instruction budget exceeded"),
+        ),
+        case(
+            "a format width over 99",
+            Body("return hold(string.format('%100d', 1))"),
+            HoldBoth("invalid conversion"),
+        ),
+        case(
+            "string.rep of the empty string at file level",
+            File("local s = string.rep('', math.maxinteger) return { name = 'hostile', stage = 'pre-validate', decide = function() return allow() end }"),
+            Refused("instruction budget exceeded"),
+        ),
+        // ---- names are bounded (issue 10, finding 8) ----
+        case(
+            "a rule name of 1 MiB",
+            File("return { name = string.rep('a', 1 << 20), stage = 'pre-validate', decide = function() return allow() end }"),
+            Refused("the limit is 64 bytes"),
+        ),
     ]
 }
 

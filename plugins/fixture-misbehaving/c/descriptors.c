@@ -11,6 +11,7 @@
  * a test sees comes from the one fault it asked for.
  *
  *   FIXTURE_NO_ENTRY                   no capture_connector_entry symbol at all
+ *   FIXTURE_ENTRY_DATA                 capture_connector_entry is a data object, not a function
  *   FIXTURE_NULL_DESCRIPTOR            the entry function returns NULL
  *   FIXTURE_BAD_MAGIC                  the header's magic is not "CAPT"
  *   FIXTURE_MINOR_NEXT                 ABI 1.(host minor + 1): newer than the host
@@ -126,7 +127,13 @@ static const capture_connector_descriptor DESCRIPTOR = {
     .parse_status = NULL,
 };
 
-#if !defined(FIXTURE_NO_ENTRY)
+#if defined(FIXTURE_ENTRY_DATA)
+/* The entry's name on data (an assembler name: the header declares the function): called as a
+ * function, it would crash the host. */
+__attribute__((used, visibility("default"))) const unsigned char entry_as_data[64] __asm__(
+    "capture_connector_entry") = {0xff, 0xff, 0xff, 0xff};
+const capture_connector_descriptor *capture_connector_entry_v2(void) { return &DESCRIPTOR; }
+#elif !defined(FIXTURE_NO_ENTRY)
 const capture_connector_descriptor *capture_connector_entry(void) {
 #if defined(FIXTURE_NULL_DESCRIPTOR)
     (void)&DESCRIPTOR;

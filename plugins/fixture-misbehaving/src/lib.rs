@@ -23,6 +23,9 @@
 //! | `undeclared-secret` | a header asking for credential `api_key`, not in the manifest | undeclared credential |
 //! | `header-injection` | a header value with CR LF | invalid header |
 //! | `bad-method` | method `TRACE` | method not allowed |
+//! | `slow` | sleeps 3 s, then answers correctly | over the call deadline: the plugin is unhealthy |
+//! | `dot-segment` | a URL whose path has `/../` | a dot segment, nothing sent |
+//! | `encoded-dot-segment` | a URL whose path has `/%2E%2e/` | a dot segment, nothing sent |
 //!
 //! The fixture also has two deliberate faults that `capture plugins verify` must catch: it ignores
 //! the message `schema` version (a conformant plugin refuses another schema), and it exports an
@@ -175,6 +178,12 @@ fn misbehave(name: &str, base_url: &str) -> Option<Answer> {
             json!([{ "name": "X-Note", "value": "a\r\nX-Injected: 1" }]),
         )),
         "bad-method" => ok_json(&request(format!("{base_url}/orders/x/capture"), "TRACE", auth)),
+        "slow" => {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            return None;
+        }
+        "dot-segment" => ok_json(&request(format!("{base_url}/orders/../capture"), "POST", auth)),
+        "encoded-dot-segment" => ok_json(&request(format!("{base_url}/orders/%2E%2e/capture"), "POST", auth)),
         _ => return None,
     })
 }

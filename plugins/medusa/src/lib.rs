@@ -519,7 +519,7 @@ impl Connector for Medusa {
                 }
                 format!(
                     "{base}/admin/payments/{}/capture",
-                    capture_connector_api::encode_path_segment(&one.id)
+                    capture_connector_api::encode_path_segment(&one.id)?
                 )
             }
             _ => {
@@ -531,7 +531,7 @@ impl Connector for Medusa {
                 }
                 format!(
                     "{base}/admin/orders/{}/capture",
-                    capture_connector_api::encode_path_segment(&call.order_id)
+                    capture_connector_api::encode_path_segment(&call.order_id)?
                 )
             }
         };
@@ -592,7 +592,7 @@ impl Connector for Medusa {
         let base = call.base_url.trim_end_matches('/');
         let url = match call.payment_ids.as_slice() {
             [one] if !one.is_empty() => {
-                format!("{base}/admin/payments/{}", capture_connector_api::encode_path_segment(one))
+                format!("{base}/admin/payments/{}", capture_connector_api::encode_path_segment(one)?)
             }
             _ if call.order_id.is_empty() => {
                 return Err(ConnectorError::new(
@@ -601,7 +601,7 @@ impl Connector for Medusa {
                 ));
             }
             _ => {
-                format!("{base}/admin/orders/{}", capture_connector_api::encode_path_segment(&call.order_id))
+                format!("{base}/admin/orders/{}", capture_connector_api::encode_path_segment(&call.order_id)?)
             }
         };
         Ok(request("GET", url))

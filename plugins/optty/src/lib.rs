@@ -164,7 +164,7 @@ impl Connector for Optty {
             url: format!(
                 "{}/orders/{}/capture",
                 call.base_url.trim_end_matches('/'),
-                capture_connector_api::encode_path_segment(&call.order_id)
+                capture_connector_api::encode_path_segment(&call.order_id)?
             ),
             headers: vec![
                 Header { name: "Accept".into(), value: "application/json".into(), secret: None },

@@ -121,7 +121,7 @@ impl Connector for Template {
             url: format!(
                 "{}/v1/payments/{}/captures",
                 call.base_url,
-                capture_connector_api::encode_path_segment(&payment.id)
+                capture_connector_api::encode_path_segment(&payment.id)?
             ),
             headers: vec![
                 Header { name: "Accept".into(), value: "application/json".into(), secret: None },

@@ -1,0 +1,1 @@
+{ decision = 'adjust', amount = 1.5 }

@@ -1,0 +1,1 @@
+{ decision = 'allow', tags = { 'a' }, notes = { 'n' } }
