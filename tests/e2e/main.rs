@@ -75,6 +75,7 @@ pub fn engine_on(
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>()
     };
     Engine::builder()
+        .without_ledger()
         .plugin(Arc::new(plugin))
         .expect("one plugin")
         .rules(rules)
@@ -157,6 +158,7 @@ pub fn engine(emulator: &OpttyEmulator) -> Engine {
 pub fn engine_with_rules(emulator: &OpttyEmulator, rules: RuleSet) -> Engine {
     let plugin = Plugin::load(&optty_plugin()).expect("the Optty plugin loads");
     Engine::builder()
+        .without_ledger()
         .plugin(Arc::new(plugin))
         .expect("one plugin")
         .rules(rules)

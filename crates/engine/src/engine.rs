@@ -39,6 +39,9 @@ pub enum EngineError {
     /// The HTTP transport could not be set up.
     #[error("transport: {0}")]
     Transport(#[from] TransportError),
+    /// The configured capture ledger could not be opened.
+    #[error("ledger: {0}")]
+    Store(#[from] capture_store::StoreError),
 }
 
 /// Errors of one capture that prevent a report: the request itself is unusable.
@@ -48,6 +51,19 @@ pub enum CaptureError {
     /// The request is malformed or names something the engine does not have.
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// The request's platform is configured but one of its credentials is not set. Credentials
+    /// are demanded only for the platforms a request uses; nothing was sent.
+    #[error(
+        "platform `{platform}` credential `{credential}`: environment variable {var} is not set (nothing was sent)"
+    )]
+    MissingCredential {
+        /// The platform.
+        platform: String,
+        /// The credential's name.
+        credential: String,
+        /// The environment variable that should hold it.
+        var: String,
+    },
 }
 
 /// A status query: which order's captures to read back from which platform.
@@ -100,10 +116,15 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     store: Option<Arc<dyn CaptureStore>>,
+    without_ledger: bool,
+    /// Platforms whose credentials were not set when the configuration was read:
+    /// (credential, variable). A capture on one of them is refused naming the variable.
+    missing_credentials: BTreeMap<String, (String, String)>,
     merchant: String,
     retry: RetryPolicy,
     random: Arc<dyn Random>,
     crash_at: Option<CrashPoint>,
+    observer: Option<Arc<dyn crate::observe::Observer>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -123,10 +144,13 @@ impl Default for EngineBuilder {
             clock: Arc::new(SystemClock),
             ids: Arc::new(DerivedIds),
             store: None,
+            without_ledger: false,
+            missing_credentials: BTreeMap::new(),
             merchant: "default".to_owned(),
             retry: RetryPolicy::default(),
             random: Arc::new(SeededRandom::new(0x5eed)),
             crash_at: None,
+            observer: None,
         }
     }
 }
@@ -136,8 +160,14 @@ fn invalid(key: String, problem: String) -> EngineError {
 }
 
 impl EngineBuilder {
-    /// Loads what a configuration file names: plugins, rules, platforms and their credentials.
-    pub fn from_config(config: &EngineConfig) -> Result<EngineBuilder, EngineError> {
+    /// Loads what a configuration file names: plugins, rules, platforms, their credentials, the
+    /// merchant and the capture ledger (`store`; by default the SQLite file `capture.db` in the
+    /// configuration's folder), which it opens (creating a SQLite file if missing).
+    ///
+    /// A credential whose environment variable is not set does not fail here: a capture or a
+    /// status query on that platform is refused with [`CaptureError::MissingCredential`], so a
+    /// host needs only the credentials of the platforms it uses.
+    pub async fn from_config(config: &EngineConfig) -> Result<EngineBuilder, EngineError> {
         let mut b = EngineBuilder::default();
         for file in config.plugin_files()? {
             b = b.plugin(Arc::new(Plugin::load(&file)?))?;
@@ -146,7 +176,14 @@ impl EngineBuilder {
             b = b.rules(RuleSet::load_dir(dir, capture_rules::Limits::default())?);
         }
         for (id, p) in &config.platforms {
-            let credentials = p.resolve_credentials(id)?;
+            let credentials = match p.resolve_credentials(id) {
+                Ok(c) => c,
+                Err(ConfigError::MissingCredential { credential, var, .. }) => {
+                    b.missing_credentials.insert(id.clone(), (credential, var));
+                    BTreeMap::new()
+                }
+                Err(e) => return Err(e.into()),
+            };
             b = b.platform(
                 id,
                 PlatformSetup {
@@ -158,7 +195,9 @@ impl EngineBuilder {
                 },
             );
         }
-        Ok(b)
+        let base = config.base_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
+        let store = capture_store::open(&config.store_target(&base)?).await?;
+        Ok(b.store(store).merchant(config.merchant.clone().unwrap_or_else(|| "default".to_owned())))
     }
 
     /// Adds a loaded plugin; refuses a second plugin with the same connector id.
@@ -217,6 +256,18 @@ impl EngineBuilder {
     /// Uses a capture ledger: every capture is reserved, recorded and resolved there (exactly once).
     pub fn store(mut self, store: Arc<dyn CaptureStore>) -> Self {
         self.store = Some(store);
+        self.without_ledger = false;
+        self
+    }
+
+    /// Builds an engine with no capture ledger, on purpose: nothing records what was sent, so
+    /// the same idempotency key may capture twice on a platform that does not deduplicate it,
+    /// and an answer lost to a timeout is not resolved later. For tests, benchmarks and tools
+    /// that send nothing. Each report says so (a `ledger` step with the verdict `none`).
+    /// Without this or [`EngineBuilder::store`], [`EngineBuilder::build`] refuses.
+    pub fn without_ledger(mut self) -> Self {
+        self.store = None;
+        self.without_ledger = true;
         self
     }
 
@@ -238,14 +289,28 @@ impl EngineBuilder {
         self
     }
 
+    /// Watches every capture: stage and capture latencies, outcomes (e.g. [`crate::Metrics`]).
+    pub fn observer(mut self, observer: Arc<dyn crate::observe::Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Test hook: abort the process at this point of every capture (crash tests).
     pub fn crash_at(mut self, at: Option<CrashPoint>) -> Self {
         self.crash_at = at;
         self
     }
 
-    /// Checks that every platform has a plugin, its credentials and an allowed base URL.
+    /// Checks that every platform has a plugin, its credentials and an allowed base URL, and
+    /// that the engine has a ledger ([`EngineBuilder::store`]) or was asked to go without one
+    /// ([`EngineBuilder::without_ledger`]).
     pub fn build(self) -> Result<Engine, EngineError> {
+        if self.store.is_none() && !self.without_ledger {
+            return Err(invalid(
+                "store".into(),
+                "no capture ledger: give one (EngineBuilder::store, or EngineBuilder::from_config, which opens the configured one) or ask for an engine without exactly-once captures (EngineBuilder::without_ledger)".into(),
+            ));
+        }
         let mut platforms = BTreeMap::new();
         for (id, setup) in self.platforms {
             let key = |k: &str| format!("platforms.{id}.{k}");
@@ -284,7 +349,7 @@ impl EngineBuilder {
                 ));
             }
             for name in &manifest.credentials {
-                if !setup.credentials.contains_key(name) {
+                if !setup.credentials.contains_key(name) && !self.missing_credentials.contains_key(&id) {
                     return Err(invalid(
                         key("credentials"),
                         format!("connector `{id}` needs credential `{name}`"),
@@ -308,10 +373,12 @@ impl EngineBuilder {
             clock: self.clock,
             ids: self.ids,
             store: self.store,
+            missing_credentials: self.missing_credentials,
             merchant: self.merchant,
             retry: self.retry,
             random: self.random,
             crash_at: self.crash_at,
+            observer: self.observer,
         })
     }
 }
@@ -327,10 +394,12 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     pub(crate) store: Option<Arc<dyn CaptureStore>>,
+    missing_credentials: BTreeMap<String, (String, String)>,
     pub(crate) merchant: String,
     pub(crate) retry: RetryPolicy,
     pub(crate) random: Arc<dyn Random>,
     pub(crate) crash_at: Option<CrashPoint>,
+    observer: Option<Arc<dyn crate::observe::Observer>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -683,6 +752,7 @@ impl Engine {
     }
 
     fn platform(&self, id: &str) -> Result<&Platform, CaptureError> {
+        self.ready(id)?;
         self.platforms.get(id).ok_or_else(|| {
             let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
             RequestError::Invalid {
@@ -691,6 +761,46 @@ impl Engine {
             }
             .into()
         })
+    }
+
+    /// Whether a capture on `platform` can be attempted: the platform is configured and its
+    /// credentials are set. A host (or `capture batch`) can check the platforms it will use
+    /// before it starts.
+    pub fn ready(&self, platform: &str) -> Result<(), CaptureError> {
+        if let Some((credential, var)) = self.missing_credentials.get(platform) {
+            return Err(CaptureError::MissingCredential {
+                platform: platform.to_owned(),
+                credential: credential.clone(),
+                var: var.clone(),
+            });
+        }
+        if !self.platforms.contains_key(platform) {
+            let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
+            return Err(RequestError::Invalid {
+                field: "platform".into(),
+                problem: format!(
+                    "`{platform}` is not a configured platform (configured: {})",
+                    known.join(", ")
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Whether this engine records captures in a ledger (see [`EngineBuilder::without_ledger`]).
+    pub fn has_ledger(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The capture ledger, if the engine has one (read-only uses: a recorded attempt by key).
+    pub fn ledger(&self) -> Option<&Arc<dyn CaptureStore>> {
+        self.store.as_ref()
+    }
+
+    /// The merchant this engine captures for.
+    pub fn merchant(&self) -> &str {
+        &self.merchant
     }
 
     /// Parses a JSON request and captures it.
@@ -705,6 +815,15 @@ impl Engine {
         let platform = self.platform(&req.platform)?;
         let manifest = platform.plugin.manifest();
         let now = self.clock.now();
+        // Monotonic time for observers only; never in the report.
+        let started = std::time::Instant::now();
+        let mut stage_started = started;
+        let mut stage_done = |stage: Stage| {
+            if let Some(o) = &self.observer {
+                o.stage(&req.platform, stage, stage_started.elapsed());
+            }
+            stage_started = std::time::Instant::now();
+        };
         // One rule set for the whole capture, whatever `swap_rules` does meanwhile.
         let rules = self.current_rules();
         let mut run = Run::default();
@@ -785,12 +904,28 @@ impl Engine {
             }
         };
 
+        stage_done(Stage::PreValidate);
+
         // ---- capture ----
         let capture_id = self.ids.capture_id(&req);
         let outcome = match outcome {
             Some(o) => o,
-            None => self.capture_with_ledger(platform, &req, amount, &capture_id, &mut run).await?,
+            None => {
+                if self.store.is_none() {
+                    run.step(
+                        Stage::Capture,
+                        StepSource::Builtin,
+                        "ledger",
+                        None,
+                        "none",
+                        Some("no capture ledger (built without_ledger): the key is not recorded, a replay may capture again and a lost answer is not resolved later".into()),
+                    );
+                }
+                self.capture_with_ledger(platform, &req, amount, &capture_id, &mut run).await?
+            }
         };
+
+        stage_done(Stage::Capture);
 
         // ---- post-capture ----
         let ctx = HookContext { request: &req, amount, capturable, now };
@@ -813,8 +948,9 @@ impl Engine {
             self.collect(&mut run, &v);
         }
 
+        stage_done(Stage::PostCapture);
         let reached_amount = !matches!(outcome, Outcome::Rejected { .. });
-        Ok(CaptureReport {
+        let report = CaptureReport {
             schema: REPORT_SCHEMA,
             capture_id,
             started_at: now,
@@ -834,7 +970,11 @@ impl Engine {
             tags: run.tags.into_iter().collect(),
             notes: run.notes,
             follow_ups: run.follow_ups,
-        })
+        };
+        if let Some(o) = &self.observer {
+            o.capture(&report, started.elapsed());
+        }
+        Ok(report)
     }
 
     fn collect(&self, run: &mut Run, v: &RuleVerdict<'_>) {
