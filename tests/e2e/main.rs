@@ -14,6 +14,7 @@ mod plugins;
 mod processes;
 mod rules;
 mod scenarios;
+mod serve;
 mod wix;
 
 use std::collections::BTreeMap;
