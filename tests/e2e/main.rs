@@ -6,6 +6,7 @@
 
 mod abi;
 mod bad_requests;
+mod batch;
 mod bigcommerce;
 mod crash;
 mod ledger;

@@ -221,7 +221,11 @@ async fn serve_authenticates_limits_bodies_and_maps_outcomes_to_statuses() {
         br#"{"platform":"optty","order_id":"ORD-1001","currency":"USD","idempotency_key":"ORD-1001-capture-1"}"#,
     )
     .await;
-    assert_eq!((status.status, status.json()["error"]["field"].clone()), (422, "platform".into()), "{status:?}");
+    assert_eq!(
+        (status.status, status.json()["error"]["field"].clone()),
+        (422, "platform".into()),
+        "{status:?}"
+    );
     let rec = http(addr, "POST", "/v1/reconcile", Some(API_TOKEN), b"").await;
     assert_eq!((rec.status, rec.json()["unresolved"].as_u64()), (200, Some(0)), "{rec:?}");
 
