@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use capture_engine::{AttemptState, CaptureStore};
+use capture_engine::AttemptState;
 use capture_sandbox::OpttyOrder;
 use capture_sandbox::faults::Fault;
 use rust_decimal::Decimal;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use capture_engine::{AttemptState, CaptureStore};
+use capture_engine::AttemptState;
 use capture_sandbox::faults::Fault;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -60,6 +60,9 @@ fn seconds(us: u128) -> String {
     format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
 }
 
+/// A counter's labels: (name, value) pairs in order.
+type Labels = Vec<(&'static str, String)>;
+
 #[derive(Debug, Default)]
 struct Tables {
     /// (platform, outcome) -> count.
@@ -78,7 +81,7 @@ struct Tables {
     failures: BTreeMap<(String, String), u64>,
     /// Extra counters of the host (HTTP requests by route and status, reloads): name ->
     /// (help, labels -> count).
-    extra: BTreeMap<&'static str, (&'static str, BTreeMap<Vec<(&'static str, String)>, u64>)>,
+    extra: BTreeMap<&'static str, (&'static str, BTreeMap<Labels, u64>)>,
 }
 
 /// Prometheus metrics of the captures an engine ran. Give it to
