@@ -16,6 +16,7 @@ mod processes;
 mod rules;
 mod scenarios;
 mod serve;
+mod serve_pg;
 mod wix;
 
 use std::collections::BTreeMap;

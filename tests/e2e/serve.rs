@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::plugins::scratch;
 use crate::{TOKEN, artifact, emulator, optty_plugin, repo, sample};
 
-const API_TOKEN: &str = "e2e-serve-token";
+pub const API_TOKEN: &str = "e2e-serve-token";
 const TOKEN_ENV: &str = "CAPTURE_E2E_SERVE_TOKEN";
 const OPTTY_ENV: &str = "CAPTURE_E2E_SERVE_OPTTY";
 
@@ -120,21 +120,35 @@ impl Answer {
 
 /// One HTTP/1.1 exchange over a fresh connection (`Connection: close`), no client library.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to capture serve");
+    try_http(addr, method, path, token, body).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Same; a refused or dropped connection is an error, not a panic.
+pub async fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<Answer, String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).await.expect("send head");
-    s.write_all(body).await.expect("send body");
+    s.write_all(head.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+    s.write_all(body).await.map_err(|e| format!("send: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read answer");
-    let text = String::from_utf8(raw).expect("UTF-8 answer");
+    s.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8(raw).map_err(|e| format!("answer: {e}"))?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status =
-        head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("status line: {head}"));
-    Answer { status, headers: head.to_ascii_lowercase(), body: body.to_owned() }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("status line: `{head}`"))?;
+    Ok(Answer { status, headers: head.to_ascii_lowercase(), body: body.to_owned() })
 }
 
 pub async fn capture(addr: SocketAddr, body: &[u8]) -> Answer {
