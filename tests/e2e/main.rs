@@ -17,6 +17,7 @@ mod rules;
 mod scenarios;
 mod serve;
 mod serve_pg;
+mod traces;
 mod wix;
 
 use std::collections::BTreeMap;

@@ -50,8 +50,32 @@ pub(crate) mod exit {
 #[derive(Parser)]
 #[command(name = "capture", version, about = "Capture the authorized payments of e-commerce orders")]
 struct Cli {
+    /// Log lines (traces of captures, filtered by RUST_LOG, e.g. `RUST_LOG=capture_engine=info`;
+    /// default `warn`) on standard error: `pretty` for people, `json` for log collectors.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Installs the log subscriber: RUST_LOG (default `warn`), to standard error.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("warning: no log output: {e}");
+    }
 }
 
 #[derive(Subcommand)]
@@ -208,6 +232,7 @@ pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -181,7 +181,8 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
                 .is_some_and(|given| same_token(given.as_bytes(), token.as_bytes())),
         };
     let response = if allowed {
-        next.run(req).await
+        let span = tracing::info_span!("request", method = %method, route = %route);
+        tracing::Instrument::instrument(next.run(req), span).await
     } else {
         let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required", None);
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -232,11 +233,14 @@ async fn post_capture(State(app): State<Arc<App>>, req: Request) -> Response {
     let (engine, metrics) = (app.engine.clone(), app.metrics.clone());
     let (platform, key) = (request.platform.clone(), request.idempotency_key.clone());
     // Its own task: never cancelled by a client that goes away; shutdown waits for its permit.
-    let task = tokio::spawn(async move {
-        let _permit = permit;
-        let _in_flight = metrics.in_flight();
-        engine.capture(request).await
-    });
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let _permit = permit;
+            let _in_flight = metrics.in_flight();
+            engine.capture(request).await
+        },
+        tracing::Span::current(),
+    ));
     match tokio::time::timeout(app.capture_timeout, task).await {
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,

@@ -359,10 +359,13 @@ impl EngineBuilder {
             let origin = base.origin();
             platforms.insert(id, Platform { plugin: plugin.clone(), setup, origin });
         }
-        let transport = match self.transport {
+        let transport: Arc<dyn Transport> = match self.transport {
             Some(t) => t,
             None => Arc::new(HttpTransport::new()?),
         };
+        // The `http` and `ledger` spans are made at these two trait boundaries (crate::trace).
+        let transport: Arc<dyn Transport> = Arc::new(crate::trace::TracedTransport(transport));
+        let store = self.store.map(|s| Arc::new(crate::trace::TracedStore(s)) as Arc<dyn CaptureStore>);
         let mut hooks = self.hooks;
         hooks.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
         Ok(Engine {
@@ -372,7 +375,7 @@ impl EngineBuilder {
             transport,
             clock: self.clock,
             ids: self.ids,
-            store: self.store,
+            store,
             missing_credentials: self.missing_credentials,
             merchant: self.merchant,
             retry: self.retry,
@@ -419,6 +422,8 @@ pub(crate) struct Run {
     tags: BTreeSet<String>,
     notes: Vec<String>,
     follow_ups: Vec<BTreeMap<String, String>>,
+    /// The span of the stage running, parent of the `step` events.
+    stage_span: Option<tracing::Span>,
 }
 
 impl Run {
@@ -440,6 +445,20 @@ impl Run {
             decision: None,
             detail,
         });
+        self.traced();
+    }
+
+    /// A `step` event for the step just added: names and verdicts, never the detail.
+    fn traced(&self) {
+        let Some(s) = self.steps.last() else { return };
+        let stage = crate::observe::stage_name(s.stage);
+        let source = format!("{:?}", s.source).to_ascii_lowercase();
+        match &self.stage_span {
+            Some(span) => {
+                tracing::info!(parent: span, stage, source, name = %s.name, verdict = %s.verdict, "step")
+            }
+            None => tracing::info!(stage, source, name = %s.name, verdict = %s.verdict, "step"),
+        }
     }
 
     fn decision(
@@ -460,6 +479,7 @@ impl Run {
             decision: (*d != Decision::Allow).then(|| d.clone()),
             detail,
         });
+        self.traced();
     }
 }
 
@@ -703,14 +723,21 @@ impl Engine {
         let build_step = format!("{}.build_status", manifest.id);
         let parse_step = format!("{}.parse_status", manifest.id);
         let version = Some(manifest.version.clone());
-        let built = plugin.build_status_allowing(&call, &platform.setup.allowed_hosts);
+        let built = crate::trace::plugin_span(&manifest.id, "build_status")
+            .in_scope(|| plugin.build_status_allowing(&call, &platform.setup.allowed_hosts));
         let outcome = match self.exchange(platform, Stage::Capture, &build_step, built, &mut run, None).await
         {
             Err(outcome) => outcome,
             Ok(response) => {
                 let status = response.status;
-                let parsed = plugin
-                    .parse_status(&StatusParseCall { schema: SCHEMA_VERSION, status: call, response })
+                let parsed = crate::trace::plugin_span(&manifest.id, "parse_status")
+                    .in_scope(|| {
+                        plugin.parse_status(&StatusParseCall {
+                            schema: SCHEMA_VERSION,
+                            status: call,
+                            response,
+                        })
+                    })
                     .map_err(|e| e.to_string())
                     .and_then(|r| self.outcome_of(r, q.currency, None));
                 match parsed {
@@ -812,6 +839,19 @@ impl Engine {
     /// Runs the pipeline for one request and returns its report. Every failure after the request
     /// was accepted is an outcome in the report, not an error.
     pub async fn capture(&self, req: CaptureRequest) -> Result<CaptureReport, CaptureError> {
+        let span = crate::trace::capture_span(&req);
+        tracing::Instrument::instrument(self.capture_in(req, span.clone()), span).await
+    }
+
+    async fn capture_in(
+        &self,
+        req: CaptureRequest,
+        span: tracing::Span,
+    ) -> Result<CaptureReport, CaptureError> {
+        use tracing::Instrument;
+        // The id, once: a host's id generator need not be pure.
+        let capture_id = self.ids.capture_id(&req);
+        span.record("capture_id", capture_id.as_str());
         let platform = self.platform(&req.platform)?;
         let manifest = platform.plugin.manifest();
         let now = self.clock.now();
@@ -826,7 +866,9 @@ impl Engine {
         };
         // One rule set for the whole capture, whatever `swap_rules` does meanwhile.
         let rules = self.current_rules();
-        let mut run = Run::default();
+        let mut run =
+            Run { stage_span: Some(crate::trace::stage_span(Stage::PreValidate)), ..Run::default() };
+        let pre_span = run.stage_span.clone().unwrap_or_else(tracing::Span::none);
         let cur = req.order.currency;
         let capturable = req.order.capturable().unwrap_or_else(|_| Money::zero(cur));
         let mut amount = match req.amount {
@@ -853,11 +895,12 @@ impl Engine {
             }
             let ctx = HookContext { request: &req, amount, capturable, now };
             for hook in &self.hooks {
-                let d = hook.pre_validate(&ctx).await;
+                let d = hook.pre_validate(&ctx).instrument(pre_span.clone()).await;
                 run.decision(StepSource::Hook, hook.name(), hook.version(), &d, None);
                 decisions.push((format!("hook:{}", hook.name()), d));
             }
-            let verdicts = rules.decide(&RuleContext { request: &req, amount, capturable, now });
+            let verdicts =
+                pre_span.in_scope(|| rules.decide(&RuleContext { request: &req, amount, capturable, now }));
             for v in &verdicts {
                 run.decision(
                     StepSource::Rule,
@@ -907,10 +950,11 @@ impl Engine {
         stage_done(Stage::PreValidate);
 
         // ---- capture ----
-        let capture_id = self.ids.capture_id(&req);
         let outcome = match outcome {
             Some(o) => o,
             None => {
+                let stage = crate::trace::stage_span(Stage::Capture);
+                run.stage_span = Some(stage.clone());
                 if self.store.is_none() {
                     run.step(
                         Stage::Capture,
@@ -921,21 +965,27 @@ impl Engine {
                         Some("no capture ledger (built without_ledger): the key is not recorded, a replay may capture again and a lost answer is not resolved later".into()),
                     );
                 }
-                self.capture_with_ledger(platform, &req, amount, &capture_id, &mut run).await?
+                self.capture_with_ledger(platform, &req, amount, &capture_id, &mut run)
+                    .instrument(stage)
+                    .await?
             }
         };
 
         stage_done(Stage::Capture);
 
         // ---- post-capture ----
+        let post_span = crate::trace::stage_span(Stage::PostCapture);
+        run.stage_span = Some(post_span.clone());
         let ctx = HookContext { request: &req, amount, capturable, now };
         for hook in &self.hooks {
-            let obs = hook.post_capture(&ctx, &outcome).await;
+            let obs = hook.post_capture(&ctx, &outcome).instrument(post_span.clone()).await;
             run.step(Stage::PostCapture, StepSource::Hook, hook.name(), hook.version(), "observed", None);
             run.tags.extend(obs.tags);
             run.notes.extend(obs.notes);
         }
-        for v in rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome) {
+        let observed = post_span
+            .in_scope(|| rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome));
+        for v in observed {
             let verdict = if v.error.is_some() { "error" } else { "observed" };
             run.step(
                 Stage::PostCapture,
@@ -1039,13 +1089,15 @@ impl Engine {
                 tracking_number: s.tracking_number.clone(),
             }),
         };
-        let built = plugin.build_capture_allowing(&call, &platform.setup.allowed_hosts);
+        let built = crate::trace::plugin_span(&manifest.id, "build_capture")
+            .in_scope(|| plugin.build_capture_allowing(&call, &platform.setup.allowed_hosts));
         let response = match self.exchange(platform, Stage::Capture, &build_step, built, run, gate).await {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };
         let status = response.status;
-        let parsed = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response });
+        let parsed = crate::trace::plugin_span(&manifest.id, "parse_capture")
+            .in_scope(|| plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response }));
         match parsed {
             Ok(result) => match self.outcome_of(result, amount.currency(), Some(amount)) {
                 Ok(outcome) => {

@@ -34,6 +34,7 @@ mod hooks;
 mod ledger;
 pub mod observe;
 pub mod plugin;
+mod trace;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};

@@ -102,7 +102,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn stage_name(stage: Stage) -> &'static str {
+pub(crate) fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::PreValidate => "pre-validate",
         Stage::Capture => "capture",
