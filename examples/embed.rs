@@ -2,7 +2,8 @@
 //!
 //! The host here is a fulfilment service: it knows which orders left the warehouse, and a hook
 //! holds any capture of an order that has not shipped. The platform is the Optty emulator on
-//! loopback; the connector is the real plugin from `target/debug`.
+//! loopback; the connector is the real plugin from `target/debug`; the engine comes from a
+//! configuration, so it has a capture ledger (exactly-once) without asking for one.
 //!
 //! ```text
 //! cargo build --workspace && cargo run -p capture-examples --example embed
@@ -16,7 +17,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use capture_core::{Decision, Outcome};
-use capture_engine::{Engine, Hook, HookContext, Observation, PlatformSetup, Plugin, Secret};
+use capture_engine::{
+    EngineBuilder, EngineConfig, Hook, HookContext, Observation, PlatformSetup, PluginEntry, Secret,
+};
 use capture_sandbox::{OpttyConfig, OpttyEmulator};
 
 /// Holds captures of orders the warehouse has not shipped yet.
@@ -65,10 +68,22 @@ fn request(order: &str, amount: &str) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let emulator = OpttyEmulator::start(OpttyConfig::demo()).await?;
-    let plugin = Plugin::load(&plugin_path()?)?;
-    let engine = Engine::builder()
-        .plugin(Arc::new(plugin))?
+    // What a `capture.toml` would hold: the plugin and the ledger. `from_config` opens the
+    // ledger (here a SQLite file in a scratch folder; by default `capture.db` beside the
+    // configuration file) and sets the merchant: every capture is exactly-once.
+    let dir = std::env::temp_dir().join(format!("capture-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = EngineConfig {
+        plugins: vec![PluginEntry::new(plugin_path()?)],
+        merchant: Some("fulfilment".into()),
+        base_dir: Some(dir.clone()),
+        ..EngineConfig::default()
+    };
+    let engine = EngineBuilder::from_config(&config)
+        .await?
         .hook(Arc::new(ShippedOnly { shipped: BTreeSet::from(["ORD-1001".to_owned()]) }))
+        // A platform set up in code; a configuration file's `[platforms.optty]` does the same
+        // with the credential read from an environment variable.
         .platform(
             "optty",
             PlatformSetup {
@@ -83,15 +98,21 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .build()?;
+    anyhow::ensure!(engine.has_ledger(), "from_config opens the ledger");
 
     let shipped = engine.capture_json(request("ORD-1001", "120.00").as_bytes()).await?;
     let waiting = engine.capture_json(request("ORD-1005", "45.00").as_bytes()).await?;
-    for report in [&shipped, &waiting] {
+    // The host retries (its own answer was lost, say): the ledger replays, nothing is sent.
+    let retried = engine.capture_json(request("ORD-1001", "120.00").as_bytes()).await?;
+    for report in [&shipped, &waiting, &retried] {
         println!("{} -> {} {:?}", report.order_id, report.outcome.status(), report.tags);
     }
     anyhow::ensure!(matches!(shipped.outcome, Outcome::Captured { .. }), "ORD-1001 should be captured");
     anyhow::ensure!(matches!(waiting.outcome, Outcome::Held { .. }), "ORD-1005 should be held");
     anyhow::ensure!(emulator.captures("ORD-1005").is_empty(), "a held capture never reaches the platform");
+    anyhow::ensure!(retried.exchanges.is_empty(), "a retried key is replayed from the ledger");
+    anyhow::ensure!(emulator.captures("ORD-1001").len() == 1, "captured once");
     emulator.shutdown().await;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     Ok(())
 }

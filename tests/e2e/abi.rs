@@ -109,7 +109,7 @@ fn assert_verify_passes(file: &Path, fixtures: Option<&Path>) -> String {
 
 /// An engine holding `plugins`, each platform (id, base URL) with the Optty demo token.
 pub(crate) fn engine_with(plugins: Vec<Arc<Plugin>>, platforms: &[(&str, &str)]) -> Engine {
-    let mut b = Engine::builder().clock(Arc::new(FixedClock(test_time())));
+    let mut b = Engine::builder().without_ledger().clock(Arc::new(FixedClock(test_time())));
     for p in plugins {
         b = b.plugin(p).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -369,7 +369,7 @@ async fn two_plugins_with_the_same_id_are_refused_naming_both_files() {
         plugins: vec![PluginEntry::new(optty_plugin()), PluginEntry::new(&copy)],
         ..EngineConfig::default()
     };
-    let err = EngineBuilder::from_config(&cfg).expect_err("same id twice");
+    let err = EngineBuilder::from_config(&cfg).await.expect_err("same id twice");
     assert!(err.to_string().contains(&copy.display().to_string()), "{err}");
     optty_still_captures().await;
 }
@@ -378,13 +378,15 @@ async fn two_plugins_with_the_same_id_are_refused_naming_both_files() {
 async fn a_sha256_pin_refuses_another_file_naming_both_hashes() {
     let file = optty_plugin();
     let actual = capture_engine::sha256_file(&file).expect("hash");
+    let ledger = scratch("abi-pin").join("capture.db").display().to_string();
     let pinned = |sha256: &str| EngineConfig {
         plugins: vec![PluginEntry { path: file.clone(), sha256: Some(sha256.to_owned()) }],
+        store: Some(ledger.clone()),
         ..EngineConfig::default()
     };
-    EngineBuilder::from_config(&pinned(&actual)).unwrap_or_else(|e| panic!("the right pin loads: {e}"));
+    EngineBuilder::from_config(&pinned(&actual)).await.unwrap_or_else(|e| panic!("the right pin loads: {e}"));
     let wrong = "0123456789abcdef".repeat(4);
-    let err = EngineBuilder::from_config(&pinned(&wrong)).expect_err("a wrong pin");
+    let err = EngineBuilder::from_config(&pinned(&wrong)).await.expect_err("a wrong pin");
     assert!(
         matches!(
             &err,

@@ -173,7 +173,7 @@ fn cases() -> Vec<Case> {
             Input::RuleCheck(
                 "local s = string.rep('', math.maxinteger)\nreturn { name = 'freeze', stage = 'pre-validate', decide = function() return allow() end }".into(),
             ),
-            Exit(1, "instruction budget exceeded"),
+            Exit(20, "instruction budget exceeded"),
         ),
         case(
             "a rule name of 1 MiB",
@@ -181,7 +181,7 @@ fn cases() -> Vec<Case> {
                 "return {{ name = '{}', stage = 'pre-validate', decide = function() return allow() end }}",
                 "a".repeat(1 << 20)
             )),
-            Exit(1, "the limit is 64 bytes"),
+            Exit(20, "the limit is 64 bytes"),
         ),
         // ---- plugin files (finding 9) ----
         case("a directory", Input::PluginFile(|d| d.to_path_buf()), LoadError("NotAFile", "is a directory")),

@@ -6,6 +6,7 @@
 
 mod abi;
 mod bad_requests;
+mod batch;
 mod bigcommerce;
 mod crash;
 mod exit_codes;
@@ -17,6 +18,9 @@ mod processes;
 mod rules;
 mod scenarios;
 mod secrets;
+mod serve;
+mod serve_pg;
+mod traces;
 mod verify_isolation;
 mod wix;
 
@@ -79,6 +83,7 @@ pub fn engine_on(
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>()
     };
     Engine::builder()
+        .without_ledger()
         .plugin(Arc::new(plugin))
         .expect("one plugin")
         .rules(rules)
@@ -161,6 +166,7 @@ pub fn engine(emulator: &OpttyEmulator) -> Engine {
 pub fn engine_with_rules(emulator: &OpttyEmulator, rules: RuleSet) -> Engine {
     let plugin = Plugin::load(&optty_plugin()).expect("the Optty plugin loads");
     Engine::builder()
+        .without_ledger()
         .plugin(Arc::new(plugin))
         .expect("one plugin")
         .rules(rules)

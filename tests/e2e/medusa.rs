@@ -366,13 +366,15 @@ mod status {
     }
 
     #[tokio::test]
-    async fn a_payment_not_captured_yet_is_pending() {
+    async fn a_payment_not_captured_is_not_found() {
+        // Medusa captures synchronously: no `captured_at` means no capture to wait for.
         let emu = emulator().await;
         let (report, json) = run(&emu, &query("order_01", &["pay_01"])).await;
         insta::assert_snapshot!("medusa_status_not_captured", json);
-        assert_eq!(
-            report.outcome,
-            Outcome::Pending { amount: usd("120.00"), platform_capture_id: Some("pay_01".into()) }
+        assert!(
+            matches!(&report.outcome, Outcome::Failed { kind: FailureKind::NotFound, message, .. } if message.contains("pay_01 is not captured")),
+            "{:?}",
+            report.outcome
         );
         assert_eq!(report.exchanges[0].request.method, "GET");
         assert_eq!(report.exchanges[0].request.url, format!("{}/admin/payments/pay_01", emu.base_url()));

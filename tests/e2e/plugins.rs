@@ -102,6 +102,7 @@ fn a_self_hosted_platform_needs_its_host_allowed_by_the_operator() {
     let build = |allowed: Vec<String>| {
         let plugin = Plugin::load(&crate::plugin_file("medusa")).expect("medusa loads");
         capture_engine::Engine::builder()
+            .without_ledger()
             .plugin(std::sync::Arc::new(plugin))
             .expect("plugin")
             .platform("medusa", setup(allowed))

@@ -97,6 +97,7 @@ async fn a_wrong_credential_is_unauthorized() {
     let emu = emulator().await;
     let plugin = capture_engine::Plugin::load(&crate::optty_plugin()).expect("loads");
     let engine = capture_engine::Engine::builder()
+        .without_ledger()
         .plugin(std::sync::Arc::new(plugin))
         .expect("plugin")
         .platform(

@@ -115,9 +115,10 @@ fn engine(
                 credentials: BTreeMap::from([(credential.to_owned(), Secret::new(CANARY))]),
             },
         );
-    if let Some(s) = store {
-        b = b.store(s);
-    }
+    b = match store {
+        Some(s) => b.store(s),
+        None => b.without_ledger(),
+    };
     b.build().unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -253,6 +254,7 @@ fn a_password_in_base_url_is_refused_without_repeating_it() {
     // And for a host that builds the engine itself.
     let plugin = Plugin::load(&optty_plugin()).expect("loads");
     let err = Engine::builder()
+        .without_ledger()
         .plugin(Arc::new(plugin))
         .expect("one plugin")
         .platform(

@@ -14,10 +14,12 @@
 //! Exit codes: one table for every command, [`Exit`] (printed by `capture --help`, copied in
 //! the README; a test keeps the two equal).
 
+mod batch;
 mod demo;
 mod plugins_cmd;
 mod rules_cmd;
 mod sandbox_cmd;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -91,8 +93,32 @@ fn exit_table() -> String {
     after_help = exit_table()
 )]
 struct Cli {
+    /// Log lines (traces of captures, filtered by RUST_LOG, e.g. `RUST_LOG=capture_engine=info`;
+    /// default `warn`) on standard error: `pretty` for people, `json` for log collectors.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Installs the log subscriber: RUST_LOG (default `warn`), to standard error.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("warning: no log output: {e}");
+    }
 }
 
 #[derive(Subcommand)]
@@ -164,6 +190,60 @@ enum Command {
         /// Fix the clock (RFC 3339).
         #[arg(long)]
         now: Option<String>,
+    },
+    /// Serve the engine over HTTP (JSON) for hosts in any language, until SIGTERM: captures,
+    /// recorded captures by key, status queries, reconcile, health, Prometheus metrics.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value_t = serve::default_listen())]
+        listen: std::net::SocketAddr,
+        /// Environment variable holding the API's bearer token.
+        #[arg(long, default_value = "CAPTURE_SERVE_TOKEN")]
+        token_env: String,
+        /// Serve without a token (allowed only on a loopback address).
+        #[arg(long)]
+        insecure_no_auth: bool,
+        /// Largest request body, in bytes.
+        #[arg(long, default_value_t = 64 * 1024)]
+        max_body: usize,
+        /// How long a client may take to send a request body, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        body_timeout_ms: u64,
+        /// How long to wait for a capture before answering 504 `in_progress` (the capture goes
+        /// on and is recorded), in milliseconds.
+        #[arg(long, default_value_t = 60_000)]
+        capture_timeout_ms: u64,
+        /// Fix the clock (RFC 3339), for reproducible reports.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Capture every request of an NDJSON file (one request per line), several at once, within
+    /// each platform's rate budget; resumable: run the same file again after a crash.
+    Batch {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Captures running at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Write the reports (NDJSON, one per line) here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// On start, resolve what an earlier run left sent or reserved if older than this
+        /// (seconds). 0 when no other process shares the ledger (a rerun after a crash).
+        #[arg(long, default_value_t = 60)]
+        abandoned_after: u64,
+        /// Progress: `auto` (a bar on a terminal, lines otherwise), `bar`, `lines` or `none`.
+        #[arg(long, default_value = "auto")]
+        progress: batch::Progress,
+        /// Fix the clock (RFC 3339), for reproducible reports.
+        #[arg(long)]
+        now: Option<String>,
+        /// The requests (NDJSON file, or `-` for standard input).
+        requests: PathBuf,
     },
     /// Run platform emulators in the foreground (loopback only) until interrupted; prints each
     /// one's base URL and token, then `ready`. Control API: crates/sandbox/README.md.
@@ -241,6 +321,7 @@ impl std::error::Error for CheckError {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -277,6 +358,38 @@ fn main() -> ExitCode {
             Command::Sandbox { platform, port, orders } => {
                 sandbox_cmd::run(platform, port, orders.as_deref()).await
             }
+            Command::Serve {
+                config,
+                listen,
+                token_env,
+                insecure_no_auth,
+                max_body,
+                body_timeout_ms,
+                capture_timeout_ms,
+                now,
+            } => {
+                let opts = serve::Options {
+                    config,
+                    listen,
+                    token_env,
+                    insecure_no_auth,
+                    max_body,
+                    body_timeout: std::time::Duration::from_millis(body_timeout_ms),
+                    capture_timeout: std::time::Duration::from_millis(capture_timeout_ms),
+                };
+                serve::run(opts, now.as_deref()).await
+            }
+            Command::Batch { config, concurrency, out, abandoned_after, progress, now, requests } => {
+                let opts = batch::Options {
+                    config,
+                    concurrency,
+                    out,
+                    abandoned_after: std::time::Duration::from_secs(abandoned_after),
+                    progress,
+                    requests,
+                };
+                batch::run(opts, now.as_deref()).await
+            }
             Command::Plugins { command } => plugins_cmd::run(command).await,
             Command::Rules { command } => rules_cmd::run(command),
         }
@@ -302,6 +415,7 @@ fn classify(e: &anyhow::Error) -> u8 {
         || e.downcast_ref::<capture_engine::PluginLoadError>().is_some()
         || e.downcast_ref::<capture_engine::RulesError>().is_some()
         || e.downcast_ref::<capture_engine::store::StoreError>().is_some()
+        || matches!(e.downcast_ref::<CaptureError>(), Some(CaptureError::MissingCredential { .. }))
     {
         Exit::Config.code()
     } else if e.downcast_ref::<CaptureError>().is_some()
@@ -353,16 +467,33 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
 }
 
 /// Builds the engine a configuration file describes, with its capture ledger.
-async fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engine::Engine> {
+pub(crate) async fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engine::Engine> {
     let cfg = EngineConfig::load(config)?;
-    let mut builder = EngineBuilder::from_config(&cfg)?;
+    engine_from(&cfg, now).await
+}
+
+/// Builds the engine a loaded configuration describes (its ledger and merchant included).
+pub(crate) async fn engine_from(
+    cfg: &EngineConfig,
+    now: Option<&str>,
+) -> anyhow::Result<capture_engine::Engine> {
+    engine_from_with(cfg, now, None).await
+}
+
+/// Same, with an observer of every capture (metrics).
+pub(crate) async fn engine_from_with(
+    cfg: &EngineConfig,
+    now: Option<&str>,
+    observer: Option<Arc<dyn capture_engine::Observer>>,
+) -> anyhow::Result<capture_engine::Engine> {
+    let mut builder = EngineBuilder::from_config(cfg).await?;
+    if let Some(o) = observer {
+        builder = builder.observer(o);
+    }
     if let Some(now) = now {
         let t = Timestamp::parse_rfc3339(now).map_err(|e| UsageError(format!("--now: {e}")))?;
         builder = builder.clock(Arc::new(FixedClock(t)));
     }
-    let base = config.parent().unwrap_or(Path::new("."));
-    let store = capture_engine::store::open(&cfg.store_target(base)?).await?;
-    builder = builder.store(store).merchant(cfg.merchant.clone().unwrap_or_else(|| "default".to_owned()));
     // Test hook for the crash suite: abort at a step of the state machine.
     if let Ok(at) = std::env::var("CAPTURE_CRASH_AT") {
         let point = capture_engine::CrashPoint::parse(&at)

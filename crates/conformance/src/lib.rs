@@ -761,6 +761,7 @@ fn engine_for(plugin: &Arc<Plugin>, settings: &BTreeMap<String, String>) -> anyh
     let m = plugin.manifest();
     let credentials = m.credentials.iter().map(|c| (c.clone(), Secret::new("verify-secret"))).collect();
     let engine = Engine::builder()
+        .without_ledger()
         .plugin(plugin.clone())?
         .transport(Arc::new(NoNetwork))
         .platform(

@@ -79,6 +79,7 @@ fn ten_rules() -> RuleSet {
 fn bench(c: &mut Criterion) {
     let plugin = Plugin::load(&plugin_path()).expect("plugin loads");
     let engine = Engine::builder()
+        .without_ledger()
         .plugin(Arc::new(plugin))
         .expect("plugin")
         .rules(ten_rules())

@@ -143,6 +143,27 @@ pub struct PlatformConfig {
     /// platforms such as Medusa: `allowed_hosts = ["shop.example.com"]`).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// How fast a batch may call this platform (`capture batch`): a token bucket shared by
+    /// the whole batch. `None`: no limit beyond the batch's concurrency.
+    #[serde(default)]
+    pub rate: Option<RateBudget>,
+}
+
+/// A platform's rate budget: `per_second` captures per second on average, bursts of up to
+/// `burst` (default: `per_second`).
+///
+/// ```toml
+/// [platforms.optty]
+/// rate = { per_second = 20, burst = 5 }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateBudget {
+    /// Captures per second, on average (at least 1).
+    pub per_second: u32,
+    /// Most captures started at once after an idle spell (default: `per_second`).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -236,6 +257,10 @@ pub struct EngineConfig {
     /// fails its capture and marks the plugin unhealthy.
     #[serde(default)]
     pub plugin_call_timeout_ms: Option<u64>,
+    /// The folder the file was read from ([`EngineConfig::load`] sets it): a relative or default
+    /// SQLite ledger lives there. `None` (a configuration built in code): the current directory.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -267,6 +292,7 @@ impl EngineConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         cfg.check()?;
+        cfg.base_dir = Some(base.to_path_buf());
         Ok(cfg)
     }
 

@@ -348,7 +348,7 @@ impl Engine {
                             StepSource::Builtin,
                             "ledger",
                             None,
-                            "refused",
+                            "error",
                             Some(error.to_string()),
                         );
                         event = Event::StoreRefused { error, answered: last_answer.clone() };

@@ -36,6 +36,9 @@ pub enum EngineError {
     /// The HTTP transport could not be set up.
     #[error("transport: {0}")]
     Transport(#[from] TransportError),
+    /// The configured capture ledger could not be opened.
+    #[error("ledger: {0}")]
+    Store(#[from] capture_store::StoreError),
 }
 
 /// Errors of one capture that prevent a report: the request itself is unusable.
@@ -45,6 +48,19 @@ pub enum CaptureError {
     /// The request is malformed or names something the engine does not have.
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// The request's platform is configured but one of its credentials is not set. Credentials
+    /// are demanded only for the platforms a request uses; nothing was sent.
+    #[error(
+        "platform `{platform}` credential `{credential}`: environment variable {var} is not set (nothing was sent)"
+    )]
+    MissingCredential {
+        /// The platform.
+        platform: String,
+        /// The credential's name.
+        credential: String,
+        /// The environment variable that should hold it.
+        var: String,
+    },
 }
 
 /// A status query: which order's captures to read back from which platform.
@@ -97,12 +113,17 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     store: Option<Arc<dyn CaptureStore>>,
+    without_ledger: bool,
+    /// Platforms whose credentials were not set when the configuration was read:
+    /// (credential, variable). A capture on one of them is refused naming the variable.
+    missing_credentials: BTreeMap<String, (String, String)>,
     merchant: String,
     retry: RetryPolicy,
     random: Arc<dyn Random>,
     sleeper: Arc<dyn Sleeper>,
     owner: Option<String>,
     crash_at: Option<CrashPoint>,
+    observer: Option<Arc<dyn crate::observe::Observer>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -122,12 +143,15 @@ impl Default for EngineBuilder {
             clock: Arc::new(SystemClock),
             ids: Arc::new(DerivedIds),
             store: None,
+            without_ledger: false,
+            missing_credentials: BTreeMap::new(),
             merchant: "default".to_owned(),
             retry: RetryPolicy::default(),
             random: Arc::new(SeededRandom::new(0x5eed)),
             sleeper: Arc::new(TokioSleeper),
             owner: None,
             crash_at: None,
+            observer: None,
         }
     }
 }
@@ -137,8 +161,14 @@ fn invalid(key: String, problem: String) -> EngineError {
 }
 
 impl EngineBuilder {
-    /// Loads what a configuration file names: plugins, rules, platforms and their credentials.
-    pub fn from_config(config: &EngineConfig) -> Result<EngineBuilder, EngineError> {
+    /// Loads what a configuration file names: plugins, rules, platforms, their credentials, the
+    /// merchant and the capture ledger (`store`; by default the SQLite file `capture.db` in the
+    /// configuration's folder), which it opens (creating a SQLite file if missing).
+    ///
+    /// A credential whose environment variable is not set does not fail here: a capture or a
+    /// status query on that platform is refused with [`CaptureError::MissingCredential`], so a
+    /// host needs only the credentials of the platforms it uses.
+    pub async fn from_config(config: &EngineConfig) -> Result<EngineBuilder, EngineError> {
         let mut b = EngineBuilder::default();
         for entry in config.plugin_entries()? {
             b = b.plugin(Arc::new(Plugin::load_with(&entry.path, &config.load_options(&entry))?))?;
@@ -147,7 +177,14 @@ impl EngineBuilder {
             b = b.rules(RuleSet::load_dir(dir, capture_rules::Limits::default())?);
         }
         for (id, p) in &config.platforms {
-            let credentials = p.resolve_credentials(id)?;
+            let credentials = match p.resolve_credentials(id) {
+                Ok(c) => c,
+                Err(ConfigError::MissingCredential { credential, var, .. }) => {
+                    b.missing_credentials.insert(id.clone(), (credential, var));
+                    BTreeMap::new()
+                }
+                Err(e) => return Err(e.into()),
+            };
             b = b.platform(
                 id,
                 PlatformSetup {
@@ -159,7 +196,9 @@ impl EngineBuilder {
                 },
             );
         }
-        Ok(b)
+        let base = config.base_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
+        let store = capture_store::open(&config.store_target(&base)?).await?;
+        Ok(b.store(store).merchant(config.merchant.clone().unwrap_or_else(|| "default".to_owned())))
     }
 
     /// Adds a loaded plugin; refuses a second plugin with the same connector id.
@@ -218,6 +257,18 @@ impl EngineBuilder {
     /// Uses a capture ledger: every capture is reserved, recorded and resolved there (exactly once).
     pub fn store(mut self, store: Arc<dyn CaptureStore>) -> Self {
         self.store = Some(store);
+        self.without_ledger = false;
+        self
+    }
+
+    /// Builds an engine with no capture ledger, on purpose: nothing records what was sent, so
+    /// the same idempotency key may capture twice on a platform that does not deduplicate it,
+    /// and an answer lost to a timeout is not resolved later. For tests, benchmarks and tools
+    /// that send nothing. Each report says so (a `ledger` step with the verdict `none`).
+    /// Without this or [`EngineBuilder::store`], [`EngineBuilder::build`] refuses.
+    pub fn without_ledger(mut self) -> Self {
+        self.store = None;
+        self.without_ledger = true;
         self
     }
 
@@ -252,14 +303,28 @@ impl EngineBuilder {
         self
     }
 
+    /// Watches every capture: stage and capture latencies, outcomes (e.g. [`crate::Metrics`]).
+    pub fn observer(mut self, observer: Arc<dyn crate::observe::Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Test hook: abort the process at this point of every capture (crash tests).
     pub fn crash_at(mut self, at: Option<CrashPoint>) -> Self {
         self.crash_at = at;
         self
     }
 
-    /// Checks that every platform has a plugin, its credentials and an allowed base URL.
+    /// Checks that every platform has a plugin, its credentials and an allowed base URL, and
+    /// that the engine has a ledger ([`EngineBuilder::store`]) or was asked to go without one
+    /// ([`EngineBuilder::without_ledger`]).
     pub fn build(self) -> Result<Engine, EngineError> {
+        if self.store.is_none() && !self.without_ledger {
+            return Err(invalid(
+                "store".into(),
+                "no capture ledger: give one (EngineBuilder::store, or EngineBuilder::from_config, which opens the configured one) or ask for an engine without exactly-once captures (EngineBuilder::without_ledger)".into(),
+            ));
+        }
         let mut platforms = BTreeMap::new();
         for (id, setup) in self.platforms {
             let key = |k: &str| format!("platforms.{id}.{k}");
@@ -299,7 +364,7 @@ impl EngineBuilder {
                 ));
             }
             for name in &manifest.credentials {
-                if !setup.credentials.contains_key(name) {
+                if !setup.credentials.contains_key(name) && !self.missing_credentials.contains_key(&id) {
                     return Err(invalid(
                         key("credentials"),
                         format!("connector `{id}` needs credential `{name}`"),
@@ -309,16 +374,20 @@ impl EngineBuilder {
             let origin = base.origin();
             platforms.insert(id, Platform { plugin: plugin.clone(), setup, origin });
         }
-        let transport = match self.transport {
+        let transport: Arc<dyn Transport> = match self.transport {
             Some(t) => t,
             None => Arc::new(HttpTransport::new()?),
         };
+        // The `http` and `ledger` spans are made at these two trait boundaries (crate::trace).
+        let transport: Arc<dyn Transport> = Arc::new(crate::trace::TracedTransport(transport));
         let mut hooks = self.hooks;
         hooks.sort_by(|a, b| (a.priority(), a.name()).cmp(&(b.priority(), b.name())));
         let scrubber =
             Scrubber::new(platforms.values().flat_map(|p: &Platform| p.setup.credentials.values()));
-        let store =
-            self.store.map(|s| Arc::new(ScrubbedStore::new(s, scrubber.clone())) as Arc<dyn CaptureStore>);
+        let store = self.store.map(|s| {
+            let traced = Arc::new(crate::trace::TracedStore(s)) as Arc<dyn CaptureStore>;
+            Arc::new(ScrubbedStore::new(traced, scrubber.clone())) as Arc<dyn CaptureStore>
+        });
         Ok(Engine {
             scrubber,
             platforms,
@@ -328,12 +397,14 @@ impl EngineBuilder {
             clock: self.clock,
             ids: self.ids,
             store,
+            missing_credentials: self.missing_credentials,
             merchant: self.merchant,
             retry: self.retry,
             random: self.random,
             sleeper: self.sleeper,
             owner: self.owner.unwrap_or_else(default_owner),
             crash_at: self.crash_at,
+            observer: self.observer,
         })
     }
 }
@@ -357,12 +428,14 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     pub(crate) store: Option<Arc<dyn CaptureStore>>,
+    missing_credentials: BTreeMap<String, (String, String)>,
     pub(crate) merchant: String,
     pub(crate) retry: RetryPolicy,
     pub(crate) random: Arc<dyn Random>,
     pub(crate) sleeper: Arc<dyn Sleeper>,
     pub(crate) owner: String,
     pub(crate) crash_at: Option<CrashPoint>,
+    observer: Option<Arc<dyn crate::observe::Observer>>,
     /// Every configured secret, scrubbed from what leaves the engine (`scrub`).
     pub(crate) scrubber: Scrubber,
 }
@@ -384,6 +457,8 @@ pub(crate) struct Run {
     tags: BTreeSet<String>,
     notes: Vec<String>,
     follow_ups: Vec<BTreeMap<String, String>>,
+    /// The span of the stage running, parent of the `step` events.
+    stage_span: Option<tracing::Span>,
 }
 
 impl Run {
@@ -405,6 +480,20 @@ impl Run {
             decision: None,
             detail,
         });
+        self.traced();
+    }
+
+    /// A `step` event for the step just added: names and verdicts, never the detail.
+    fn traced(&self) {
+        let Some(s) = self.steps.last() else { return };
+        let stage = crate::observe::stage_name(s.stage);
+        let source = format!("{:?}", s.source).to_ascii_lowercase();
+        match &self.stage_span {
+            Some(span) => {
+                tracing::info!(parent: span, stage, source, name = %s.name, verdict = %s.verdict, "step")
+            }
+            None => tracing::info!(stage, source, name = %s.name, verdict = %s.verdict, "step"),
+        }
     }
 
     fn decision(
@@ -425,6 +514,7 @@ impl Run {
             decision: (*d != Decision::Allow).then(|| d.clone()),
             detail,
         });
+        self.traced();
     }
 }
 
@@ -608,6 +698,7 @@ impl Engine {
     }
 
     pub(crate) fn platform(&self, id: &str) -> Result<&Platform, CaptureError> {
+        self.ready(id)?;
         self.platforms.get(id).ok_or_else(|| {
             let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
             RequestError::Invalid {
@@ -616,6 +707,46 @@ impl Engine {
             }
             .into()
         })
+    }
+
+    /// Whether a capture on `platform` can be attempted: the platform is configured and its
+    /// credentials are set. A host (or `capture batch`) can check the platforms it will use
+    /// before it starts.
+    pub fn ready(&self, platform: &str) -> Result<(), CaptureError> {
+        if let Some((credential, var)) = self.missing_credentials.get(platform) {
+            return Err(CaptureError::MissingCredential {
+                platform: platform.to_owned(),
+                credential: credential.clone(),
+                var: var.clone(),
+            });
+        }
+        if !self.platforms.contains_key(platform) {
+            let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
+            return Err(RequestError::Invalid {
+                field: "platform".into(),
+                problem: format!(
+                    "`{platform}` is not a configured platform (configured: {})",
+                    known.join(", ")
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Whether this engine records captures in a ledger (see [`EngineBuilder::without_ledger`]).
+    pub fn has_ledger(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The capture ledger, if the engine has one (read-only uses: a recorded attempt by key).
+    pub fn ledger(&self) -> Option<&Arc<dyn CaptureStore>> {
+        self.store.as_ref()
+    }
+
+    /// The merchant this engine captures for.
+    pub fn merchant(&self) -> &str {
+        &self.merchant
     }
 
     /// Parses a JSON request and captures it.
@@ -627,12 +758,36 @@ impl Engine {
     /// Runs the pipeline for one request and returns its report. Every failure after the request
     /// was accepted is an outcome in the report, not an error.
     pub async fn capture(&self, req: CaptureRequest) -> Result<CaptureReport, CaptureError> {
+        let span = crate::trace::capture_span(&req);
+        tracing::Instrument::instrument(self.capture_in(req, span.clone()), span).await
+    }
+
+    async fn capture_in(
+        &self,
+        req: CaptureRequest,
+        span: tracing::Span,
+    ) -> Result<CaptureReport, CaptureError> {
+        use tracing::Instrument;
+        // The id, once: a host's id generator need not be pure.
+        let capture_id = self.ids.capture_id(&req);
+        span.record("capture_id", capture_id.as_str());
         let platform = self.platform(&req.platform)?;
         let manifest = platform.plugin.manifest();
         let now = self.clock.now();
+        // Monotonic time for observers only; never in the report.
+        let started = std::time::Instant::now();
+        let mut stage_started = started;
+        let mut stage_done = |stage: Stage| {
+            if let Some(o) = &self.observer {
+                o.stage(&req.platform, stage, stage_started.elapsed());
+            }
+            stage_started = std::time::Instant::now();
+        };
         // One rule set for the whole capture, whatever `swap_rules` does meanwhile.
         let rules = self.current_rules();
-        let mut run = Run::default();
+        let mut run =
+            Run { stage_span: Some(crate::trace::stage_span(Stage::PreValidate)), ..Run::default() };
+        let pre_span = run.stage_span.clone().unwrap_or_else(tracing::Span::none);
         let cur = req.order.currency;
         let capturable = req.order.capturable().unwrap_or_else(|_| Money::zero(cur));
         let mut amount = match req.amount {
@@ -659,11 +814,12 @@ impl Engine {
             }
             let ctx = HookContext { request: &req, amount, capturable, now };
             for hook in &self.hooks {
-                let d = hook.pre_validate(&ctx).await;
+                let d = hook.pre_validate(&ctx).instrument(pre_span.clone()).await;
                 run.decision(StepSource::Hook, hook.name(), hook.version(), &d, None);
                 decisions.push((format!("hook:{}", hook.name()), d));
             }
-            let verdicts = rules.decide(&RuleContext { request: &req, amount, capturable, now });
+            let verdicts =
+                pre_span.in_scope(|| rules.decide(&RuleContext { request: &req, amount, capturable, now }));
             for v in &verdicts {
                 run.decision(
                     StepSource::Rule,
@@ -710,22 +866,43 @@ impl Engine {
             }
         };
 
+        stage_done(Stage::PreValidate);
+
         // ---- capture ----
-        let capture_id = self.ids.capture_id(&req);
         let (outcome, anomaly) = match outcome {
             Some(o) => (o, None),
-            None => self.capture_stage(platform, &req, amount, &capture_id, &mut run).await?,
+            None => {
+                let stage = crate::trace::stage_span(Stage::Capture);
+                run.stage_span = Some(stage.clone());
+                if self.store.is_none() {
+                    run.step(
+                        Stage::Capture,
+                        StepSource::Builtin,
+                        "ledger",
+                        None,
+                        "none",
+                        Some("no capture ledger (built without_ledger): the key is not recorded, a replay may capture again and a lost answer is not resolved later".into()),
+                    );
+                }
+                self.capture_stage(platform, &req, amount, &capture_id, &mut run).instrument(stage).await?
+            }
         };
 
+        stage_done(Stage::Capture);
+
         // ---- post-capture ----
+        let post_span = crate::trace::stage_span(Stage::PostCapture);
+        run.stage_span = Some(post_span.clone());
         let ctx = HookContext { request: &req, amount, capturable, now };
         for hook in &self.hooks {
-            let obs = hook.post_capture(&ctx, &outcome).await;
+            let obs = hook.post_capture(&ctx, &outcome).instrument(post_span.clone()).await;
             run.step(Stage::PostCapture, StepSource::Hook, hook.name(), hook.version(), "observed", None);
             run.tags.extend(obs.tags);
             run.notes.extend(obs.notes);
         }
-        for v in rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome) {
+        let observed = post_span
+            .in_scope(|| rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome));
+        for v in observed {
             let verdict = if v.error.is_some() { "error" } else { "observed" };
             run.step(
                 Stage::PostCapture,
@@ -738,8 +915,9 @@ impl Engine {
             self.collect(&mut run, &v);
         }
 
+        stage_done(Stage::PostCapture);
         let reached_amount = !matches!(outcome, Outcome::Rejected { .. });
-        Ok(self.scrubber.report(CaptureReport {
+        let report = self.scrubber.report(CaptureReport {
             schema: REPORT_SCHEMA,
             capture_id,
             started_at: now,
@@ -760,7 +938,11 @@ impl Engine {
             notes: run.notes,
             follow_ups: run.follow_ups,
             anomalies: anomaly.into_iter().collect(),
-        }))
+        });
+        if let Some(o) = &self.observer {
+            o.capture(&report, started.elapsed());
+        }
+        Ok(report)
     }
 
     fn collect(&self, run: &mut Run, v: &RuleVerdict<'_>) {

@@ -134,7 +134,8 @@ impl Engine {
         let build_step = format!("{}.build_status", manifest.id);
         let parse_step = format!("{}.parse_status", manifest.id);
         let version = Some(manifest.version.clone());
-        let built = plugin.build_status_allowing(&call, &platform.setup.allowed_hosts);
+        let built = crate::trace::plugin_span(&manifest.id, "build_status")
+            .in_scope(|| plugin.build_status_allowing(&call, &platform.setup.allowed_hosts));
         let outcome = match self
             .exchange(platform, Stage::Capture, &build_step, built, &mut run, None, &mut None)
             .await
@@ -142,8 +143,14 @@ impl Engine {
             Err(result) => result.into_outcome(),
             Ok(response) => {
                 let status = response.status;
-                let parsed = plugin
-                    .parse_status(&StatusParseCall { schema: SCHEMA_VERSION, status: call, response })
+                let parsed = crate::trace::plugin_span(&manifest.id, "parse_status")
+                    .in_scope(|| {
+                        plugin.parse_status(&StatusParseCall {
+                            schema: SCHEMA_VERSION,
+                            status: call,
+                            response,
+                        })
+                    })
                     .map_err(|e| e.to_string())
                     .and_then(|r| self.outcome_of(r, q.currency, None));
                 match parsed {
@@ -227,14 +234,16 @@ impl Engine {
                 tracking_number: s.tracking_number.clone(),
             }),
         };
-        let built = plugin.build_capture_allowing(&call, &platform.setup.allowed_hosts);
+        let built = crate::trace::plugin_span(&manifest.id, "build_capture")
+            .in_scope(|| plugin.build_capture_allowing(&call, &platform.setup.allowed_hosts));
         let response =
             match self.exchange(platform, Stage::Capture, &build_step, built, run, gate, sent).await {
                 Ok(r) => r,
                 Err(result) => return result,
             };
         let status = response.status;
-        let parsed = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response });
+        let parsed = crate::trace::plugin_span(&manifest.id, "parse_capture")
+            .in_scope(|| plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response }));
         let outcome = match parsed {
             Ok(result) => match self.outcome_of(result, amount.currency(), Some(amount)) {
                 Ok(outcome) => {
@@ -277,6 +286,10 @@ impl Engine {
 
     /// Checks what the connector built, adds the secrets, sends it and records the exchange.
     /// Every failure on the way comes back as the outcome to report.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the gate and its result travel together only on capture sends"
+    )]
     async fn exchange(
         &self,
         platform: &Platform,

@@ -18,7 +18,8 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use capture_engine::{EngineBuilder, EngineConfig};
 //! let config = EngineConfig::load("capture.toml".as_ref())?;
-//! let engine = EngineBuilder::from_config(&config)?.build()?;
+//! // Opens the configured ledger (`capture.db` beside the file by default) and sets the merchant.
+//! let engine = EngineBuilder::from_config(&config).await?.build()?;
 //! let report = engine.capture_json(br#"{"platform":"optty","idempotency_key":"k1","amount":"full",
 //!     "order":{"id":"ORD-1","currency":"USD","amount":"10.00","payments":[{"id":"p1","amount":"10.00"}]}}"#).await?;
 //! println!("{}", report.to_json());
@@ -34,16 +35,21 @@ mod engine;
 mod hooks;
 mod io;
 pub mod machine;
+pub mod observe;
 pub mod plugin;
 mod policy;
 pub mod scrub;
+mod trace;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
-pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, Secret};
+pub use config::{
+    ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, RateBudget, Secret,
+};
 pub use driver::Reconciled;
 pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery};
 pub use hooks::{Hook, HookContext, Observation};
+pub use observe::{Metrics, Observer};
 pub use plugin::{
     DEFAULT_CALL_TIMEOUT, LoadOptions, MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction,
     PluginLoadError, sha256_file, verify_sha256,

@@ -218,15 +218,15 @@ pub fn certainly_not_captured(outcome: &Outcome, status: Option<u16>) -> bool {
     }
 }
 
-/// The anomaly of an outcome whose amount is not the one asked for (`amount_mismatch`).
+/// The anomaly of an outcome whose amount is not the one asked for (`amount_mismatch`). Only a
+/// capture counts: a pending answer's amount is what the platform will settle, often not known
+/// yet (BigCommerce reads 0.00 while it settles).
 pub fn amount_anomaly(asked: Money, outcome: &Outcome) -> Option<Anomaly> {
     match outcome {
-        Outcome::Captured { amount, .. } | Outcome::Pending { amount, .. } if *amount != asked => {
-            Some(Anomaly {
-                code: "amount_mismatch".into(),
-                detail: format!("asked the platform for {asked}, it reports {amount}"),
-            })
-        }
+        Outcome::Captured { amount, .. } if *amount != asked => Some(Anomaly {
+            code: "amount_mismatch".into(),
+            detail: format!("asked the platform for {asked}, it reports {amount}"),
+        }),
         _ => None,
     }
 }
@@ -391,8 +391,10 @@ fn answer(view: &View, outcome: &Outcome, status: Option<u16>, ctx: &Ctx) -> Ste
     match outcome {
         Outcome::Captured { amount, .. } => captured_record(S::Captured, view, *amount, outcome.clone()),
         Outcome::Pending { amount, .. } => captured_record(S::Pending, view, *amount, outcome.clone()),
-        Outcome::AlreadyCaptured { .. } if view.sends > 1 && ctx.dedupes_by_key => {
-            // Our own key, sent before: that earlier send went through.
+        Outcome::AlreadyCaptured { .. } if ctx.dedupes_by_key => {
+            // The key is unique in the ledger, so a platform that deduplicates by key and says
+            // this key was used before is speaking of this attempt: an earlier send of it (or a
+            // duplicate delivery of this one) went through.
             let ours = Outcome::Captured {
                 amount: view.amount,
                 platform_capture_id: view.platform_capture_id.clone(),
@@ -462,6 +464,13 @@ fn status_read(view: &View, outcome: &Outcome, ctx: &Ctx) -> Step {
         Outcome::Pending { amount, .. } => captured_record(S::Pending, view, *amount, outcome.clone()),
         Outcome::Failed { kind: FailureKind::NotFound, .. } if view.state == S::Pending => {
             go(Next::Report(Outcome::Pending { amount: view.amount, platform_capture_id: None }, None))
+        }
+        Outcome::Failed { kind: FailureKind::NotFound, .. } if view.platform_capture_id.is_some() => {
+            // The platform named this capture when it answered: a read that does not list it lags.
+            go(Next::Report(
+                unknown("the platform's state does not list the capture it reported yet (a lagging read): still unknown".into()),
+                None,
+            ))
         }
         Outcome::Failed { kind: FailureKind::NotFound, .. } => {
             let at = conclusive_at(view, ctx);
@@ -643,10 +652,17 @@ mod tests {
                 (Some(S::Captured), "report"),
             ),
             (
-                "'already used' on a first send is someone else's",
+                "'already used' on a first send is still our key (unique in the ledger): a duplicate delivery",
                 view(S::Sent, 1),
                 Event::Answer { outcome: already.clone(), status: Some(409) },
                 ctx(true, false, 1_000),
+                (Some(S::Captured), "report"),
+            ),
+            (
+                "'already captured' on a keyless first send is someone else's",
+                view(S::Sent, 1),
+                Event::Answer { outcome: already.clone(), status: Some(409) },
+                ctx(false, false, 1_000),
                 (Some(S::AlreadyCaptured), "report"),
             ),
             (

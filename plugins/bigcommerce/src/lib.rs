@@ -395,7 +395,21 @@ impl Connector for BigCommerce {
                 None,
             ));
         }
-        let pending = sum(currency, transactions.iter().filter(|t| t.event.eq_ignore_ascii_case("pending")))?;
+        // A capture in flight is a `pending` transaction (or a `capture` one still `pending`).
+        let pendings: Vec<&Transaction> = transactions
+            .iter()
+            .filter(|t| t.event.eq_ignore_ascii_case("pending") || is(t, "capture", "pending"))
+            .collect();
+        if pendings.is_empty() {
+            return Ok(CaptureResult::failure(
+                FailureKind::NotFound,
+                false,
+                status,
+                "no capture transaction, pending or done: the payment is not captured".into(),
+                None,
+            ));
+        }
+        let pending = sum(currency, pendings.iter().copied())?;
         Ok(CaptureResult {
             status: ResultStatus::Pending,
             captured_amount: Some(pending.to_decimal_string()),
@@ -713,7 +727,7 @@ mod tests {
     }
 
     #[test]
-    fn status_pending_or_nothing_yet_is_pending() {
+    fn status_pending_is_pending_and_nothing_is_not_found() {
         let c = status_call("100", "USD");
         let r = BigCommerce
             .parse_status(
@@ -722,12 +736,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!((r.status, r.captured_amount.as_deref()), (ResultStatus::Pending, Some("120.00")));
-        let r = BigCommerce.parse_status(&c, &list(AUTH)).unwrap();
-        assert_eq!((r.status, r.captured_amount.as_deref()), (ResultStatus::Pending, Some("0.00")));
-        let r = BigCommerce.parse_status(&c, &resp(204, "")).unwrap();
-        assert_eq!((r.status, r.captured_amount.as_deref()), (ResultStatus::Pending, Some("0.00")));
-        let r = BigCommerce.parse_status(&status_call("102", "JPY"), &resp(204, "")).unwrap();
-        assert_eq!(r.captured_amount.as_deref(), Some("0"));
+        // No capture transaction at all, pending or done: nothing was captured (and nothing is on
+        // its way), so the engine may conclude once its in-flight window has passed.
+        for (call, answer) in
+            [(&c, list(AUTH)), (&c, resp(204, "")), (&status_call("102", "JPY"), resp(204, ""))]
+        {
+            let r = BigCommerce.parse_status(call, &answer).unwrap();
+            assert_eq!(r.status, ResultStatus::Failed);
+            assert_eq!(r.failure.as_ref().map(|f| f.kind), Some(FailureKind::NotFound));
+        }
     }
 
     #[test]

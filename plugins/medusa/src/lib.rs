@@ -39,8 +39,9 @@
 //! # Status (ABI 1.1)
 //! One payment id: `GET {base}/admin/payments/{id}`; none or several: `GET {base}/admin/orders/{id}`
 //! (the order lists its payments; only the named ones count when ids are given). Captured payments
-//! are `captured` with the amount captured so far; a payment that is not captured (yet) is
-//! `pending` for its amount, which the engine reads as "not captured"; a canceled payment, or an
+//! are `captured` with the amount captured so far; a payment that is not captured is
+//! `failed`/`not_found` (Medusa captures synchronously: there is no capture in flight to wait
+//! for, so the engine may conclude nothing was captured once its in-flight window has passed); a canceled payment, or an
 //! order in `requires_action`, is `failed`/`invalid_state`. Errors map as above.
 //!
 //! # Hosts
@@ -335,8 +336,14 @@ impl Medusa {
             ));
         }
         if status_query {
-            // Not captured (yet): the engine reads `pending` from a status query as that.
-            return Ok(success(ResultStatus::Pending, amount, Some(p.id.clone())));
+            // Medusa captures synchronously: a payment without `captured_at` holds no capture.
+            return Ok(CaptureResult::failure(
+                FailureKind::NotFound,
+                false,
+                code,
+                format!("payment {} is not captured", p.id),
+                None,
+            ));
         }
         Ok(CaptureResult::failure(
             FailureKind::Unknown,
@@ -425,7 +432,14 @@ impl Medusa {
                     None,
                 ));
             }
-            return Ok(success(ResultStatus::Pending, sum(&not, currency)?, None));
+            // Medusa captures synchronously: no payment with `captured_at` means no capture.
+            return Ok(CaptureResult::failure(
+                FailureKind::NotFound,
+                false,
+                code,
+                format!("no payment of order {order_id} is captured ({})", ids(&not)),
+                None,
+            ));
         }
         if payment_status == "captured" {
             // The order says captured but a payment does not: the answer contradicts itself.

@@ -408,9 +408,9 @@ fn status_of_a_payment() {
     let q = status_call(&["pay_02a"]);
     let r = Medusa.parse_status(&q, &resp(200, &payment_body("pay_02a", 5000, "usd", AT))).unwrap();
     assert_eq!((r.status, r.captured_amount.as_deref()), (ResultStatus::Captured, Some("50.00")));
-    // Not captured yet: pending, for the payment's amount.
+    // Not captured: Medusa captures synchronously, so there is no capture to wait for.
     let r = Medusa.parse_status(&q, &resp(200, &payment_body("pay_02a", 5000, "usd", None))).unwrap();
-    assert_eq!((r.status, r.captured_amount.as_deref()), (ResultStatus::Pending, Some("50.00")));
+    assert_eq!(failure_of(&r).kind, "not_found");
     let canceled = payment_body("pay_02a", 5000, "usd", None)
         .replace(r#""canceled_at":null"#, r#""canceled_at":"2026-11-20T13:00:00.000Z""#);
     let r = Medusa.parse_status(&q, &resp(200, &canceled)).unwrap();
@@ -442,7 +442,7 @@ fn status_of_an_order() {
 
     let none = [payment_json("pay_02a", 5000, "usd", None), payment_json("pay_02b", 2500, "usd", None)];
     let r = Medusa.parse_status(&all, &resp(200, &order_body("awaiting", &none))).unwrap();
-    assert_eq!((r.status, r.captured_amount.as_deref()), (ResultStatus::Pending, Some("75.00")));
+    assert_eq!(failure_of(&r).kind, "not_found");
 
     let r = Medusa.parse_status(&all, &resp(200, &order_body("requires_action", &none))).unwrap();
     assert_eq!(failure_of(&r).kind, "invalid_state");

@@ -25,7 +25,8 @@
 //!   `outcome_unknown`: money may have moved.
 //! - **Errors** (`{message, details: {applicationError: {code, description, data}}}` or
 //!   `details.validationError.fieldViolations[]`): `PAYMENT_ALREADY_CAPTURED` -> `already_captured`
-//!   and `PAYMENT_HAS_PENDING_CAPTURE` -> `pending` (neither is a failure); `INVALID_AMOUNT` and
+//!   and `PAYMENT_HAS_PENDING_CAPTURE` -> `invalid_state`, retryable (this request was refused while
+//!   another capture settles; the same key may be sent again later); `INVALID_AMOUNT` and
 //!   other 400s -> `invalid_request` (field violations are named); `PAYMENT_NOT_FOUND` / 404 ->
 //!   `not_found`; `PAYMENT_ALREADY_VOIDED`, `PAYMENT_NOT_AUTHORIZED`, `ORDER_HAS_CHARGEBACKS` and other
 //!   409/428 -> `invalid_state`; 401/403 -> `unauthorized`; 429 -> `rate_limited`, retryable, with
@@ -220,15 +221,9 @@ fn map_error(response: &HttpResponse) -> CaptureResult {
                 }),
             };
         }
-        // An earlier capture is still settling: this one is not a failure, its result comes later.
-        Some("PAYMENT_HAS_PENDING_CAPTURE") => {
-            return CaptureResult {
-                status: ResultStatus::Pending,
-                captured_amount: None,
-                platform_capture_id: None,
-                failure: None,
-            };
-        }
+        // An earlier capture is still settling: this request was refused (nothing applied); the
+        // same key may be sent again once that capture settled.
+        Some("PAYMENT_HAS_PENDING_CAPTURE") => return fail(FailureKind::InvalidState, true),
         Some("INVALID_AMOUNT") => return fail(FailureKind::InvalidRequest, false),
         Some("PAYMENT_NOT_FOUND") => return fail(FailureKind::NotFound, false),
         Some("PAYMENT_ALREADY_VOIDED" | "PAYMENT_NOT_AUTHORIZED" | "ORDER_HAS_CHARGEBACKS") => {

@@ -359,16 +359,19 @@ fn every_documented_error_code_maps() {
 }
 
 #[test]
-fn already_captured_and_pending_capture_are_not_failures() {
+fn already_captured_is_not_a_failure_and_a_pending_capture_refuses_this_one() {
     let c = usd_both_full();
     let r = Wix.parse_capture(&c, &resp(409, &app_error("PAYMENT_ALREADY_CAPTURED"))).unwrap();
     assert_eq!(r.status, ResultStatus::AlreadyCaptured);
     assert_eq!(failure_of(&r).platform_code.as_deref(), Some("PAYMENT_ALREADY_CAPTURED"));
 
+    // Another capture is settling: this request was not applied. Reading it as this capture's
+    // pending state would let that other capture be counted twice (the simulator's seed 18).
     let r = Wix.parse_capture(&c, &resp(428, &app_error("PAYMENT_HAS_PENDING_CAPTURE"))).unwrap();
-    assert_eq!(r.status, ResultStatus::Pending);
-    assert_eq!(r.failure, None);
-    assert_eq!(r.captured_amount, None, "the amount of the earlier capture is not known");
+    assert_eq!(r.status, ResultStatus::Failed);
+    let f = failure_of(&r);
+    assert_eq!(f.platform_code.as_deref(), Some("PAYMENT_HAS_PENDING_CAPTURE"));
+    assert!(f.retryable, "the same key may be sent again once the other capture settled");
 }
 
 #[test]
