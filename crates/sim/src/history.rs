@@ -1,0 +1,644 @@
+//! One history: its plan drawn from the seed, the processes running it, quiescence, and the
+//! invariants checked at the end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use capture_core::{CaptureReport, Money, Outcome};
+use capture_engine::{Engine, PlatformSetup, Reconciled, RetryPolicy, Secret, SeededRandom};
+use capture_store::{Attempt, AttemptState, CaptureStore};
+
+use crate::faults::{Counts, Fault, FaultPlan};
+use crate::models::{PlatformKind, World, usd};
+use crate::rng::Rng;
+use crate::wrappers::{
+    Exec, Proc, Reconciling, Shared, SimClock, SimStore, SimTransport, TASK, TaskCtx, lock,
+};
+use crate::{Env, Options};
+
+/// The merchant of every history.
+pub const MERCHANT: &str = "sim-merchant";
+/// The platform timeout configured in every engine.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// The `abandoned_after` of the quiescence reconciles.
+pub const QUIESCENCE_ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+/// What one history did and found.
+#[derive(Debug, Clone)]
+pub struct HistoryReport {
+    /// The seed.
+    pub seed: u64,
+    /// Its platform.
+    pub platform: PlatformKind,
+    /// Faults injected.
+    pub counts: Counts,
+    /// Broken invariants, each a line starting with its letter.
+    pub violations: Vec<String>,
+    /// The trace (empty unless asked for).
+    pub trace: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Snapshot {
+    True,
+    /// Every payment (and the order amount) multiplied.
+    Inflated(i64),
+    /// The first payment (and the order amount) smaller by this many cents.
+    Deflated(i64),
+    /// The payments multiplied, the order amount true.
+    Inconsistent(i64),
+}
+
+#[derive(Debug, Clone)]
+struct CapturePlan {
+    order: usize,
+    key: String,
+    /// None: "full".
+    amount: Option<Money>,
+    snapshot: Snapshot,
+}
+
+#[derive(Debug, Clone)]
+enum TaskPlan {
+    Capture(CapturePlan),
+    Reconcile(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct ProcPlan {
+    tasks: Vec<TaskPlan>,
+    restart: Option<Vec<TaskPlan>>,
+}
+
+#[derive(Debug)]
+struct Plan {
+    kind: PlatformKind,
+    orders: Vec<(String, Vec<(String, Money)>)>,
+    procs: Vec<ProcPlan>,
+    faults: FaultPlan,
+    settle_reads: u32,
+}
+
+fn guid(seed: u64, a: u64, b: u64) -> String {
+    let mut r = Rng::new(seed ^ 0x6a1d, a * 1000 + b);
+    let x = r.next_u64();
+    let y = r.next_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        x >> 32,
+        (x >> 16) & 0xffff,
+        x & 0xfff,
+        y >> 52,
+        y & 0xffff_ffff_ffff
+    )
+}
+
+fn draw_plan(seed: u64, platform: Option<PlatformKind>) -> Plan {
+    let mut r = Rng::new(seed, 0);
+    let kind = platform.unwrap_or(PlatformKind::ALL[usize::try_from(seed % 5).unwrap_or(0)]);
+    let n_orders = r.range(1, 2);
+    let mut orders = Vec::new();
+    for o in 0..n_orders {
+        let id = match kind {
+            PlatformKind::Optty => format!("ORD-{}", 1001 + o),
+            PlatformKind::BigCommerce => format!("{}", 100 + o),
+            PlatformKind::Medusa => format!("order_{o:02}"),
+            PlatformKind::Wix => guid(seed, o, 0),
+            PlatformKind::Permissive => format!("ex-order-{o}"),
+        };
+        let n_pay = r.range(1, kind.max_payments());
+        let payments: Vec<(String, Money)> = (0..n_pay)
+            .map(|p| {
+                let pid = match kind {
+                    PlatformKind::Optty => format!("pay-{}-{p}", 1001 + o),
+                    PlatformKind::Medusa => format!("pay_{o:02}_{p}"),
+                    PlatformKind::Wix => guid(seed, o, p + 1),
+                    _ => format!("pay-{o}-{p}"),
+                };
+                let cents =
+                    i64::try_from(r.range(10, 200) * 100 + *r.pick(&[0, 0, 50, 99, 1])).unwrap_or(1000);
+                (pid, Money::from_minor(cents, usd()))
+            })
+            .collect();
+        orders.push((id, payments));
+    }
+    let faults = FaultPlan::draw(&mut r);
+    let mut keys = 0u64;
+    let mut made: Vec<CapturePlan> = Vec::new();
+    let mut procs = Vec::new();
+    let snapshot_faults = r.chance(350);
+    for _ in 0..r.range(2, 4) {
+        let mut tasks = Vec::new();
+        for _ in 0..r.range(1, 3) {
+            if r.chance(250) {
+                tasks.push(TaskPlan::Reconcile(Duration::from_secs(*r.pick(&[0, 0, 30, 60, 600]))));
+                continue;
+            }
+            if !made.is_empty() && r.chance(200) {
+                let again = r.pick(&made).clone();
+                tasks.push(TaskPlan::Capture(again));
+                continue;
+            }
+            let order = usize::try_from(r.below(n_orders)).unwrap_or(0);
+            let total = orders[order].1.iter().fold(0i64, |acc, (_, m)| acc + m.to_minor().unwrap_or(0));
+            let amount = if kind.partial() && r.chance(650) {
+                let cents = match r.below(4) {
+                    0 => total,
+                    1 => total / 2,
+                    _ => i64::try_from(r.range(1, u64::try_from(total).unwrap_or(1))).unwrap_or(1),
+                };
+                Some(Money::from_minor(cents.max(1), usd()))
+            } else {
+                None
+            };
+            let snapshot = if snapshot_faults && r.chance(400) {
+                match r.below(3) {
+                    0 => Snapshot::Inflated(i64::try_from(r.range(2, 6)).unwrap_or(2)),
+                    1 => Snapshot::Deflated(i64::try_from(r.range(1, 300)).unwrap_or(1)),
+                    _ => Snapshot::Inconsistent(i64::try_from(r.range(2, 10)).unwrap_or(2)),
+                }
+            } else {
+                Snapshot::True
+            };
+            keys += 1;
+            let c = CapturePlan { order, key: format!("key-{keys}"), amount, snapshot };
+            made.push(c.clone());
+            tasks.push(TaskPlan::Capture(c));
+        }
+        let restart = r.chance(800).then(|| {
+            let mut t = vec![TaskPlan::Reconcile(Duration::from_secs(*r.pick(&[0, 0, 60])))];
+            if r.chance(500) {
+                t.extend(tasks.iter().filter(|t| matches!(t, TaskPlan::Capture(_))).cloned());
+            }
+            t
+        });
+        procs.push(ProcPlan { tasks, restart });
+    }
+    let settle_reads = u32::try_from(r.below(4)).unwrap_or(0);
+    Plan { kind, orders, procs, faults, settle_reads }
+}
+
+fn request_json(plan: &Plan, c: &CapturePlan) -> Vec<u8> {
+    let (order_id, payments) = &plan.orders[c.order];
+    let minor = |m: &Money| m.to_minor().unwrap_or(0);
+    let mut pays: Vec<(String, i64)> = payments.iter().map(|(id, m)| (id.clone(), minor(m))).collect();
+    let total: i64 = pays.iter().map(|(_, m)| m).sum();
+    let mut order_amount = total;
+    match c.snapshot {
+        Snapshot::True => {}
+        Snapshot::Inflated(f) => {
+            pays.iter_mut().for_each(|(_, m)| *m *= f);
+            order_amount *= f;
+        }
+        Snapshot::Deflated(d) => {
+            let d = d.min(pays[0].1 - 1).max(0);
+            pays[0].1 -= d;
+            order_amount -= d;
+        }
+        Snapshot::Inconsistent(f) => pays.iter_mut().for_each(|(_, m)| *m *= f),
+    }
+    let text = |m: i64| Money::from_minor(m, usd()).to_decimal_string();
+    let payments: Vec<serde_json::Value> = pays
+        .iter()
+        .map(|(id, m)| match plan.kind {
+            PlatformKind::Optty => serde_json::json!({"id": id, "amount": text(*m), "method": "afterpay", "partial_capture": true}),
+            _ => serde_json::json!({"id": id, "amount": text(*m)}),
+        })
+        .collect();
+    let amount = match c.amount {
+        None => "full".to_owned(),
+        Some(m) => m.to_decimal_string(),
+    };
+    serde_json::json!({
+        "platform": plan.kind.connector(),
+        "idempotency_key": c.key,
+        "amount": amount,
+        "order": {"id": order_id, "currency": "USD", "amount": text(order_amount), "payments": payments},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn engine_for(
+    env: &Env,
+    kind: PlatformKind,
+    proc: &Arc<Proc>,
+    store: &Arc<dyn CaptureStore>,
+    exec: &Exec,
+    seed: u64,
+) -> Engine {
+    let plugin = env.plugin(kind);
+    let setup = PlatformSetup {
+        base_url: kind.base_url().to_owned(),
+        timeout: TIMEOUT,
+        settings: kind.settings(),
+        credentials: BTreeMap::from([(kind.credential().to_owned(), Secret::new("sim-secret"))]),
+        allowed_hosts: Vec::new(),
+    };
+    let sim_store = SimStore { inner: Arc::clone(store), proc: Arc::clone(proc), exec: exec.clone() };
+    let built = Engine::builder().plugin(plugin).and_then(|b| {
+        b.store(Arc::new(sim_store))
+            .transport(Arc::new(SimTransport(Arc::clone(proc))))
+            .clock(Arc::new(SimClock(Arc::clone(proc))))
+            .random(Arc::new(SeededRandom::new(seed)))
+            .retry(RetryPolicy::default())
+            .merchant(MERCHANT)
+            .platform(kind.connector(), setup)
+            .build()
+    });
+    match built {
+        Ok(e) => e,
+        Err(e) => panic!("the simulator's engine does not build: {e}"),
+    }
+}
+
+/// The in-flight window of the engine's default retry policy with [`TIMEOUT`].
+pub fn window_ms() -> u64 {
+    let p = RetryPolicy::default();
+    let per =
+        u64::try_from(TIMEOUT.as_millis()).unwrap_or(0) + u64::try_from(p.max_delay.as_millis()).unwrap_or(0);
+    per * u64::from(p.max_sends.max(1))
+}
+
+/// What a capture task's report must say when the ledger refused a write: the error, somewhere.
+fn report_mentions_ledger_error(report: &CaptureReport) -> bool {
+    report.steps.iter().any(|s| s.verdict == "error")
+        || matches!(&report.outcome, Outcome::Failed { message, .. } if message.contains("ledger"))
+}
+
+fn describe(o: &Outcome) -> String {
+    match o {
+        Outcome::Captured { amount, .. } => format!("captured {amount}"),
+        Outcome::Pending { amount, .. } => format!("pending {amount}"),
+        Outcome::AlreadyCaptured { .. } => "already_captured".into(),
+        Outcome::Rejected { code, .. } => format!("rejected {code}"),
+        Outcome::Held { .. } => "held".into(),
+        Outcome::Failed { kind, message, .. } => {
+            format!("failed {kind:?}: {}", message.chars().take(140).collect::<String>())
+        }
+    }
+}
+
+async fn run_tasks(
+    proc: Arc<Proc>,
+    engine: Arc<Engine>,
+    plan: Arc<Plan>,
+    tasks: Vec<TaskPlan>,
+    violations: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    for t in tasks {
+        match t {
+            TaskPlan::Capture(c) => {
+                let json = request_json(&plan, &c);
+                if c.snapshot != Snapshot::True {
+                    proc.shared.count(match c.snapshot {
+                        Snapshot::Inflated(_) => Fault::InflatedSnapshot,
+                        Snapshot::Deflated(_) => Fault::DeflatedSnapshot,
+                        _ => Fault::InconsistentSnapshot,
+                    });
+                }
+                let key = c.key.clone();
+                proc.shared.log(&proc.name, || {
+                    format!("capture {key} {:?} of {} ({:?})", c.amount, plan.orders[c.order].0, c.snapshot)
+                });
+                let ctx = TaskCtx { key: Some(c.key.clone()), ..TaskCtx::default() };
+                let (result, errors) = TASK
+                    .scope(ctx, async {
+                        let r = engine.capture_json(&json).await;
+                        (r, TASK.with(|t| t.store_errors.get()))
+                    })
+                    .await;
+                match result {
+                    Ok(report) => {
+                        proc.shared
+                            .log(&proc.name, || format!("capture {key} => {}", describe(&report.outcome)));
+                        if errors > 0 && !report_mentions_ledger_error(&report) {
+                            lock(&violations).push(format!(
+                                "(e) swallowed error: capture {key} by {} got {errors} store write error(s) and its report neither has an error step nor says so: {}",
+                                proc.name,
+                                describe(&report.outcome)
+                            ));
+                        }
+                    }
+                    Err(e) => proc.shared.log(&proc.name, || format!("capture {key} => refused: {e}")),
+                }
+            }
+            TaskPlan::Reconcile(after) => {
+                proc.shared.log(&proc.name, || format!("reconcile (abandoned after {} s)", after.as_secs()));
+                let _guard = Reconciling::enter(Arc::clone(&proc.shared));
+                let r = TASK.scope(TaskCtx::default(), engine.reconcile(after)).await;
+                proc.shared.log(&proc.name, || match &r {
+                    Ok(done) => format!("reconcile => {}", summarize(done)),
+                    Err(e) => format!("reconcile => error {e}"),
+                });
+            }
+        }
+    }
+}
+
+fn summarize(done: &[Reconciled]) -> String {
+    let parts: Vec<String> = done
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}->{} ({})",
+                r.attempt,
+                r.before,
+                r.after,
+                r.detail.chars().take(100).collect::<String>()
+            )
+        })
+        .collect();
+    format!("[{}]", parts.join("; "))
+}
+
+/// Whether reconcile reported this attempt as still unresolved (what `capture reconcile`
+/// counts as "still unresolved" and exits non-zero for).
+fn reported_unresolved(r: &Reconciled) -> bool {
+    matches!(r.after, AttemptState::Sent | AttemptState::Unknown)
+}
+
+async fn spawn_proc(
+    env: &Env,
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+    store: &Arc<dyn CaptureStore>,
+    exec: &Exec,
+    seed: u64,
+    (name, stream): (String, u64),
+    tasks: Vec<TaskPlan>,
+    violations: &Arc<std::sync::Mutex<Vec<String>>>,
+) -> (Arc<Proc>, tokio::task::JoinHandle<()>) {
+    let proc = Arc::new(Proc::new(name, seed, stream, plan.faults.clone(), Arc::clone(shared)));
+    let engine = Arc::new(engine_for(env, plan.kind, &proc, store, exec, seed ^ stream));
+    let h =
+        tokio::spawn(run_tasks(Arc::clone(&proc), engine, Arc::clone(plan), tasks, Arc::clone(violations)));
+    lock(&proc.tasks).push(h.abort_handle());
+    (proc, h)
+}
+
+/// Runs one history on the current (paused, single-threaded) runtime.
+pub async fn history(
+    env: &Env,
+    seed: u64,
+    opts: &Options,
+    store: Arc<dyn CaptureStore>,
+    exec: Exec,
+) -> HistoryReport {
+    let plan = Arc::new(draw_plan(seed, opts.platform));
+    let world = World::new(plan.kind, &plan.orders, plan.settle_reads);
+    let shared = Arc::new(Shared {
+        world: std::sync::Mutex::new(world),
+        counts: std::sync::Mutex::new(Counts::default()),
+        trace: opts.verbose.then(|| std::sync::Mutex::new(Vec::new())),
+        start: tokio::time::Instant::now(),
+        reconciling: std::sync::Mutex::new(0),
+        kind: plan.kind,
+        window_ms: window_ms(),
+    });
+    shared.log("sim", || {
+        format!(
+            "seed {seed} platform {} orders {:?} faults {:?} settle after {} reads",
+            plan.kind.name(),
+            plan.orders,
+            plan.faults,
+            plan.settle_reads
+        )
+    });
+    let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut running = Vec::new();
+    for (i, p) in plan.procs.iter().enumerate() {
+        let n = i as u64 + 1;
+        let spawned = spawn_proc(
+            env,
+            &plan,
+            &shared,
+            &store,
+            &exec,
+            seed,
+            (format!("p{n}"), n),
+            p.tasks.clone(),
+            &violations,
+        )
+        .await;
+        running.push((i, spawned));
+    }
+    let replays =
+        plan.procs.iter().flat_map(|p| &p.tasks).filter(|t| matches!(t, TaskPlan::Capture(_))).count();
+    let distinct: std::collections::BTreeSet<&str> = plan
+        .procs
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .filter_map(|t| match t {
+            TaskPlan::Capture(c) => Some(c.key.as_str()),
+            TaskPlan::Reconcile(_) => None,
+        })
+        .collect();
+    for _ in distinct.len()..replays {
+        shared.count(Fault::ReplayedRequest);
+    }
+    // Phase 1: every process runs; some die.
+    let mut restarts = Vec::new();
+    for (i, (proc, h)) in running {
+        match h.await {
+            Ok(()) => {}
+            Err(e) if e.is_cancelled() && proc.crashed.load(Ordering::SeqCst) => {
+                if let Some(tasks) = plan.procs[i].restart.clone() {
+                    restarts.push((i, tasks));
+                }
+            }
+            Err(e) => lock(&violations).push(format!("(panic) process {} failed: {e}", proc.name)),
+        }
+    }
+    // Phase 2: crashed processes restart, reconcile and may replay their requests, concurrently.
+    let mut running = Vec::new();
+    for (i, tasks) in restarts {
+        shared.count(Fault::Restart);
+        let n = i as u64 + 1;
+        let spawned = spawn_proc(
+            env,
+            &plan,
+            &shared,
+            &store,
+            &exec,
+            seed,
+            (format!("p{n}'"), 100 + n),
+            tasks,
+            &violations,
+        )
+        .await;
+        running.push(spawned);
+    }
+    for (proc, h) in running {
+        match h.await {
+            Ok(()) => {}
+            Err(e) if e.is_cancelled() && proc.crashed.load(Ordering::SeqCst) => {}
+            Err(e) => lock(&violations).push(format!("(panic) process {} failed: {e}", proc.name)),
+        }
+    }
+    // Quiescence: no more faults; time passes beyond every in-flight window; reconcile until
+    // nothing is left unresolved or nothing changes any more.
+    let q = Arc::new(Proc::new("q".into(), seed, 999, FaultPlan::none(), Arc::clone(&shared)));
+    let engine = engine_for(env, plan.kind, &q, &store, &exec, seed ^ 999);
+    let mut last: Vec<Reconciled> = Vec::new();
+    for round in 0..12 {
+        tokio::time::sleep(Duration::from_millis(2 * shared.window_ms)).await;
+        let r = TASK.scope(TaskCtx::default(), engine.reconcile(QUIESCENCE_ABANDONED_AFTER)).await;
+        match r {
+            Ok(done) => {
+                shared.log("q", || format!("quiescence reconcile {round} => {}", summarize(&done)));
+                let stop = done.is_empty();
+                last = done;
+                if stop {
+                    break;
+                }
+            }
+            Err(e) => {
+                lock(&violations).push(format!("(d) quiescence reconcile failed: {e}"));
+                break;
+            }
+        }
+    }
+    let ledger = match exec_all(&store, &exec) {
+        Ok(a) => a,
+        Err(e) => {
+            lock(&violations).push(format!("(ledger) store.all() failed: {e}"));
+            Vec::new()
+        }
+    };
+    let mut found = std::mem::take(&mut *lock(&violations));
+    found.extend(check(&plan, &lock(&shared.world), &ledger, &last));
+    let counts = lock(&shared.counts).clone();
+    let trace = shared.trace.as_ref().map(|t| std::mem::take(&mut *lock(t))).unwrap_or_default();
+    let mut trace = trace;
+    if opts.verbose {
+        trace.push("ledger at the end:".into());
+        for a in &ledger {
+            trace.push(format!(
+                "  {} key={} order={} {} {} sends={} outcome={}",
+                a.id,
+                a.idempotency_key,
+                a.order_id,
+                a.amount,
+                a.state,
+                a.sends,
+                a.outcome.as_deref().unwrap_or("-")
+            ));
+        }
+        trace.push("platform books:".into());
+        for b in &lock(&shared.world).books {
+            trace.push(format!("  order={} key={:?} {} by {}", b.order, b.key, b.amount, b.by));
+        }
+    }
+    HistoryReport { seed, platform: plan.kind, counts, violations: found, trace }
+}
+
+fn exec_all(store: &Arc<dyn CaptureStore>, exec: &Exec) -> Result<Vec<Attempt>, capture_store::StoreError> {
+    let s = Arc::clone(store);
+    let fut = async move { s.all().await };
+    match exec {
+        Exec::Here => crate::wrappers::block_on(fut),
+        Exec::Side(h) => match crate::wrappers::block_on(h.spawn(fut)) {
+            Ok(v) => v,
+            Err(e) => Err(capture_store::StoreError::Database(format!("side runtime: {e}"))),
+        },
+    }
+}
+
+/// The ledger's figure for what an attempt captured.
+fn ledger_amount(a: &Attempt) -> Money {
+    a.amount
+}
+
+/// The invariants, against the platform's books and the ledger after quiescence.
+fn check(plan: &Plan, world: &World, ledger: &[Attempt], last: &[Reconciled]) -> Vec<String> {
+    let mut out = Vec::new();
+    let ours: Vec<&Attempt> = ledger.iter().filter(|a| a.merchant == MERCHANT).collect();
+    // (a) per order, captured at the platform <= authorized.
+    for (order, _) in &plan.orders {
+        let captured = world
+            .books
+            .iter()
+            .filter(|b| &b.order == order)
+            .fold(Money::zero(usd()), |acc, b| acc.checked_add(b.amount).unwrap_or(acc));
+        let authorized = world.authorized(order).unwrap_or(Money::zero(usd()));
+        if captured > authorized {
+            out.push(format!(
+                "(a) order {order}: the platform captured {captured} of {authorized} authorized"
+            ));
+        }
+    }
+    // (b) no key captured twice.
+    let mut per_key: BTreeMap<&str, Vec<Money>> = BTreeMap::new();
+    for b in &world.books {
+        if let Some(k) = &b.key {
+            per_key.entry(k.as_str()).or_default().push(b.amount);
+        }
+    }
+    for (k, amounts) in &per_key {
+        if amounts.len() > 1 {
+            out.push(format!("(b) key {k} captured {} times at the platform: {amounts:?}", amounts.len()));
+        }
+    }
+    // (c) every platform capture is in the ledger as captured with its amount, and every ledger
+    // capture is at the platform.
+    let mut unmatched_ledger: Vec<&Attempt> =
+        ours.iter().copied().filter(|a| a.state == AttemptState::Captured).collect();
+    let mut unattributed: Vec<&crate::models::Applied> = Vec::new();
+    for b in &world.books {
+        let Some(k) = &b.key else {
+            unattributed.push(b);
+            continue;
+        };
+        match ours.iter().find(|a| &a.idempotency_key == k) {
+            None => out.push(format!("(c) the platform captured {} for key {k} (order {}) and the ledger has no attempt with that key", b.amount, b.order)),
+            Some(a) if a.state != AttemptState::Captured => out.push(format!(
+                "(c) the platform captured {} for key {k} (order {}) but the ledger has attempt {} {} ({})",
+                b.amount,
+                b.order,
+                a.id,
+                a.state,
+                a.outcome.as_deref().unwrap_or("no outcome")
+            )),
+            Some(a) => {
+                if ledger_amount(a) != b.amount {
+                    out.push(format!("(c) the platform captured {} for key {k} but the ledger records {} for attempt {}", b.amount, ledger_amount(a), a.id));
+                }
+                unmatched_ledger.retain(|x| x.id != a.id);
+            }
+        }
+    }
+    for b in unattributed {
+        match unmatched_ledger.iter().position(|a| a.order_id == b.order && ledger_amount(a) == b.amount) {
+            Some(i) => {
+                unmatched_ledger.remove(i);
+            }
+            None => out.push(format!("(c) the platform captured {} on order {} (sent by {} outside any capture) and no captured ledger attempt matches it", b.amount, b.order, b.by)),
+        }
+    }
+    for a in unmatched_ledger {
+        out.push(format!("(c) the ledger says attempt {} (key {}, order {}) captured {} and the platform has no such capture", a.id, a.idempotency_key, a.order_id, ledger_amount(a)));
+    }
+    // (d) nothing stays unresolved without reconcile saying so.
+    for a in &ours {
+        if matches!(
+            a.state,
+            AttemptState::Reserved | AttemptState::Sent | AttemptState::Unknown | AttemptState::Pending
+        ) {
+            let said = last.iter().find(|r| r.attempt == a.id);
+            if !said.is_some_and(reported_unresolved) {
+                out.push(format!(
+                    "(d) attempt {} (key {}, order {}) is still {} after quiescence and reconcile does not report it as unresolved ({})",
+                    a.id,
+                    a.idempotency_key,
+                    a.order_id,
+                    a.state,
+                    said.map_or("not listed".to_owned(), |r| format!("{} -> {}: {}", r.before, r.after, r.detail))
+                ));
+            }
+        }
+    }
+    out
+}
