@@ -29,6 +29,9 @@ struct Args {
     /// How many failing seeds to print in full (the rest are listed).
     #[arg(long, default_value_t = 3)]
     show: usize,
+    /// List every broken invariant of every failing seed (one line each, no trace).
+    #[arg(long)]
+    all_violations: bool,
 }
 
 fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
