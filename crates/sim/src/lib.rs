@@ -137,7 +137,6 @@ impl Env {
             .map_err(|e| format!("the PostgreSQL runtime: {e}"))?;
         let (store, client) = rt.block_on(async {
             let url = capture_store::testing::throwaway_postgres().await?;
-            let store = PostgresStore::connect(&url).await.map_err(|e| e.to_string())?;
             let (client, conn) =
                 tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
             tokio::spawn(async move {
@@ -145,6 +144,15 @@ impl Env {
                     eprintln!("capture-sim: the PostgreSQL admin connection ended: {e}");
                 }
             });
+            // A throwaway database: commits need not wait for the disk (the simulator checks the
+            // ledger's logic, not its durability).
+            let db: String =
+                client.query_one("SELECT current_database()", &[]).await.map_err(|e| e.to_string())?.get(0);
+            client
+                .batch_execute(&format!("ALTER DATABASE {db} SET synchronous_commit = off"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let store = PostgresStore::connect(&url).await.map_err(|e| e.to_string())?;
             Ok::<_, String>((Arc::new(store) as Arc<dyn CaptureStore>, client))
         })?;
         Ok(Pg { rt, store, client })
@@ -173,9 +181,8 @@ impl Env {
                         .await
                         .map_err(|e| e.to_string())?;
                     let tables: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-                    if !tables.is_empty() {
-                        pg.client.batch_execute(&format!("TRUNCATE {}", tables.join(", "))).await.map_err(|e| e.to_string())?;
-                    }
+                    let deletes: String = tables.iter().map(|t| format!("DELETE FROM {t};")).collect();
+                    pg.client.batch_execute(&deletes).await.map_err(|e| e.to_string())?;
                     Ok::<_, String>(())
                 })?;
                 Ok((Arc::clone(&pg.store), wrappers::Exec::Side(pg.rt.handle().clone())))
