@@ -238,16 +238,19 @@ fn engine_for(
         allowed_hosts: Vec::new(),
     };
     let sim_store = SimStore { inner: Arc::clone(store), proc: Arc::clone(proc), exec: exec.clone() };
-    let built = Engine::builder().plugin(plugin).and_then(|b| {
-        b.store(Arc::new(sim_store))
-            .transport(Arc::new(SimTransport(Arc::clone(proc))))
-            .clock(Arc::new(SimClock(Arc::clone(proc))))
-            .random(Arc::new(SeededRandom::new(seed)))
-            .retry(RetryPolicy::default())
-            .merchant(MERCHANT)
-            .platform(kind.connector(), setup)
-            .build()
-    });
+    let builder = match Engine::builder().plugin(plugin) {
+        Ok(b) => b,
+        Err(e) => panic!("the simulator's engine does not take its plugin: {e}"),
+    };
+    let built = builder
+        .store(Arc::new(sim_store))
+        .transport(Arc::new(SimTransport(Arc::clone(proc))))
+        .clock(Arc::new(SimClock(Arc::clone(proc))))
+        .random(Arc::new(SeededRandom::new(seed)))
+        .retry(RetryPolicy::default())
+        .merchant(MERCHANT)
+        .platform(kind.connector(), setup)
+        .build();
     match built {
         Ok(e) => e,
         Err(e) => panic!("the simulator's engine does not build: {e}"),
@@ -360,23 +363,41 @@ fn reported_unresolved(r: &Reconciled) -> bool {
     matches!(r.after, AttemptState::Sent | AttemptState::Unknown)
 }
 
-async fn spawn_proc(
-    env: &Env,
-    plan: &Arc<Plan>,
-    shared: &Arc<Shared>,
-    store: &Arc<dyn CaptureStore>,
-    exec: &Exec,
+/// What the processes of one history share.
+struct Hist<'a> {
+    env: &'a Env,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    store: Arc<dyn CaptureStore>,
+    exec: Exec,
     seed: u64,
-    (name, stream): (String, u64),
-    tasks: Vec<TaskPlan>,
-    violations: &Arc<std::sync::Mutex<Vec<String>>>,
-) -> (Arc<Proc>, tokio::task::JoinHandle<()>) {
-    let proc = Arc::new(Proc::new(name, seed, stream, plan.faults.clone(), Arc::clone(shared)));
-    let engine = Arc::new(engine_for(env, plan.kind, &proc, store, exec, seed ^ stream));
-    let h =
-        tokio::spawn(run_tasks(Arc::clone(&proc), engine, Arc::clone(plan), tasks, Arc::clone(violations)));
-    lock(&proc.tasks).push(h.abort_handle());
-    (proc, h)
+    violations: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Hist<'_> {
+    /// Starts a process running `tasks`.
+    fn spawn(
+        &self,
+        name: String,
+        stream: u64,
+        tasks: Vec<TaskPlan>,
+    ) -> (Arc<Proc>, tokio::task::JoinHandle<()>) {
+        let proc =
+            Arc::new(Proc::new(name, self.seed, stream, self.plan.faults.clone(), Arc::clone(&self.shared)));
+        let engine = Arc::new(engine_for(
+            self.env,
+            self.plan.kind,
+            &proc,
+            &self.store,
+            &self.exec,
+            self.seed ^ stream,
+        ));
+        let run =
+            run_tasks(Arc::clone(&proc), engine, Arc::clone(&self.plan), tasks, Arc::clone(&self.violations));
+        let h = tokio::spawn(run);
+        lock(&proc.tasks).push(h.abort_handle());
+        (proc, h)
+    }
 }
 
 /// Runs one history on the current (paused, single-threaded) runtime.
@@ -408,21 +429,19 @@ pub async fn history(
         )
     });
     let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hist = Hist {
+        env,
+        plan: Arc::clone(&plan),
+        shared: Arc::clone(&shared),
+        store: Arc::clone(&store),
+        exec: exec.clone(),
+        seed,
+        violations: Arc::clone(&violations),
+    };
     let mut running = Vec::new();
     for (i, p) in plan.procs.iter().enumerate() {
         let n = i as u64 + 1;
-        let spawned = spawn_proc(
-            env,
-            &plan,
-            &shared,
-            &store,
-            &exec,
-            seed,
-            (format!("p{n}"), n),
-            p.tasks.clone(),
-            &violations,
-        )
-        .await;
+        let spawned = hist.spawn(format!("p{n}"), n, p.tasks.clone());
         running.push((i, spawned));
     }
     let replays =
@@ -457,18 +476,7 @@ pub async fn history(
     for (i, tasks) in restarts {
         shared.count(Fault::Restart);
         let n = i as u64 + 1;
-        let spawned = spawn_proc(
-            env,
-            &plan,
-            &shared,
-            &store,
-            &exec,
-            seed,
-            (format!("p{n}'"), 100 + n),
-            tasks,
-            &violations,
-        )
-        .await;
+        let spawned = hist.spawn(format!("p{n}'"), 100 + n, tasks);
         running.push(spawned);
     }
     for (proc, h) in running {
