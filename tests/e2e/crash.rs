@@ -41,9 +41,18 @@ fn capture(cfg: &Path, request: &Path, credential: &str, crash_at: Option<&str>)
     cmd.output().expect("run capture")
 }
 
+/// Reconciles as an operator would once the crashed process's in-flight window has passed: with
+/// the clock an hour ahead, so that a platform showing no capture is conclusive (inside the
+/// window it is not: the crashed process's request could still arrive).
 fn reconcile(cfg: &Path, credential: &str) -> Output {
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis()
+        + 3_600_000;
+    let later = capture_core::Timestamp(u64::try_from(later).expect("ms fit u64")).to_rfc3339();
     Command::new(artifact("capture"))
-        .args(["reconcile", "--abandoned-after", "0", "--config"])
+        .args(["reconcile", "--now", &later, "--abandoned-after", "0", "--config"])
         .arg(cfg)
         .env("CAPTURE_E2E_CREDENTIAL", credential)
         .output()
@@ -129,6 +138,34 @@ async fn wix_crashes_at_every_step_recover_exactly_once_on_sqlite() {
         assert_eq!(captures.len(), 2, "each payment captured exactly once after a crash at `{point}`");
         assert_eq!(captures.iter().copied().sum::<Decimal>(), attempts[0].amount.amount());
     }
+}
+
+/// A crash after marking sent leaves the order blocked for the in-flight window: reconcile says
+/// so, names when it frees up and exits 12 (blocked), instead of 0 as if all were well; a new key
+/// for the order is refused as busy meanwhile and names that time too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_order_is_reported_by_reconcile_with_when_it_frees_up() {
+    let emu = WixEmulator::start(WixConfig::demo()).await.expect("wix");
+    let dir = scratch("crash-wix-blocked");
+    let cfg = config(&dir, "wix", &emu.base_url(), ("api_key", demo_ids::TOKEN), None);
+    let request = crate::repo().join("examples/requests/wix-full-capture.json");
+    let crashed = capture(&cfg, &request, demo_ids::TOKEN, Some("sent"));
+    assert_eq!(crashed.status.code(), None, "the process must die: {}", text(&crashed));
+    let rec = Command::new(artifact("capture"))
+        .args(["reconcile", "--config"])
+        .arg(&cfg)
+        .env("CAPTURE_E2E_CREDENTIAL", demo_ids::TOKEN)
+        .output()
+        .expect("run capture reconcile");
+    let out = text(&rec);
+    assert_eq!(rec.status.code(), Some(12), "{out}");
+    assert!(out.contains("stays blocked") && out.contains("held until"), "{out}");
+    assert!(out.contains("1 still block their order"), "{out}");
+    // Inside the window nothing was concluded: the platform holds nothing, the attempt is open.
+    let attempts = ledger(&dir.join("capture.db").display().to_string()).await;
+    assert!(matches!(attempts[0].state, AttemptState::Sent | AttemptState::Unknown), "{attempts:?}");
+    let order = emu.order(demo_ids::USD_ORDER).expect("order");
+    assert!(order.payments.iter().all(|p| p.captures.is_empty()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,4 +299,64 @@ async fn many_tasks_and_two_processes_share_one_postgres_ledger() {
     assert!((1..=2).contains(&captured), "at most two captures of 30.00 fit: {captured}");
     assert_eq!(held, Decimal::from(captured) * Decimal::new(3000, 2), "every capture is accounted for");
     assert!(attempts.iter().all(|a| !matches!(a.state, AttemptState::Sent | AttemptState::Unknown)));
+}
+
+/// Twenty captures die right after being marked sent; then four `capture reconcile` processes
+/// run at once. Each attempt's lease lets one reconciler at a time resend it (a reconciler whose
+/// lease was taken over is refused by the ledger instead of overwriting the other's record), so
+/// every capture ends `captured` in the ledger, once at the platform, and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_concurrent_reconcilers_lose_no_capture() {
+    let emu = emulator().await;
+    let dir = scratch("crash-concurrent-reconcilers");
+    let cfg = config(&dir, "optty", &emu.base_url(), ("bearer_token", TOKEN), None);
+    const N: usize = 20;
+    for i in 0..N {
+        let order = format!("REC-{i:03}");
+        emu.add_order(capture_sandbox::OpttyOrder::new(
+            order.clone(),
+            "USD",
+            Decimal::new(1000, 2),
+            Decimal::ZERO,
+            "afterpay",
+        ));
+        let body = serde_json::json!({
+            "platform": "optty",
+            "idempotency_key": format!("{order}-capture-1"),
+            "amount": "full",
+            "order": {"id": order, "currency": "USD", "amount": "10.00",
+                      "payments": [{"id": format!("pay-{i}"), "amount": "10.00", "method": "afterpay", "partial_capture": true}]},
+        });
+        let path = dir.join(format!("request-{i}.json"));
+        std::fs::write(&path, body.to_string()).expect("write request");
+        let crashed = capture(&cfg, &path, TOKEN, Some("sent"));
+        assert_eq!(crashed.status.code(), None, "the process must die: {}", text(&crashed));
+    }
+    let reconcilers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(artifact("capture"))
+                .args(["reconcile", "--abandoned-after", "0", "--config"])
+                .arg(&cfg)
+                .env("CAPTURE_E2E_CREDENTIAL", TOKEN)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn reconcile")
+        })
+        .collect();
+    for r in reconcilers {
+        let out = r.wait_with_output().expect("wait");
+        assert!(matches!(out.status.code(), Some(0) | Some(12)), "{}", text(&out));
+    }
+    // Whatever the interleaving, one more reconcile finishes anything a takeover left open.
+    let last = reconcile(&cfg, TOKEN);
+    assert_eq!(last.status.code(), Some(0), "{}", text(&last));
+    let attempts = ledger(&dir.join("capture.db").display().to_string()).await;
+    assert_eq!(attempts.len(), N);
+    for a in &attempts {
+        assert_eq!(a.state, AttemptState::Captured, "{} is {:?}: {:?}", a.id, a.state, a.outcome);
+        let books = emu.captures(&a.order_id);
+        assert_eq!(books.len(), 1, "{} captured once at the platform", a.order_id);
+        assert_eq!(books[0].amount, a.amount.amount());
+    }
 }

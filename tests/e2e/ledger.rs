@@ -171,16 +171,23 @@ async fn another_capture_of_an_order_waits_while_one_is_unresolved() {
         idempotency_key: "crashed-key".into(),
         fingerprint: "sha256:crashed".into(),
         order_id: "ORD-1001".into(),
-        payment_ids: vec!["pay-1001".into()],
+        payment_ids: vec!["pay-ORD-1001".into()],
         amount,
-        bound: amount,
+        authorization: capture_engine::store::Authorization::from_payments(
+            vec![("pay-ORD-1001".into(), amount)],
+            usd,
+        ),
+        external: capture_core::Money::zero(usd),
+        owner: "a-process-that-died".into(),
+        lease_ms: 60_000,
         now: crate::test_time(),
     };
     let reserved = store.reserve(&new).await.expect("reserve");
-    assert!(matches!(reserved, capture_engine::store::Reservation::Reserved(_)), "{reserved:?}");
+    let capture_engine::store::Reservation::Reserved(reserved) = reserved else { panic!("{reserved:?}") };
     store
         .transition(
             "cap_crashed",
+            &reserved.fence().expect("the reserver holds the lease"),
             &[AttemptState::Reserved],
             AttemptState::Sent,
             Default::default(),
@@ -246,4 +253,79 @@ async fn many_tasks_capturing_one_order_never_exceed_it() {
     }
     println!("16 tasks, one key: {} capture(s) at the platform", emu.captures("ORD-1002").len());
     assert_eq!(emu.captures("ORD-1002").len(), 1);
+}
+
+/// A 5xx after the platform applied the capture (and two more 5xx on the retries) leaves the
+/// attempt unknown, holding its share of the bound: a second key for the order is refused while
+/// it is open, reconciliation resends the same key, the platform's "already used" is read as this
+/// attempt's own capture, and the order never gets more than was authorized.
+#[tokio::test]
+async fn a_5xx_after_apply_is_unknown_and_is_resolved_as_our_own_capture() {
+    let emu = emulator().await;
+    emu.faults().push([Fault::status_after_apply(500), Fault::status(503), Fault::status(503)]);
+    let store = sqlite_store("ledger-5xx-applied");
+    let engine = optty(&emu, store.clone());
+    let first = engine.capture_json(&request("K1", "ORD-1001", "60.00")).await.expect("valid");
+    assert!(
+        matches!(first.outcome, Outcome::Failed { kind: FailureKind::OutcomeUnknown, .. }),
+        "{:?}",
+        first.outcome
+    );
+    assert_eq!(emu.captures("ORD-1001").len(), 1, "the first send was applied");
+    let a = store.by_key("default", "optty", "K1").await.expect("ledger").expect("attempt");
+    assert_eq!(a.state, AttemptState::Unknown, "not failed: the platform may hold it (it does)");
+    // Another key for the order waits: nothing is sent while K1 is open.
+    let second = engine.capture_json(&request("K2", "ORD-1001", "60.00")).await.expect("valid");
+    assert!(second.exchanges.is_empty(), "{:?}", second.outcome);
+    // Reconciliation resends K1; Optty answers "already used": that is K1's own capture.
+    let done = engine.reconcile(Some(std::time::Duration::ZERO)).await.expect("reconcile");
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].after, AttemptState::Captured, "{done:?}");
+    assert!(!done[0].blocking);
+    let replay = engine.capture_json(&request("K1", "ORD-1001", "60.00")).await.expect("valid");
+    assert!(matches!(replay.outcome, Outcome::Captured { .. }), "{:?}", replay.outcome);
+    // K2 fits the rest; a third capture would exceed what was authorized and is refused.
+    let second = engine.capture_json(&request("K2", "ORD-1001", "60.00")).await.expect("valid");
+    assert!(matches!(second.outcome, Outcome::Captured { .. }), "{:?}", second.outcome);
+    let third = engine.capture_json(&request("K3", "ORD-1001", "0.01")).await.expect("valid");
+    assert!(matches!(third.outcome, Outcome::Rejected { .. }), "{:?}", third.outcome);
+    let total: Decimal = emu.captures("ORD-1001").iter().map(|c| c.amount).sum();
+    assert_eq!(total, Decimal::new(12000, 2), "never more than the 120.00 authorized");
+}
+
+/// The authorization is the ledger's, not each request's: after the first request recorded a
+/// 120.00 authorization, a snapshot stating 600.00 for the same order is refused naming both.
+#[tokio::test]
+async fn a_snapshot_that_disagrees_with_the_recorded_authorization_is_refused() {
+    let emu = emulator().await;
+    let store = sqlite_store("ledger-authorization");
+    let engine = optty(&emu, store.clone());
+    let first = engine.capture_json(&request("A1", "ORD-1002", "120.00")).await.expect("valid");
+    assert!(first.exchanges.len() <= 1);
+    let inflated = String::from_utf8(request("A2", "ORD-1002", "500.00"))
+        .expect("utf-8")
+        .replace("\"120.00\"", "\"600.00\"");
+    match engine.capture_json(inflated.as_bytes()).await {
+        Err(CaptureError::Request(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("order.payments") && text.contains("120.00") && text.contains("600.00"),
+                "{text}"
+            );
+        }
+        other => panic!("expected the snapshot to be refused, got {other:?}"),
+    }
+    assert!(emu.captures("ORD-1002").len() <= 1, "nothing more was sent");
+    // A snapshot whose payments exceed the order amount plus surcharge is refused at parsing.
+    let inconsistent = String::from_utf8(request("A3", "ORD-1003", "900.00"))
+        .expect("utf-8")
+        .replace("\"amount\":\"120.00\",\n", "\"amount\":\"10.00\",\n")
+        .replace(
+            "\"id\":\"pay-ORD-1003\",\"amount\":\"120.00\"",
+            "\"id\":\"pay-ORD-1003\",\"amount\":\"1000.00\"",
+        );
+    match engine.capture_json(inconsistent.as_bytes()).await {
+        Err(CaptureError::Request(e)) => assert!(e.to_string().contains("order.payments"), "{e}"),
+        other => panic!("expected an inconsistent snapshot to be refused, got {other:?}"),
+    }
 }

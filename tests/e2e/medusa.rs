@@ -426,3 +426,29 @@ fn query(order: &str, payment_ids: &[&str]) -> StatusQuery {
         platform_capture_id: None,
     }
 }
+
+/// The platform captures another amount than the one asked for (Medusa captures a payment in
+/// full, and the snapshot understated it): the report says captured, names both figures in an
+/// `amount_mismatch` anomaly, and the ledger records the larger figure against the bound.
+#[tokio::test]
+async fn a_capture_of_another_amount_is_an_amount_mismatch_anomaly() {
+    let emu = emulator().await;
+    let body = request("order_01", "USD", &[("pay_01", "110.00")], "full");
+    let store = crate::sqlite_store("medusa-over-report");
+    let engine =
+        crate::engine_with_store("medusa", &emu.base_url(), &[], &[("api_token", TOKEN)], store.clone());
+    let report = engine.capture_json(&body).await.expect("valid");
+    assert!(
+        matches!(report.outcome, Outcome::Captured { amount, .. } if amount == usd("120.00")),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(report.anomalies.len(), 1, "{:?}", report.anomalies);
+    assert_eq!(report.anomalies[0].code, "amount_mismatch");
+    assert!(report.anomalies[0].detail.contains("110.00") && report.anomalies[0].detail.contains("120.00"));
+    assert!(report.to_json().contains("\"anomalies\""));
+    let a = &store.all().await.expect("ledger")[0];
+    assert_eq!(a.captured, Some(usd("120.00")));
+    assert_eq!(a.anomaly.as_deref(), Some("amount_mismatch"));
+    assert_eq!(a.held(), usd("120.00"), "the larger figure counts against the bound");
+}

@@ -43,6 +43,8 @@ pub(crate) mod exit {
     pub(crate) const PENDING: u8 = 8;
     pub(crate) const CONFIG: u8 = 9;
     pub(crate) const ALREADY_CAPTURED: u8 = 10;
+    pub(crate) const AMOUNT_MISMATCH: u8 = 11;
+    pub(crate) const BLOCKED: u8 = 12;
 }
 
 #[derive(Parser)]
@@ -111,9 +113,12 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// Release reservations never sent that are older than this (seconds).
-        #[arg(long, default_value_t = 60)]
-        abandoned_after: u64,
+        /// Take over attempts whose lease was taken at least this long ago (seconds), even if it
+        /// has not expired (the holder is known to be dead). Safe: the old holder is fenced off
+        /// and a "not found" still counts only after the in-flight window. Default: only
+        /// expired leases.
+        #[arg(long)]
+        abandoned_after: Option<u64>,
         /// Fix the clock (RFC 3339).
         #[arg(long)]
         now: Option<String>,
@@ -137,6 +142,15 @@ enum Command {
 }
 
 /// The exit code for an outcome.
+/// The exit code of a capture report: the outcome's, except that a capture whose amount is not
+/// the one asked for has its own code.
+pub(crate) fn report_exit_code(report: &capture_core::CaptureReport) -> u8 {
+    if report.anomalies.iter().any(|a| a.code == "amount_mismatch") {
+        return exit::AMOUNT_MISMATCH;
+    }
+    exit_code(&report.outcome)
+}
+
 pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Captured { .. } => exit::CAPTURED,
@@ -230,20 +244,23 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     let req = capture_core::CaptureRequest::from_json(&body)?;
     let engine = engine(config, now).await?;
     // On start: resolve what an earlier run left unresolved (a crash, a lost answer).
-    if let Ok(done) = engine.reconcile(std::time::Duration::from_secs(60)).await {
-        for r in done.iter().filter(|r| r.before != r.after) {
-            eprintln!(
-                "reconciled {} ({} {}): {} -> {}",
-                r.attempt,
-                r.platform,
-                r.order_id,
-                r.before.as_str(),
-                r.after.as_str()
-            );
+    match engine.reconcile(None).await {
+        Err(e) => eprintln!("warning: reconciling on start failed: {e}"),
+        Ok(done) => {
+            for r in done.iter().filter(|r| r.before != r.after) {
+                eprintln!(
+                    "reconciled {} ({} {}): {} -> {}",
+                    r.attempt,
+                    r.platform,
+                    r.order_id,
+                    r.before.as_str(),
+                    r.after.as_str()
+                );
+            }
         }
     }
     let report = engine.capture(req).await?;
-    let code = exit_code(&report.outcome);
+    let code = report_exit_code(&report);
     print!("{}", report.to_json());
     if code != exit::CAPTURED {
         eprintln!("capture {}: {}", report.outcome.status(), demo::describe(&report.outcome));
@@ -271,13 +288,14 @@ async fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engi
     Ok(builder.build()?)
 }
 
-async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: u64) -> anyhow::Result<u8> {
+async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: Option<u64>) -> anyhow::Result<u8> {
     let engine = engine(config, now).await?;
     let done = engine
-        .reconcile(std::time::Duration::from_secs(abandoned_after))
+        .reconcile(abandoned_after.map(std::time::Duration::from_secs))
         .await
         .map_err(|e| anyhow::anyhow!("reconcile: {e}"))?;
-    let mut unresolved = 0;
+    let mut blocking = 0;
+    let mut pending = 0;
     for r in &done {
         println!(
             "{} {} {}: {} -> {}: {}",
@@ -288,12 +306,28 @@ async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: u64) -> an
             r.after.as_str(),
             r.detail
         );
-        if matches!(r.after, capture_engine::AttemptState::Sent | capture_engine::AttemptState::Unknown) {
-            unresolved += 1;
+        if r.blocking {
+            blocking += 1;
+            match r.frees_at {
+                Some(t) => println!(
+                    "  order {} stays blocked: its attempt is held until {}; reconcile again then",
+                    r.order_id,
+                    t.to_rfc3339()
+                ),
+                None => println!(
+                    "  order {} stays blocked: the attempt could not be resolved; reconcile again later or check the platform",
+                    r.order_id
+                ),
+            }
+        } else if r.after == capture_engine::AttemptState::Pending {
+            pending += 1;
         }
     }
-    println!("{} attempt(s) examined, {unresolved} still unresolved", done.len());
-    Ok(if unresolved == 0 { exit::CAPTURED } else { exit::FAILED_RETRYABLE })
+    println!(
+        "{} attempt(s) examined, {blocking} still block their order, {pending} pending at the platform",
+        done.len()
+    );
+    Ok(if blocking == 0 { exit::CAPTURED } else { exit::BLOCKED })
 }
 
 async fn status(config: &Path, now: Option<&str>, q: &capture_engine::StatusQuery) -> anyhow::Result<u8> {

@@ -29,8 +29,8 @@ pub use decision::{Decision, merge};
 pub use money::{Currency, ExactDecimal, Money, MoneyError, parse_decimal};
 pub use outcome::{FailureKind, Outcome, OutcomeRecord};
 pub use report::{
-    CaptureReport, ConnectorRef, Exchange, REPORT_SCHEMA, RecordedHeader, RecordedRequest, RecordedResponse,
-    Requested, STATUS_SCHEMA, Stage, StatusReport, Step, StepSource,
+    Anomaly, CaptureReport, ConnectorRef, Exchange, REPORT_SCHEMA, RecordedHeader, RecordedRequest,
+    RecordedResponse, Requested, STATUS_SCHEMA, Stage, StatusReport, Step, StepSource,
 };
 pub use request::{
     AuthorizedPayment, CaptureRequest, EarlierCapture, MetadataValue, OrderSnapshot, PaymentAmount,

@@ -144,6 +144,19 @@ pub struct CaptureReport {
     pub notes: Vec<String>,
     /// Follow-up actions suggested by post-capture rules (e.g. `void_remaining`), with arguments.
     pub follow_ups: Vec<BTreeMap<String, String>>,
+    /// What the host must look at although the capture went through (`amount_mismatch`: the
+    /// platform reports another amount than the one asked for). Absent when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Something about an outcome that the host must look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Anomaly {
+    /// A stable code: `amount_mismatch`.
+    pub code: String,
+    /// What was seen, naming both figures.
+    pub detail: String,
 }
 
 /// The requested amount as shown in a report.

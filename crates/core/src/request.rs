@@ -453,6 +453,21 @@ impl RawOrder {
                 partial_capture: p.partial_capture,
             });
         }
+        // The payments cannot authorize more than the order costs: a snapshot whose payments
+        // exceed the order amount plus its surcharge is inconsistent in itself.
+        let authorized = payments
+            .iter()
+            .try_fold(Money::zero(currency), |acc, p| acc.checked_add(p.amount))
+            .map_err(money_err("order.payments"))?;
+        let order_total = amount.checked_add(surcharge).map_err(money_err("order.amount"))?;
+        if authorized > order_total {
+            return Err(RequestError::invalid(
+                "order.payments",
+                format!(
+                    "the payments authorize {authorized}, more than the order amount plus surcharge ({order_total})"
+                ),
+            ));
+        }
         let mut captures = Vec::with_capacity(self.captures.len());
         for (i, c) in self.captures.into_iter().enumerate() {
             let field = format!("order.captures[{i}]");

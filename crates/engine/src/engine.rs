@@ -4,24 +4,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use capture_connector_api::{
-    CallPayment, CallShipping, CaptureCall, CaptureResult, HttpResponse, Manifest, ParseCall, PartialCapture,
-    ResultStatus, SCHEMA_VERSION, StatusCall, StatusParseCall,
-};
+use capture_connector_api::{Manifest, PartialCapture};
 use capture_core::{
-    CaptureReport, CaptureRequest, ConnectorRef, Decision, Exchange, FailureKind, Money, Outcome,
-    REPORT_SCHEMA, RecordedHeader, RecordedRequest, RecordedResponse, RequestError, Requested,
-    RequestedAmount, STATUS_SCHEMA, Stage, StatusReport, Step, StepSource, merge,
+    CaptureReport, CaptureRequest, ConnectorRef, Decision, Exchange, Money, Outcome, REPORT_SCHEMA,
+    RequestError, Requested, RequestedAmount, Stage, Step, StepSource, merge,
 };
 use capture_rules::{RuleContext, RuleSet, RuleVerdict};
 
 use crate::clock::{Clock, DerivedIds, IdGenerator, SystemClock};
 use crate::config::{ConfigError, EngineConfig, Secret};
 use crate::hooks::{Hook, HookContext};
-use crate::ledger::{CrashPoint, Gate, Random, RetryPolicy, SeededRandom};
-use crate::plugin::{Plugin, PluginCallError, PluginLoadError, host_allowed, is_loopback};
-use crate::transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
-use capture_store::{AttemptState, AttemptUpdate, CaptureStore};
+use crate::plugin::{Plugin, PluginLoadError, host_allowed, is_loopback};
+use crate::policy::{CrashPoint, Random, RetryPolicy, SeededRandom, Sleeper, TokioSleeper};
+use crate::transport::{HttpTransport, Transport, TransportError};
+use capture_store::CaptureStore;
 
 /// Errors building an engine.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +83,7 @@ pub struct PlatformSetup {
 pub(crate) struct Platform {
     pub(crate) plugin: Arc<Plugin>,
     pub(crate) setup: PlatformSetup,
-    origin: url::Origin,
+    pub(crate) origin: url::Origin,
 }
 
 /// Builds an [`Engine`].
@@ -103,6 +99,8 @@ pub struct EngineBuilder {
     merchant: String,
     retry: RetryPolicy,
     random: Arc<dyn Random>,
+    sleeper: Arc<dyn Sleeper>,
+    owner: Option<String>,
     crash_at: Option<CrashPoint>,
 }
 
@@ -126,6 +124,8 @@ impl Default for EngineBuilder {
             merchant: "default".to_owned(),
             retry: RetryPolicy::default(),
             random: Arc::new(SeededRandom::new(0x5eed)),
+            sleeper: Arc::new(TokioSleeper),
+            owner: None,
             crash_at: None,
         }
     }
@@ -238,6 +238,19 @@ impl EngineBuilder {
         self
     }
 
+    /// Replaces the sleeper every retry wait goes through (default: tokio's timer).
+    pub fn sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// The owner id this engine holds attempt leases under (default: unique per engine built in
+    /// this process: `pid-<pid>-<n>`). Two engines sharing a ledger must have different ids.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
     /// Test hook: abort the process at this point of every capture (crash tests).
     pub fn crash_at(mut self, at: Option<CrashPoint>) -> Self {
         self.crash_at = at;
@@ -311,9 +324,19 @@ impl EngineBuilder {
             merchant: self.merchant,
             retry: self.retry,
             random: self.random,
+            sleeper: self.sleeper,
+            owner: self.owner.unwrap_or_else(default_owner),
             crash_at: self.crash_at,
         })
     }
+}
+
+/// An owner id unique to this engine among the engines built in this process, and to this
+/// process among live processes (the pid).
+fn default_owner() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("pid-{}-{n}", std::process::id())
 }
 
 /// The capture engine. Share it (`Arc`) across tasks; every method takes `&self`.
@@ -323,13 +346,15 @@ pub struct Engine {
     /// so [`Engine::swap_rules`] never splits a capture between two versions.
     rules: RwLock<Arc<RuleSet>>,
     hooks: Vec<Arc<dyn Hook>>,
-    transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     pub(crate) store: Option<Arc<dyn CaptureStore>>,
     pub(crate) merchant: String,
     pub(crate) retry: RetryPolicy,
     pub(crate) random: Arc<dyn Random>,
+    pub(crate) sleeper: Arc<dyn Sleeper>,
+    pub(crate) owner: String,
     pub(crate) crash_at: Option<CrashPoint>,
 }
 
@@ -536,45 +561,6 @@ pub(crate) fn target_payments(
     out
 }
 
-fn redact(req: &capture_connector_api::HttpRequest) -> RecordedRequest {
-    RecordedRequest {
-        method: req.method.clone(),
-        url: req.url.clone(),
-        headers: req
-            .headers
-            .iter()
-            .map(|h| RecordedHeader {
-                name: h.name.clone(),
-                value: if h.secret.is_some() { format!("{}[REDACTED]", h.value) } else { h.value.clone() },
-            })
-            .collect(),
-        body: req.body.clone(),
-    }
-}
-
-fn failure_kind(kind: &str) -> FailureKind {
-    match kind {
-        "invalid_request" => FailureKind::InvalidRequest,
-        "unauthorized" => FailureKind::Unauthorized,
-        "not_found" => FailureKind::NotFound,
-        "invalid_state" => FailureKind::InvalidState,
-        "rate_limited" => FailureKind::RateLimited,
-        "platform_unavailable" => FailureKind::PlatformUnavailable,
-        "outcome_unknown" => FailureKind::OutcomeUnknown,
-        _ => FailureKind::Unknown,
-    }
-}
-
-fn connector_failure(message: String) -> Outcome {
-    Outcome::Failed {
-        kind: FailureKind::Connector,
-        retryable: false,
-        platform_code: None,
-        message,
-        retry_after_ms: None,
-    }
-}
-
 impl Engine {
     /// Starts building an engine.
     pub fn builder() -> EngineBuilder {
@@ -606,83 +592,7 @@ impl Engine {
         self.platforms.iter().map(|(id, p)| (id.as_str(), p.plugin.as_ref()))
     }
 
-    /// Asks the platform what became of an order's captures (for asynchronous captures and for
-    /// outcomes left unknown), through the connector's status query (ABI 1.1).
-    pub async fn status(&self, q: &StatusQuery) -> Result<StatusReport, CaptureError> {
-        let platform = self.platform(&q.platform)?;
-        let plugin = &platform.plugin;
-        let manifest = plugin.manifest();
-        if !plugin.supports_status() {
-            return Err(RequestError::Invalid {
-                field: "platform".into(),
-                problem: format!("connector `{}` cannot read a capture's state", manifest.id),
-            }
-            .into());
-        }
-        let mut run = Run::default();
-        let call = StatusCall {
-            schema: SCHEMA_VERSION,
-            base_url: platform.setup.base_url.trim_end_matches('/').to_owned(),
-            settings: platform.setup.settings.clone(),
-            order_id: q.order_id.clone(),
-            currency: q.currency.code().into(),
-            currency_exponent: q.currency.exponent(),
-            payment_ids: q.payment_ids.clone(),
-            idempotency_key: q.idempotency_key.clone(),
-            platform_capture_id: q.platform_capture_id.clone(),
-        };
-        let build_step = format!("{}.build_status", manifest.id);
-        let parse_step = format!("{}.parse_status", manifest.id);
-        let version = Some(manifest.version.clone());
-        let built = plugin.build_status_allowing(&call, &platform.setup.allowed_hosts);
-        let outcome = match self.exchange(platform, Stage::Capture, &build_step, built, &mut run, None).await
-        {
-            Err(outcome) => outcome,
-            Ok(response) => {
-                let status = response.status;
-                let parsed = plugin
-                    .parse_status(&StatusParseCall { schema: SCHEMA_VERSION, status: call, response })
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| self.outcome_of(r, q.currency, None));
-                match parsed {
-                    Ok(o) => {
-                        run.step(
-                            Stage::Capture,
-                            StepSource::Connector,
-                            &parse_step,
-                            version,
-                            o.status(),
-                            None,
-                        );
-                        o
-                    }
-                    Err(problem) => {
-                        run.step(
-                            Stage::Capture,
-                            StepSource::Connector,
-                            &parse_step,
-                            version,
-                            "error",
-                            Some(problem.clone()),
-                        );
-                        Self::unreadable(status, problem)
-                    }
-                }
-            }
-        };
-        Ok(StatusReport {
-            schema: STATUS_SCHEMA,
-            platform: q.platform.clone(),
-            order_id: q.order_id.clone(),
-            checked_at: self.clock.now(),
-            connector: ConnectorRef { id: manifest.id.clone(), version: manifest.version.clone() },
-            steps: run.steps,
-            exchanges: run.exchanges,
-            outcome,
-        })
-    }
-
-    fn platform(&self, id: &str) -> Result<&Platform, CaptureError> {
+    pub(crate) fn platform(&self, id: &str) -> Result<&Platform, CaptureError> {
         self.platforms.get(id).ok_or_else(|| {
             let known: Vec<&str> = self.platforms.keys().map(String::as_str).collect();
             RequestError::Invalid {
@@ -787,9 +697,9 @@ impl Engine {
 
         // ---- capture ----
         let capture_id = self.ids.capture_id(&req);
-        let outcome = match outcome {
-            Some(o) => o,
-            None => self.capture_with_ledger(platform, &req, amount, &capture_id, &mut run).await?,
+        let (outcome, anomaly) = match outcome {
+            Some(o) => (o, None),
+            None => self.capture_stage(platform, &req, amount, &capture_id, &mut run).await?,
         };
 
         // ---- post-capture ----
@@ -834,6 +744,7 @@ impl Engine {
             tags: run.tags.into_iter().collect(),
             notes: run.notes,
             follow_ups: run.follow_ups,
+            anomalies: anomaly.into_iter().collect(),
         })
     }
 
@@ -855,320 +766,5 @@ impl Engine {
                 reason: format!("unexpected refusal {other:?}"),
             },
         }
-    }
-
-    pub(crate) async fn call_platform(
-        &self,
-        platform: &Platform,
-        req: &CaptureRequest,
-        amount: Money,
-        run: &mut Run,
-        gate: Option<&Gate<'_>>,
-    ) -> Outcome {
-        let plugin = &platform.plugin;
-        let manifest = plugin.manifest();
-        let build_step = format!("{}.build_capture", manifest.id);
-        let parse_step = format!("{}.parse_capture", manifest.id);
-        let version = Some(manifest.version.clone());
-        let capturable = req.order.capturable().unwrap_or(amount);
-        let call = CaptureCall {
-            schema: SCHEMA_VERSION,
-            base_url: platform.setup.base_url.trim_end_matches('/').to_owned(),
-            settings: platform.setup.settings.clone(),
-            order_id: req.order.id.clone(),
-            currency: req.order.currency.code().into(),
-            currency_exponent: req.order.currency.exponent(),
-            amount: amount.to_decimal_string(),
-            full: amount == capturable,
-            order_amount: req.order.amount.to_decimal_string(),
-            surcharge: req.order.surcharge.to_decimal_string(),
-            payments: target_payments(req, amount)
-                .into_iter()
-                .map(|(p, m)| CallPayment {
-                    id: p.id.clone(),
-                    amount: m.to_decimal_string(),
-                    authorized: p.amount.to_decimal_string(),
-                    method: p.method.clone(),
-                })
-                .collect(),
-            idempotency_key: req.idempotency_key.clone(),
-            description: req.description.clone(),
-            shipping: req.shipping.as_ref().map(|s| CallShipping {
-                company: s.company.clone(),
-                method: s.method.clone(),
-                tracking_number: s.tracking_number.clone(),
-            }),
-        };
-        let built = plugin.build_capture_allowing(&call, &platform.setup.allowed_hosts);
-        let response = match self.exchange(platform, Stage::Capture, &build_step, built, run, gate).await {
-            Ok(r) => r,
-            Err(outcome) => return outcome,
-        };
-        let status = response.status;
-        let parsed = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response });
-        match parsed {
-            Ok(result) => match self.outcome_of(result, amount.currency(), Some(amount)) {
-                Ok(outcome) => {
-                    run.step(
-                        Stage::Capture,
-                        StepSource::Connector,
-                        &parse_step,
-                        version,
-                        outcome.status(),
-                        None,
-                    );
-                    outcome
-                }
-                Err(problem) => {
-                    run.step(
-                        Stage::Capture,
-                        StepSource::Connector,
-                        &parse_step,
-                        version,
-                        "error",
-                        Some(problem.clone()),
-                    );
-                    Self::unreadable(status, problem)
-                }
-            },
-            Err(e) => {
-                run.step(
-                    Stage::Capture,
-                    StepSource::Connector,
-                    &parse_step,
-                    version,
-                    "error",
-                    Some(e.to_string()),
-                );
-                Self::unreadable(status, e.to_string())
-            }
-        }
-    }
-
-    /// Checks what the connector built, adds the secrets, sends it and records the exchange.
-    /// Every failure on the way comes back as the outcome to report.
-    async fn exchange(
-        &self,
-        platform: &Platform,
-        stage: Stage,
-        build_step: &str,
-        built: Result<capture_connector_api::HttpRequest, PluginCallError>,
-        run: &mut Run,
-        gate: Option<&Gate<'_>>,
-    ) -> Result<HttpResponse, Outcome> {
-        let version = Some(platform.plugin.manifest().version.clone());
-        let http = match built {
-            Ok(h) => h,
-            Err(e) => {
-                run.step(stage, StepSource::Connector, build_step, version, "error", Some(e.to_string()));
-                return Err(connector_failure(format!("{e} (nothing was sent)")));
-            }
-        };
-        let outgoing = match self.check_request(platform, &http) {
-            Ok(o) => o,
-            Err(problem) => {
-                let msg = format!("connector built an unacceptable request: {problem} (nothing was sent)");
-                run.step(stage, StepSource::Connector, build_step, version, "error", Some(msg.clone()));
-                return Err(connector_failure(msg));
-            }
-        };
-        run.step(
-            stage,
-            StepSource::Connector,
-            build_step,
-            version.clone(),
-            "ok",
-            Some(format!("{} {}", http.method, http.url)),
-        );
-        let recorded = redact(&http);
-        if let Some(g) = gate {
-            // The ledger learns the request is leaving before it leaves: a crash from here on
-            // leaves the attempt in `sent`, which reconciliation resolves from the platform.
-            let stored = serde_json::json!({ "capture_request": g.wire, "http": &recorded });
-            let update = AttemptUpdate {
-                request: Some(stored.to_string()),
-                count_send: true,
-                ..AttemptUpdate::default()
-            };
-            if let Err(e) = g.store.transition(g.attempt, g.from, AttemptState::Sent, update, g.now).await {
-                run.step(stage, StepSource::Builtin, "ledger", None, "error", Some(e.to_string()));
-                return Err(Outcome::Failed {
-                    kind: FailureKind::InvalidState,
-                    retryable: true,
-                    platform_code: None,
-                    message: format!(
-                        "the ledger did not let attempt {} be sent: {e} (nothing was sent)",
-                        g.attempt
-                    ),
-                    retry_after_ms: None,
-                });
-            }
-            self.crash_point(CrashPoint::Sent);
-        }
-        let response = match self.transport.send(outgoing, platform.setup.timeout).await {
-            Ok(r) => r,
-            Err(e) => {
-                run.step(stage, StepSource::Transport, "http", None, "error", Some(e.to_string()));
-                run.exchanges.push(Exchange { request: recorded, response: None });
-                return Err(match e {
-                    TransportError::Connect(m) => Outcome::Failed {
-                        kind: FailureKind::PlatformUnavailable,
-                        retryable: true,
-                        platform_code: None,
-                        message: format!("could not connect, nothing was sent: {m}"),
-                        retry_after_ms: None,
-                    },
-                    TransportError::Invalid(m) => {
-                        connector_failure(format!("request could not be sent: {m}"))
-                    }
-                    other => Outcome::Failed {
-                        kind: FailureKind::OutcomeUnknown,
-                        retryable: false,
-                        platform_code: None,
-                        message: format!(
-                            "{other}: the platform may have applied the request; read its state before retrying"
-                        ),
-                        retry_after_ms: None,
-                    },
-                });
-            }
-        };
-        run.step(
-            stage,
-            StepSource::Transport,
-            "http",
-            None,
-            "ok",
-            Some(format!("status {}", response.status)),
-        );
-        run.exchanges.push(Exchange {
-            request: recorded,
-            response: Some(RecordedResponse { status: response.status, body: response.body.clone() }),
-        });
-        Ok(response)
-    }
-
-    /// The platform answered but its answer could not be read: if it might have been a success,
-    /// the outcome is unknown, never a failure that invites a blind retry.
-    fn unreadable(status: u16, problem: String) -> Outcome {
-        Outcome::Failed {
-            kind: if (200..300).contains(&status) {
-                FailureKind::OutcomeUnknown
-            } else {
-                FailureKind::Connector
-            },
-            retryable: false,
-            platform_code: Some(status.to_string()),
-            message: format!("the platform answered {status} but the connector could not read it: {problem}"),
-            retry_after_ms: None,
-        }
-    }
-
-    fn outcome_of(
-        &self,
-        result: CaptureResult,
-        currency: capture_core::Currency,
-        requested: Option<Money>,
-    ) -> Result<Outcome, String> {
-        let captured = |r: &CaptureResult| -> Result<Money, String> {
-            match &r.captured_amount {
-                None => requested.ok_or_else(|| "captured_amount is missing".to_owned()),
-                Some(text) => Money::parse(text, currency).map_err(|e| format!("captured_amount: {e}")),
-            }
-        };
-        Ok(match result.status {
-            ResultStatus::Captured => Outcome::Captured {
-                amount: captured(&result)?,
-                platform_capture_id: result.platform_capture_id,
-            },
-            ResultStatus::Pending => Outcome::Pending {
-                amount: captured(&result)?,
-                platform_capture_id: result.platform_capture_id,
-            },
-            ResultStatus::Failed => {
-                let f = result.failure.ok_or("a failed result without failure details")?;
-                Outcome::Failed {
-                    kind: failure_kind(&f.kind),
-                    retryable: f.retryable,
-                    platform_code: f.platform_code,
-                    message: f.message,
-                    retry_after_ms: f.retry_after_ms,
-                }
-            }
-            ResultStatus::AlreadyCaptured => {
-                let (platform_code, message) = match result.failure {
-                    Some(f) => (f.platform_code, f.message),
-                    None => (None, "the platform reports the payment as already captured".to_owned()),
-                };
-                Outcome::AlreadyCaptured { platform_code, message }
-            }
-        })
-    }
-
-    /// Validates what the connector built and resolves its secrets.
-    fn check_request(
-        &self,
-        platform: &Platform,
-        http: &capture_connector_api::HttpRequest,
-    ) -> Result<OutgoingRequest, String> {
-        if !matches!(http.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
-            return Err(format!("method `{}` is not allowed", http.method));
-        }
-        let url = url::Url::parse(&http.url).map_err(|e| format!("url `{}`: {e}", http.url))?;
-        if url.origin() != platform.origin {
-            return Err(format!(
-                "url `{}` is outside the configured base URL {}",
-                http.url, platform.setup.base_url
-            ));
-        }
-        if http.body.as_ref().is_some_and(|b| b.len() > crate::plugin::MAX_PLUGIN_OUTPUT) {
-            return Err("body exceeds the size cap".into());
-        }
-        let mut headers = Vec::with_capacity(http.headers.len());
-        for h in &http.headers {
-            let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
-            if h.name.is_empty()
-                || !h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-                || bad(&h.value)
-            {
-                return Err(format!("header `{}` is not a valid header", h.name));
-            }
-            let value = match &h.secret {
-                None => h.value.clone(),
-                Some(name) => {
-                    if !platform.plugin.manifest().credentials.contains(name) {
-                        return Err(format!(
-                            "header `{}` asks for credential `{name}`, which the manifest does not declare",
-                            h.name
-                        ));
-                    }
-                    let secret = platform
-                        .setup
-                        .credentials
-                        .get(name)
-                        .ok_or_else(|| format!("credential `{name}` is not configured"))?;
-                    format!("{}{}", h.value, secret.expose())
-                }
-            };
-            headers.push((h.name.clone(), value));
-        }
-        Ok(OutgoingRequest {
-            method: http.method.clone(),
-            url: http.url.clone(),
-            headers,
-            body: http.body.clone(),
-        })
-    }
-}
-
-/// One line about an outcome, for logs and reconciliation summaries.
-pub(crate) fn describe_outcome(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Captured { amount, .. } => format!("captured {amount}"),
-        Outcome::Pending { amount, .. } => format!("pending {amount}"),
-        Outcome::AlreadyCaptured { message, .. } => format!("already captured: {message}"),
-        Outcome::Rejected { reason, .. } => format!("rejected: {reason}"),
-        Outcome::Held { reason, .. } => format!("held: {reason}"),
-        Outcome::Failed { kind, message, .. } => format!("failed ({kind:?}): {message}"),
     }
 }

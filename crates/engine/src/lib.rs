@@ -28,20 +28,24 @@
 
 mod clock;
 mod config;
+mod driver;
 mod engine;
 mod hooks;
-mod ledger;
+mod io;
+pub mod machine;
 pub mod plugin;
+mod policy;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
 pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, Secret};
+pub use driver::Reconciled;
 pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery};
 pub use hooks::{Hook, HookContext, Observation};
-pub use ledger::{CrashPoint, Random, Reconciled, RetryPolicy, SeededRandom};
 pub use plugin::{
     MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction, PluginLoadError, sha256_file, verify_sha256,
 };
+pub use policy::{CrashPoint, Random, RetryPolicy, SeededRandom, Sleeper, TokioSleeper};
 pub use transport::{HttpTransport, OutgoingRequest, Transport, TransportError};
 
 pub use capture_rules::{Limits as RuleLimits, RuleSet, RulesError};

@@ -39,6 +39,19 @@ pub enum StoreError {
         /// The state asked for.
         to: AttemptState,
     },
+    /// The caller's lease was taken over (or never held): the store refuses its write. Another
+    /// task or process owns the attempt now; the caller must not act on it any further.
+    #[error("attempt {id}: the lease presented (token {presented}) is not the current one (token {token}, held by {}): another task or process took the attempt over", holder.as_deref().unwrap_or("nobody"))]
+    LeaseLost {
+        /// The attempt.
+        id: String,
+        /// Who holds it now.
+        holder: Option<String>,
+        /// The current token.
+        token: u64,
+        /// The token the caller presented.
+        presented: u64,
+    },
     /// No attempt with this id.
     #[error("no capture attempt `{0}`")]
     NotFound(String),

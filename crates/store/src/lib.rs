@@ -13,10 +13,13 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), capture_store::StoreError> {
 //! use capture_core::{Currency, Money, Timestamp};
-//! use capture_store::{AttemptState, AttemptUpdate, CaptureStore, NewAttempt, Reservation, SqliteStore};
+//! use capture_store::{
+//!     AttemptState, AttemptUpdate, Authorization, CaptureStore, LeaseGrant, NewAttempt, Reservation, SqliteStore,
+//! };
 //!
 //! let store = SqliteStore::in_memory()?; // or capture_store::open("ledger.db" / "postgres://…")
-//! let amount = Money::parse("100.10", Currency::from_code("USD").unwrap()).unwrap();
+//! let usd = Currency::from_code("USD").unwrap();
+//! let amount = Money::parse("100.10", usd).unwrap();
 //! let payments = vec![("pay-1".to_owned(), amount)];
 //! let new = NewAttempt {
 //!     id: "cap_1".into(),
@@ -27,14 +30,20 @@
 //!     order_id: "ord-1".into(),
 //!     payment_ids: vec!["pay-1".into()],
 //!     amount,
-//!     bound: amount, // authorized minus what was captured elsewhere
+//!     // The order's authorization as the platform's snapshot states it: the first one is recorded.
+//!     authorization: Authorization::from_payments(payments.clone(), usd),
+//!     external: Money::zero(usd), // captured outside this ledger
+//!     owner: "engine-1".into(),   // this engine instance holds the attempt's lease
+//!     lease_ms: 30_000,
 //!     now: Timestamp(1_790_000_000_000),
 //! };
 //! let Reservation::Reserved(a) = store.reserve(&new).await? else { unreachable!() };
+//! // Every write presents the lease's fence (owner and token).
+//! let fence = a.fence().unwrap();
 //! let send = AttemptUpdate { count_send: true, ..Default::default() };
-//! store.transition(&a.id, &[AttemptState::Reserved], AttemptState::Sent, send, new.now).await?;
+//! store.transition(&a.id, &fence, &[AttemptState::Reserved], AttemptState::Sent, send, new.now).await?;
 //! // The platform timed out: unknown until its state has been read.
-//! store.transition(&a.id, &[AttemptState::Sent], AttemptState::Unknown, Default::default(), new.now).await?;
+//! store.transition(&a.id, &fence, &[AttemptState::Sent], AttemptState::Unknown, Default::default(), new.now).await?;
 //!
 //! // Replaying the request returns the recorded attempt; nothing is sent again.
 //! assert!(matches!(store.reserve(&new).await?, Reservation::Existing(a) if a.state == AttemptState::Unknown));
@@ -45,6 +54,15 @@
 //! assert!(matches!(store.reserve(&other).await?, Reservation::OrderBusy(_)));
 //! // The janitor's work list.
 //! assert_eq!(store.unresolved().await?.len(), 1);
+//! // Another instance may take the attempt over once the lease has expired; the first one's
+//! // fence is then refused (`StoreError::LeaseLost`).
+//! let later = Timestamp(new.now.0 + 30_000);
+//! let LeaseGrant::Granted(taken) = store.take_lease(&a.id, "janitor", 30_000, None, later).await? else {
+//!     unreachable!()
+//! };
+//! assert_eq!(taken.lease.token, 2);
+//! let stale = store.transition(&a.id, &fence, &[AttemptState::Unknown], AttemptState::Captured, Default::default(), later);
+//! assert!(matches!(stale.await, Err(capture_store::StoreError::LeaseLost { .. })));
 //! # Ok(())
 //! # }
 //! ```
@@ -135,6 +153,120 @@ pub use redact::redact_target;
 pub use sqlite::SqliteStore;
 pub use state::{ALL_STATES, AttemptState, transition_allowed};
 
+/// Who may write an attempt in flight: the holder of its lease. Every grant increases `token`
+/// (a fencing token), so a holder whose lease was taken over is refused by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder (an engine instance's owner id), `None` when nobody holds it (final and
+    /// pending attempts).
+    pub owner: Option<String>,
+    /// The fencing token of the current (or last) grant; starts at 1 when reserved.
+    pub token: u64,
+    /// When the lease was granted or last renewed (the granter's clock).
+    pub taken_at: Timestamp,
+    /// When it expires (the granter's clock).
+    pub until: Timestamp,
+}
+
+/// What a writer presents with every transition: its owner id and the token it was granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The owner id the lease was granted to.
+    pub owner: String,
+    /// The token it was granted.
+    pub token: u64,
+}
+
+impl Attempt {
+    /// The fence of the lease as recorded (for the holder that was just granted it).
+    pub fn fence(&self) -> Option<Fence> {
+        self.lease.owner.as_ref().map(|owner| Fence { owner: owner.clone(), token: self.lease.token })
+    }
+
+    /// What this attempt counts against its order's bound: nothing when it certainly captured
+    /// nothing (`Failed`), otherwise the larger of the amount asked for and the amount the
+    /// platform reported (an over-report counts in full).
+    pub fn held(&self) -> Money {
+        if !self.state.holds_amount() {
+            return Money::zero(self.amount.currency());
+        }
+        match self.captured {
+            Some(c) if c > self.amount => c,
+            _ => self.amount,
+        }
+    }
+}
+
+/// An order's authorization as the first request for it stated it: the ledger keeps it, and a
+/// later request whose snapshot disagrees is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    /// The authorized total (the sum of the payments).
+    pub total: Money,
+    /// Each payment's authorized amount, sorted by payment id.
+    pub payments: Vec<(String, Money)>,
+}
+
+impl Authorization {
+    /// An authorization from its payments (sorted here; the total is their sum).
+    pub fn from_payments(
+        mut payments: Vec<(String, Money)>,
+        currency: capture_core::Currency,
+    ) -> Authorization {
+        payments.sort_by(|a, b| a.0.cmp(&b.0));
+        let total = payments
+            .iter()
+            .try_fold(Money::zero(currency), |acc, (_, m)| acc.checked_add(*m))
+            .unwrap_or(Money::zero(currency));
+        Authorization { total, payments }
+    }
+}
+
+impl std::fmt::Display for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.total)?;
+        if !self.payments.is_empty() {
+            f.write_str(" (")?;
+            for (i, (id, m)) in self.payments.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{id} {m}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+/// An order as the ledger keeps it: the authorization recorded first, the captures made outside
+/// the ledger, and the running sums every reservation and transition keeps up to date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// The merchant.
+    pub merchant: String,
+    /// The platform.
+    pub platform: String,
+    /// The platform's order id.
+    pub order_id: String,
+    /// The authorization recorded by the first request.
+    pub authorization: Authorization,
+    /// Captures the snapshots listed that this ledger did not make (the largest sum seen).
+    pub external: Money,
+    /// Σ [`Attempt::held`] over the order's attempts.
+    pub held: Money,
+    /// The attempt in flight (reserved, sent or unknown), if any.
+    pub in_flight: Option<String>,
+}
+
+impl OrderRecord {
+    /// The most the ledger may hold: the authorization minus the captures made elsewhere.
+    pub fn bound(&self) -> Money {
+        let b = self.authorization.total.checked_sub(self.external).unwrap_or(self.authorization.total);
+        if b.is_negative() { Money::zero(b.currency()) } else { b }
+    }
+}
+
 /// One capture attempt as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -159,6 +291,10 @@ pub struct Attempt {
     /// The recorded failure is retryable and nothing was applied: a resend is safe. Only ever
     /// true in [`AttemptState::Failed`].
     pub resendable: bool,
+    /// The amount the platform reported captured, when it differs from `amount`.
+    pub captured: Option<Money>,
+    /// Something about the outcome the host must look at (`amount_mismatch`).
+    pub anomaly: Option<String>,
     /// The platform's capture id, once known.
     pub platform_capture_id: Option<String>,
     /// The redacted request as recorded (JSON text).
@@ -169,6 +305,10 @@ pub struct Attempt {
     pub outcome: Option<String>,
     /// How many times it was sent.
     pub sends: u32,
+    /// When it was last marked sent (the sender's clock).
+    pub last_sent_at: Option<Timestamp>,
+    /// Who may write it while it is in flight.
+    pub lease: Lease,
     /// When it was reserved (the engine's clock).
     pub created_at: Timestamp,
     /// When it last changed (the engine's clock).
@@ -192,11 +332,17 @@ pub struct NewAttempt {
     pub order_id: String,
     /// The payments.
     pub payment_ids: Vec<String>,
-    /// The amount to capture (positive, same currency as `bound`).
+    /// The amount to capture (positive, same currency as the authorization).
     pub amount: Money,
-    /// The most the ledger may hold for this (merchant, platform, order): authorized (plus
-    /// surcharge where allowed) minus captures made outside this ledger.
-    pub bound: Money,
+    /// The order's authorization as this request's snapshot states it. The first reservation of
+    /// an order records it; later ones must agree.
+    pub authorization: Authorization,
+    /// Captures the snapshot lists that this ledger did not make.
+    pub external: Money,
+    /// The reserving engine instance: it holds the attempt's lease (token 1).
+    pub owner: String,
+    /// How long the lease lasts, in milliseconds of the engine's clock.
+    pub lease_ms: u64,
     /// The engine's clock.
     pub now: Timestamp,
 }
@@ -204,7 +350,7 @@ pub struct NewAttempt {
 /// The answer of [`CaptureStore::reserve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// A new attempt, state Reserved.
+    /// A new attempt, state Reserved, its lease held by the reserving owner.
     Reserved(Attempt),
     /// The key was used before with the same fingerprint: here is that attempt, unchanged.
     Existing(Attempt),
@@ -215,12 +361,38 @@ pub enum Reservation {
     OverBound {
         /// Held by the order's attempts already.
         held: Money,
-        /// The bound given.
+        /// The bound: the recorded authorization minus captures made elsewhere.
         bound: Money,
     },
     /// Another attempt of the same order is in flight (reserved, sent or unknown): wait for it.
     /// Checked before the bound, since that attempt may still fail and free its amount.
     OrderBusy(Attempt),
+    /// The snapshot's authorization is not the one the ledger recorded for the order.
+    AuthorizationMismatch {
+        /// What the first request recorded.
+        recorded: Authorization,
+        /// What this request states.
+        given: Authorization,
+    },
+}
+
+/// The answer of [`CaptureStore::take_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseGrant {
+    /// The lease is the caller's: the attempt with its new token.
+    Granted(Attempt),
+    /// Someone else holds it until `until`. `clamped`: the recorded expiry lay further ahead than
+    /// any lease can last (a clock ahead of this one), and was brought back to `until`.
+    Held {
+        /// The holder.
+        owner: Option<String>,
+        /// When it frees up (this caller's clock).
+        until: Timestamp,
+        /// The recorded expiry was clamped.
+        clamped: bool,
+    },
+    /// The attempt is final (or pending with nobody able to hold it): nothing to lease.
+    Final(Attempt),
 }
 
 /// What a transition records besides the state. `None` leaves a field as it is.
@@ -228,6 +400,10 @@ pub enum Reservation {
 pub struct AttemptUpdate {
     /// For a move to Failed: whether a resend is safe. Any other move stores `false`.
     pub resendable: Option<bool>,
+    /// The amount the platform reported, when it differs from the amount asked for.
+    pub captured: Option<Money>,
+    /// An anomaly to record (`amount_mismatch`).
+    pub anomaly: Option<String>,
     /// The platform's capture id.
     pub platform_capture_id: Option<String>,
     /// The redacted request (JSON text).
@@ -236,44 +412,69 @@ pub struct AttemptUpdate {
     pub response: Option<String>,
     /// The canonical outcome (JSON text).
     pub outcome: Option<String>,
-    /// Count one more send (`sends += 1`).
+    /// Count one more send (`sends += 1`, `last_sent_at = now`).
     pub count_send: bool,
+    /// Renew the holder's lease until this time (same token).
+    pub renew_until: Option<Timestamp>,
 }
 
 /// The ledger. Both backends give the same answers; see the crate docs for how each enforces the
 /// invariants.
 #[async_trait::async_trait]
 pub trait CaptureStore: Send + Sync + std::fmt::Debug {
-    /// Atomically: the key is unique per (merchant, platform); the sum of amounts of attempts of the
-    /// (merchant, platform, order) whose state holds_amount, plus the new amount, is <= bound; and no
-    /// other attempt of the order is in flight. All checked and inserted in ONE transaction, safe
-    /// against other tasks and other OS processes sharing the database.
+    /// Atomically, in one transaction on the order's row: the key is unique per (merchant,
+    /// platform); the order's authorization is the recorded one (or is recorded now); no other
+    /// attempt of the order is in flight; the order's held sum plus the new amount is within its
+    /// bound. Then the attempt is inserted, its lease granted to `new.owner` (token 1), and the
+    /// order's sums updated.
     ///
     /// Order of the answers: a recorded key gives `Existing` or `KeyConflict`; then an id used by
-    /// another key is [`StoreError::DuplicateId`]; then `OrderBusy`; then `OverBound`; else `Reserved`.
+    /// another key is [`StoreError::DuplicateId`]; then `AuthorizationMismatch`; then
+    /// `OrderBusy`; then `OverBound`; else `Reserved`.
     async fn reserve(&self, new: &NewAttempt) -> Result<Reservation, StoreError>;
 
-    /// Compare-and-set: moves attempt `id` from its current state to `to` only if the current state is in `from`
-    /// and transition_allowed(current, to); applies `update`; sets updated_at = now. Returns the new attempt.
-    /// A state that does not match gives StoreError::StateConflict { id, expected, found } (another process moved it).
-    ///
-    /// A disallowed move (or Failed -> Sent on an attempt that is not `resendable`) gives
-    /// [`StoreError::InvalidTransition`]; a resend that would break the bound or the in-flight
-    /// rule gives [`StoreError::ResendRefused`]; an unknown id [`StoreError::NotFound`].
+    /// Compare-and-set under a lease: moves attempt `id` to `to` only if the caller's `fence`
+    /// matches the attempt's lease (else [`StoreError::LeaseLost`]), its current state is in
+    /// `from` (else [`StoreError::StateConflict`]) and the move is allowed (else
+    /// [`StoreError::InvalidTransition`]); applies `update`, keeps the order's sums, sets
+    /// updated_at = now. A move out of flight releases the lease. A resend (Failed -> Sent) that
+    /// would break the bound or the in-flight rule gives [`StoreError::ResendRefused`].
     async fn transition(
         &self,
         id: &str,
+        fence: &Fence,
         from: &[AttemptState],
         to: AttemptState,
         update: AttemptUpdate,
         now: Timestamp,
     ) -> Result<Attempt, StoreError>;
 
+    /// Takes the lease of a non-final attempt for `owner` until `now + lease_ms` (the token
+    /// grows by one) if nobody holds it, it expired, or it was taken at least `min_age_ms` ago
+    /// (an operator's override). A recorded expiry more than `lease_ms` ahead of `now` is
+    /// clamped to `now + lease_ms` (see the crate docs: clock skew).
+    async fn take_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_ms: u64,
+        min_age_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<LeaseGrant, StoreError>;
+
     /// The attempt with this id.
     async fn get(&self, id: &str) -> Result<Option<Attempt>, StoreError>;
 
     /// The attempt recorded under this key.
     async fn by_key(&self, merchant: &str, platform: &str, key: &str) -> Result<Option<Attempt>, StoreError>;
+
+    /// The order's record, if any attempt was ever reserved for it.
+    async fn order(
+        &self,
+        merchant: &str,
+        platform: &str,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, StoreError>;
 
     /// Attempts left in Reserved, Sent, Pending or Unknown, oldest first.
     async fn unresolved(&self) -> Result<Vec<Attempt>, StoreError>;

@@ -1,31 +1,47 @@
-//! The PostgreSQL backend: tokio-postgres without TLS, a small pool of clients, an advisory lock
-//! per order for `reserve` and resends, `SELECT … FOR UPDATE` for compare-and-set.
+//! The PostgreSQL backend: tokio-postgres without TLS, a small pool of clients. No advisory
+//! locks (so the SQL runs on PostgreSQL-compatible distributed engines too): an order's row is
+//! the lock (`INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR UPDATE`), keys are unique
+//! constraints, and every transaction is retried on serialization failure, deadlock and a unique
+//! violation by a concurrent insert.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use capture_core::Timestamp;
-use sha2::{Digest, Sha256};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use crate::logic::{self, COLUMNS, Plan, RawRow, Stored};
+use crate::logic::{self, COLUMNS, LeasePlan, NCOLUMNS, ORDER_COLUMNS, Plan, RawOrder, RawRow, Stored};
 use crate::redact::{redact_target, scrub, url_password};
-use crate::{Attempt, AttemptState, AttemptUpdate, CaptureStore, NewAttempt, Reservation, StoreError};
+use crate::{
+    Attempt, AttemptState, AttemptUpdate, CaptureStore, Fence, LeaseGrant, NewAttempt, OrderRecord,
+    Reservation, StoreError,
+};
 
 /// Clients per store; each is used by one call at a time.
 const POOL_SIZE: usize = 4;
 /// How many times a transaction that lost a race (serialization failure, deadlock, unique
 /// violation by a concurrent insert) is run again.
-const MAX_RETRIES: u32 = 8;
+const MAX_RETRIES: u32 = 20;
 /// The schema version this build writes.
-const SCHEMA_VERSION: i32 = 1;
-/// Serializes schema creation between processes connecting at once (an arbitrary constant).
-const SCHEMA_LOCK: i64 = 0x6361_7074_7572_6531;
+const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS capture_store_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS capture_orders (
+    merchant            TEXT    NOT NULL,
+    platform            TEXT    NOT NULL,
+    order_id            TEXT    NOT NULL,
+    currency            TEXT    NOT NULL,
+    authorized_minor    BIGINT  NOT NULL CHECK (authorized_minor >= 0),
+    payments            TEXT    NOT NULL,
+    external_minor      BIGINT  NOT NULL CHECK (external_minor >= 0),
+    held_minor          BIGINT  NOT NULL CHECK (held_minor >= 0),
+    in_flight           TEXT,
+    updated_at          BIGINT  NOT NULL,
+    PRIMARY KEY (merchant, platform, order_id)
+);
 CREATE TABLE IF NOT EXISTS capture_attempts (
     seq                 BIGSERIAL PRIMARY KEY,
     id                  TEXT    NOT NULL UNIQUE,
@@ -37,15 +53,21 @@ CREATE TABLE IF NOT EXISTS capture_attempts (
     payment_ids         TEXT    NOT NULL,
     amount_minor        BIGINT  NOT NULL CHECK (amount_minor > 0),
     currency            TEXT    NOT NULL,
-    bound_minor         BIGINT  NOT NULL,
     state               TEXT    NOT NULL CHECK (state IN
                             ('reserved','sent','captured','pending','failed','unknown','already_captured')),
     resendable          BOOLEAN NOT NULL DEFAULT FALSE,
+    captured_minor      BIGINT,
+    anomaly             TEXT,
     platform_capture_id TEXT,
     request             TEXT,
     response            TEXT,
     outcome             TEXT,
     sends               BIGINT  NOT NULL DEFAULT 0 CHECK (sends >= 0),
+    last_sent_at        BIGINT,
+    lease_owner         TEXT,
+    lease_token         BIGINT  NOT NULL CHECK (lease_token >= 0),
+    lease_at            BIGINT  NOT NULL,
+    lease_until         BIGINT  NOT NULL,
     created_at          BIGINT  NOT NULL,
     updated_at          BIGINT  NOT NULL,
     CONSTRAINT capture_attempts_key UNIQUE (merchant, platform, idempotency_key)
@@ -61,7 +83,10 @@ struct Statements {
     by_id_for_update: Statement,
     id_owner: Statement,
     order: Statement,
-    lock: Statement,
+    order_row: Statement,
+    order_for_update: Statement,
+    order_insert: Statement,
+    order_update: Statement,
     insert: Statement,
     update: Statement,
     unresolved: Statement,
@@ -116,6 +141,8 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
         *c == SqlState::T_R_SERIALIZATION_FAILURE
             || *c == SqlState::T_R_DEADLOCK_DETECTED
             || *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::DUPLICATE_TABLE
+            || *c == SqlState::DUPLICATE_OBJECT
     })
 }
 
@@ -134,20 +161,6 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The advisory-lock key of a (merchant, platform, order): 64 bits of SHA-256 over the
-/// length-prefixed parts, so no two orders share a key by construction of the text.
-fn order_lock_key(merchant: &str, platform: &str, order_id: &str) -> i64 {
-    let mut h = Sha256::new();
-    for part in [merchant, platform, order_id] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    let d = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&d[..8]);
-    i64::from_be_bytes(first)
-}
-
 fn raw(row: &tokio_postgres::Row) -> Result<RawRow, tokio_postgres::Error> {
     Ok(RawRow {
         id: row.try_get(0)?,
@@ -159,17 +172,39 @@ fn raw(row: &tokio_postgres::Row) -> Result<RawRow, tokio_postgres::Error> {
         payment_ids: row.try_get(6)?,
         amount_minor: row.try_get(7)?,
         currency: row.try_get(8)?,
-        bound_minor: row.try_get(9)?,
-        state: row.try_get(10)?,
-        resendable: row.try_get(11)?,
-        platform_capture_id: row.try_get(12)?,
-        request: row.try_get(13)?,
-        response: row.try_get(14)?,
-        outcome: row.try_get(15)?,
-        sends: row.try_get(16)?,
-        created_at: row.try_get(17)?,
-        updated_at: row.try_get(18)?,
+        state: row.try_get(9)?,
+        resendable: row.try_get(10)?,
+        captured_minor: row.try_get(11)?,
+        anomaly: row.try_get(12)?,
+        platform_capture_id: row.try_get(13)?,
+        request: row.try_get(14)?,
+        response: row.try_get(15)?,
+        outcome: row.try_get(16)?,
+        sends: row.try_get(17)?,
+        last_sent_at: row.try_get(18)?,
+        lease_owner: row.try_get(19)?,
+        lease_token: row.try_get(20)?,
+        lease_at: row.try_get(21)?,
+        lease_until: row.try_get(22)?,
+        created_at: row.try_get(23)?,
+        updated_at: row.try_get(24)?,
     })
+}
+
+fn decode_order(row: &tokio_postgres::Row) -> Result<OrderRecord, Fail> {
+    let raw = RawOrder {
+        merchant: row.try_get(0)?,
+        platform: row.try_get(1)?,
+        order_id: row.try_get(2)?,
+        currency: row.try_get(3)?,
+        authorized_minor: row.try_get(4)?,
+        payments: row.try_get(5)?,
+        external_minor: row.try_get(6)?,
+        held_minor: row.try_get(7)?,
+        in_flight: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
+    };
+    Ok(raw.decode()?)
 }
 
 fn decode(row: &tokio_postgres::Row) -> Result<Stored, Fail> {
@@ -234,11 +269,22 @@ impl PostgresStore {
     }
 
     async fn create_schema(&self, client: &mut Client) -> Result<(), StoreError> {
-        let tx = client.transaction().await.map_err(|e| self.err(&e))?;
         // Two processes creating the same tables at once can collide in the catalog even with
-        // IF NOT EXISTS; the lock makes them take turns.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(|e| self.err(&e))?;
-        tx.batch_execute(SCHEMA).await.map_err(|e| self.err(&e))?;
+        // IF NOT EXISTS (a unique violation on pg_type, or "already exists"): the loser tries again
+        // and then finds the tables.
+        let mut tries = 0;
+        let tx = loop {
+            let tx = client.transaction().await.map_err(|e| self.err(&e))?;
+            match tx.batch_execute(SCHEMA).await {
+                Ok(()) => break tx,
+                Err(e) if retryable(&e) && tries < MAX_RETRIES => {
+                    tries += 1;
+                    tx.rollback().await.map_err(|e| self.err(&e))?;
+                    tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5)).await;
+                }
+                Err(e) => return Err(self.err(&e)),
+            }
+        };
         let version: Option<i32> = tx
             .query_one("SELECT MAX(version) FROM capture_store_schema", &[])
             .await
@@ -255,6 +301,12 @@ impl PostgresStore {
                     "the ledger has schema version {v}, this build knows up to {SCHEMA_VERSION}: upgrade the engine"
                 )));
             }
+            Some(v) if v < SCHEMA_VERSION => {
+                return Err(StoreError::Database(format!(
+                    "the ledger has schema version {v}, written by an older engine; this build writes \
+                     {SCHEMA_VERSION}: resolve its open attempts with the older engine and use a new database"
+                )));
+            }
             Some(_) => {}
         }
         tx.commit().await.map_err(|e| self.err(&e))
@@ -266,20 +318,34 @@ impl PostgresStore {
         let many = |filter: &str| {
             format!("SELECT {COLUMNS} FROM capture_attempts WHERE {filter} ORDER BY created_at, seq")
         };
+        let order_select = |tail: &str| {
+            format!(
+                "SELECT {ORDER_COLUMNS} FROM capture_orders WHERE merchant = $1 AND platform = $2 AND order_id = $3{tail}"
+            )
+        };
+        let placeholders = (1..=NCOLUMNS).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         Ok(Statements {
             by_key: p(select("merchant = $1 AND platform = $2 AND idempotency_key = $3")).await?,
             by_id: p(select("id = $1")).await?,
             by_id_for_update: p(select("id = $1 FOR UPDATE")).await?,
             id_owner: p("SELECT idempotency_key FROM capture_attempts WHERE id = $1".into()).await?,
             order: p(many("merchant = $1 AND platform = $2 AND order_id = $3")).await?,
-            lock: p("SELECT pg_advisory_xact_lock($1)".into()).await?,
-            insert: p(format!(
-                "INSERT INTO capture_attempts ({COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            order_row: p(order_select("")).await?,
+            order_for_update: p(order_select(" FOR UPDATE")).await?,
+            order_insert: p(format!(
+                "INSERT INTO capture_orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (merchant, platform, order_id) DO NOTHING"
             ))
             .await?,
-            update: p("UPDATE capture_attempts SET state = $2, resendable = $3, platform_capture_id = $4, \
-                 request = $5, response = $6, outcome = $7, sends = $8, updated_at = $9 WHERE id = $1"
+            order_update: p("UPDATE capture_orders SET external_minor = $4, held_minor = $5, in_flight = $6, \
+                 updated_at = $7 WHERE merchant = $1 AND platform = $2 AND order_id = $3"
+                .into())
+            .await?,
+            insert: p(format!("INSERT INTO capture_attempts ({COLUMNS}) VALUES ({placeholders})")).await?,
+            update: p("UPDATE capture_attempts SET state = $2, resendable = $3, captured_minor = $4, anomaly = $5, \
+                 platform_capture_id = $6, request = $7, response = $8, outcome = $9, sends = $10, \
+                 last_sent_at = $11, lease_owner = $12, lease_token = $13, lease_at = $14, lease_until = $15, \
+                 updated_at = $16 WHERE id = $1"
                 .into())
             .await?,
             unresolved: p(many("state IN ('reserved', 'sent', 'pending', 'unknown')")).await?,
@@ -287,7 +353,6 @@ impl PostgresStore {
         })
     }
 
-    /// A free client if there is one (else the next in turn), connected (again) if needed.
     async fn conn(&self) -> Result<MappedMutexGuard<'_, PgConn>, StoreError> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -310,29 +375,49 @@ impl PostgresStore {
         let mut conn = self.conn().await?;
         let PgConn { client, st } = &mut *conn;
         let tx = client.transaction().await?;
-        // Reservations of the same key serialize first (whatever order they name), then every
-        // writer of this order takes the same lock, in every process, until its commit. Always in
-        // this order (key, then order); transitions take only the order lock: no cycle.
-        let key_lock =
-            order_lock_key(&new.merchant, &new.platform, &format!("key\u{0}{}", new.idempotency_key));
-        tx.execute(&st.lock, &[&key_lock]).await?;
-        let key = order_lock_key(&new.merchant, &new.platform, &new.order_id);
-        tx.execute(&st.lock, &[&key]).await?;
-        let by_key = tx.query_opt(&st.by_key, &[&new.merchant, &new.platform, &new.idempotency_key]).await?;
-        if let Some(row) = by_key {
-            return Ok(logic::plan_existing_key(new, decode(&row)?));
-        }
-        let id_owner: Option<String> = match tx.query_opt(&st.id_owner, &[&new.id]).await? {
-            Some(row) => Some(row.try_get(0)?),
-            None => None,
+        // The order's row is the lock: created by the first reservation (first snapshot wins),
+        // then locked by every writer of the order, in every process, until its commit.
+        let first = RawOrder::encode(&logic::first_order(new), new.now)?;
+        tx.execute(
+            &st.order_insert,
+            &[
+                &first.merchant,
+                &first.platform,
+                &first.order_id,
+                &first.currency,
+                &first.authorized_minor,
+                &first.payments,
+                &first.external_minor,
+                &first.held_minor,
+                &first.in_flight,
+                &first.updated_at,
+            ],
+        )
+        .await?;
+        let row = tx.query_one(&st.order_for_update, &[&new.merchant, &new.platform, &new.order_id]).await?;
+        let order = decode_order(&row)?;
+        let by_key =
+            match tx.query_opt(&st.by_key, &[&new.merchant, &new.platform, &new.idempotency_key]).await? {
+                Some(row) => Some(decode(&row)?),
+                None => None,
+            };
+        let id_owner: Option<String> = match &by_key {
+            Some(_) => None,
+            None => match tx.query_opt(&st.id_owner, &[&new.id]).await? {
+                Some(row) => Some(row.try_get(0)?),
+                None => None,
+            },
         };
-        let order = decode_all(&tx.query(&st.order, &[&new.merchant, &new.platform, &new.order_id]).await?)?;
-        match logic::plan_new(new, id_owner, &order)? {
+        let busy = match (&by_key, &order.in_flight) {
+            (None, Some(id)) => tx.query_opt(&st.by_id, &[id]).await?.map(|r| decode(&r)).transpose()?,
+            _ => None,
+        };
+        match logic::plan_reserve(new, by_key, id_owner, order, busy)? {
             Plan::Answer(answer) => Ok(answer),
-            Plan::Insert(stored) => {
-                let r = RawRow::encode(&stored)?;
-                // A concurrent reservation of the same key for another order holds another lock:
-                // the UNIQUE constraint stops one of them, which then retries and sees the key.
+            Plan::Insert { attempt, order } => {
+                let r = RawRow::encode(&attempt)?;
+                // A concurrent reservation of the same key for another order locks another order
+                // row: the UNIQUE constraint stops one of them, which then retries and sees the key.
                 tx.execute(
                     &st.insert,
                     &[
@@ -345,28 +430,104 @@ impl PostgresStore {
                         &r.payment_ids,
                         &r.amount_minor,
                         &r.currency,
-                        &r.bound_minor,
                         &r.state,
                         &r.resendable,
+                        &r.captured_minor,
+                        &r.anomaly,
                         &r.platform_capture_id,
                         &r.request,
                         &r.response,
                         &r.outcome,
                         &r.sends,
+                        &r.last_sent_at,
+                        &r.lease_owner,
+                        &r.lease_token,
+                        &r.lease_at,
+                        &r.lease_until,
                         &r.created_at,
                         &r.updated_at,
                     ],
                 )
                 .await?;
+                Self::write_order(&tx, st, &order, new.now).await?;
                 tx.commit().await?;
-                Ok(Reservation::Reserved(stored.attempt))
+                Ok(Reservation::Reserved(attempt.attempt))
             }
         }
+    }
+
+    async fn write_order(
+        tx: &tokio_postgres::Transaction<'_>,
+        st: &Statements,
+        order: &OrderRecord,
+        now: Timestamp,
+    ) -> Result<(), Fail> {
+        let o = RawOrder::encode(order, now)?;
+        let changed = tx
+            .execute(
+                &st.order_update,
+                &[
+                    &o.merchant,
+                    &o.platform,
+                    &o.order_id,
+                    &o.external_minor,
+                    &o.held_minor,
+                    &o.in_flight,
+                    &o.updated_at,
+                ],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(StoreError::Database(format!(
+                "postgres: updating order {} changed {changed} rows",
+                o.order_id
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn write_attempt(
+        tx: &tokio_postgres::Transaction<'_>,
+        st: &Statements,
+        next: &Stored,
+    ) -> Result<(), Fail> {
+        let r = RawRow::encode(next)?;
+        let changed = tx
+            .execute(
+                &st.update,
+                &[
+                    &r.id,
+                    &r.state,
+                    &r.resendable,
+                    &r.captured_minor,
+                    &r.anomaly,
+                    &r.platform_capture_id,
+                    &r.request,
+                    &r.response,
+                    &r.outcome,
+                    &r.sends,
+                    &r.last_sent_at,
+                    &r.lease_owner,
+                    &r.lease_token,
+                    &r.lease_at,
+                    &r.lease_until,
+                    &r.updated_at,
+                ],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(
+                StoreError::Database(format!("postgres: updating {} changed {changed} rows", r.id)).into()
+            );
+        }
+        Ok(())
     }
 
     async fn transition_once(
         &self,
         id: &str,
+        fence: &Fence,
         from: &[AttemptState],
         to: AttemptState,
         update: AttemptUpdate,
@@ -375,41 +536,50 @@ impl PostgresStore {
         let mut conn = self.conn().await?;
         let PgConn { client, st } = &mut *conn;
         let tx = client.transaction().await?;
-        // The row lock makes the compare-and-set atomic: a concurrent transition waits, then
-        // reads the state this one wrote.
+        // Row locks, always attempt then order (reservations lock only the order and insert a
+        // row nobody else can lock yet): no cycle.
         let row = tx.query_opt(&st.by_id_for_update, &[&id]).await?;
         let current = decode(&row.ok_or_else(|| StoreError::NotFound(id.to_owned()))?)?;
-        let (next, needs_check) = logic::plan_transition(current, from, to, update, now)?;
-        if needs_check {
-            let a = &next.attempt;
-            tx.execute(&st.lock, &[&order_lock_key(&a.merchant, &a.platform, &a.order_id)]).await?;
-            let order = decode_all(&tx.query(&st.order, &[&a.merchant, &a.platform, &a.order_id]).await?)?;
-            logic::check_resend(&next, &order)?;
-        }
-        let r = RawRow::encode(&next)?;
-        let changed = tx
-            .execute(
-                &st.update,
-                &[
-                    &r.id,
-                    &r.state,
-                    &r.resendable,
-                    &r.platform_capture_id,
-                    &r.request,
-                    &r.response,
-                    &r.outcome,
-                    &r.sends,
-                    &r.updated_at,
-                ],
-            )
-            .await?;
-        if changed != 1 {
-            return Err(
-                StoreError::Database(format!("postgres: updating {id} changed {changed} rows")).into()
-            );
-        }
+        let a = &current.attempt;
+        let order = match tx.query_opt(&st.order_for_update, &[&a.merchant, &a.platform, &a.order_id]).await?
+        {
+            Some(row) => decode_order(&row)?,
+            None => {
+                return Err(StoreError::Corrupt {
+                    id: id.to_owned(),
+                    message: format!("order {} has no order row", a.order_id),
+                }
+                .into());
+            }
+        };
+        let (next, order) = logic::plan_transition(current, order, fence, from, to, update, now)?;
+        Self::write_attempt(&tx, st, &next).await?;
+        Self::write_order(&tx, st, &order, now).await?;
         tx.commit().await?;
         Ok(next.attempt)
+    }
+
+    async fn take_lease_once(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_ms: u64,
+        min_age_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<LeaseGrant, Fail> {
+        let mut conn = self.conn().await?;
+        let PgConn { client, st } = &mut *conn;
+        let tx = client.transaction().await?;
+        let row = tx.query_opt(&st.by_id_for_update, &[&id]).await?;
+        let current = decode(&row.ok_or_else(|| StoreError::NotFound(id.to_owned()))?)?;
+        match logic::plan_take_lease(current, owner, lease_ms, min_age_ms, now)? {
+            LeasePlan::Answer(grant) => Ok(grant),
+            LeasePlan::Write(next, grant) => {
+                Self::write_attempt(&tx, st, &next).await?;
+                tx.commit().await?;
+                Ok(grant)
+            }
+        }
     }
 
     async fn read(
@@ -458,12 +628,39 @@ impl CaptureStore for PostgresStore {
     async fn transition(
         &self,
         id: &str,
+        fence: &Fence,
         from: &[AttemptState],
         to: AttemptState,
         update: AttemptUpdate,
         now: Timestamp,
     ) -> Result<Attempt, StoreError> {
-        retrying(self, || self.transition_once(id, from, to, update.clone(), now)).await
+        retrying(self, || self.transition_once(id, fence, from, to, update.clone(), now)).await
+    }
+
+    async fn take_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_ms: u64,
+        min_age_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<LeaseGrant, StoreError> {
+        retrying(self, || self.take_lease_once(id, owner, lease_ms, min_age_ms, now)).await
+    }
+
+    async fn order(
+        &self,
+        merchant: &str,
+        platform: &str,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_opt(&conn.st.order_row, &[&merchant, &platform, &order_id])
+            .await
+            .map_err(|e| self.err(&e))?;
+        row.map(|r| decode_order(&r)).transpose().map_err(|f| self.fail(f))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Attempt>, StoreError> {

@@ -11,17 +11,35 @@ use std::time::Duration;
 use capture_core::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::logic::{self, COLUMNS, Plan, RawRow, Stored, UNRESOLVED_STATES};
-use crate::{Attempt, AttemptState, AttemptUpdate, CaptureStore, NewAttempt, Reservation, StoreError};
+use crate::logic::{
+    self, COLUMNS, LeasePlan, NCOLUMNS, ORDER_COLUMNS, Plan, RawOrder, RawRow, Stored, UNRESOLVED_STATES,
+};
+use crate::{
+    Attempt, AttemptState, AttemptUpdate, CaptureStore, Fence, LeaseGrant, NewAttempt, OrderRecord,
+    Reservation, StoreError,
+};
 
 /// How long a write waits for another process's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema version this build writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS capture_store_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS capture_orders (
+    merchant            TEXT    NOT NULL,
+    platform            TEXT    NOT NULL,
+    order_id            TEXT    NOT NULL,
+    currency            TEXT    NOT NULL,
+    authorized_minor    INTEGER NOT NULL CHECK (authorized_minor >= 0),
+    payments            TEXT    NOT NULL,
+    external_minor      INTEGER NOT NULL CHECK (external_minor >= 0),
+    held_minor          INTEGER NOT NULL CHECK (held_minor >= 0),
+    in_flight           TEXT,
+    updated_at          INTEGER NOT NULL,
+    PRIMARY KEY (merchant, platform, order_id)
+);
 CREATE TABLE IF NOT EXISTS capture_attempts (
     seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
     id                  TEXT    NOT NULL UNIQUE,
@@ -33,15 +51,21 @@ CREATE TABLE IF NOT EXISTS capture_attempts (
     payment_ids         TEXT    NOT NULL,
     amount_minor        INTEGER NOT NULL CHECK (amount_minor > 0),
     currency            TEXT    NOT NULL,
-    bound_minor         INTEGER NOT NULL,
     state               TEXT    NOT NULL CHECK (state IN
                             ('reserved','sent','captured','pending','failed','unknown','already_captured')),
     resendable          INTEGER NOT NULL DEFAULT 0 CHECK (resendable IN (0, 1)),
+    captured_minor      INTEGER,
+    anomaly             TEXT,
     platform_capture_id TEXT,
     request             TEXT,
     response            TEXT,
     outcome             TEXT,
     sends               INTEGER NOT NULL DEFAULT 0 CHECK (sends >= 0),
+    last_sent_at        INTEGER,
+    lease_owner         TEXT,
+    lease_token         INTEGER NOT NULL CHECK (lease_token >= 0),
+    lease_at            INTEGER NOT NULL,
+    lease_until         INTEGER NOT NULL,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL,
     UNIQUE (merchant, platform, idempotency_key)
@@ -126,6 +150,13 @@ impl SqliteStore {
                     "the ledger has schema version {v}, this build knows up to {SCHEMA_VERSION}: upgrade the engine"
                 )));
             }
+            Some(v) if v < SCHEMA_VERSION => {
+                return Err(fail(format!(
+                    "the ledger has schema version {v}, written by an older engine; this build writes \
+                     {SCHEMA_VERSION} (orders with their authorization, leases): resolve its open attempts \
+                     with the older engine (`capture reconcile`) and start a new ledger file"
+                )));
+            }
             Some(_) => {}
         }
         tx.commit().map_err(|e| fail(e.to_string()))?;
@@ -186,16 +217,37 @@ fn raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         payment_ids: row.get(6)?,
         amount_minor: row.get(7)?,
         currency: row.get(8)?,
-        bound_minor: row.get(9)?,
-        state: row.get(10)?,
-        resendable: row.get(11)?,
-        platform_capture_id: row.get(12)?,
-        request: row.get(13)?,
-        response: row.get(14)?,
-        outcome: row.get(15)?,
-        sends: row.get(16)?,
-        created_at: row.get(17)?,
-        updated_at: row.get(18)?,
+        state: row.get(9)?,
+        resendable: row.get(10)?,
+        captured_minor: row.get(11)?,
+        anomaly: row.get(12)?,
+        platform_capture_id: row.get(13)?,
+        request: row.get(14)?,
+        response: row.get(15)?,
+        outcome: row.get(16)?,
+        sends: row.get(17)?,
+        last_sent_at: row.get(18)?,
+        lease_owner: row.get(19)?,
+        lease_token: row.get(20)?,
+        lease_at: row.get(21)?,
+        lease_until: row.get(22)?,
+        created_at: row.get(23)?,
+        updated_at: row.get(24)?,
+    })
+}
+
+fn raw_order(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
+    Ok(RawOrder {
+        merchant: row.get(0)?,
+        platform: row.get(1)?,
+        order_id: row.get(2)?,
+        currency: row.get(3)?,
+        authorized_minor: row.get(4)?,
+        payments: row.get(5)?,
+        external_minor: row.get(6)?,
+        held_minor: row.get(7)?,
+        in_flight: row.get(8)?,
+        updated_at: row.get(9)?,
     })
 }
 
@@ -229,9 +281,51 @@ fn order_rows(
     select_many(conn, "merchant = ?1 AND platform = ?2 AND order_id = ?3", params![merchant, platform, order])
 }
 
+fn select_order(
+    conn: &Connection,
+    merchant: &str,
+    platform: &str,
+    order: &str,
+) -> Result<Option<OrderRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM capture_orders WHERE merchant = ?1 AND platform = ?2 AND order_id = ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+    stmt.query_row(params![merchant, platform, order], raw_order)
+        .optional()
+        .map_err(db)?
+        .map(RawOrder::decode)
+        .transpose()
+}
+
+fn write_order(conn: &Connection, order: &OrderRecord, now: Timestamp) -> Result<(), StoreError> {
+    let r = RawOrder::encode(order, now)?;
+    let sql = format!(
+        "INSERT INTO capture_orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (merchant, platform, order_id) DO UPDATE SET external_minor = excluded.external_minor, \
+         held_minor = excluded.held_minor, in_flight = excluded.in_flight, updated_at = excluded.updated_at"
+    );
+    conn.prepare_cached(&sql)
+        .map_err(db)?
+        .execute(params![
+            r.merchant,
+            r.platform,
+            r.order_id,
+            r.currency,
+            r.authorized_minor,
+            r.payments,
+            r.external_minor,
+            r.held_minor,
+            r.in_flight,
+            r.updated_at
+        ])
+        .map_err(db)?;
+    Ok(())
+}
+
 fn reserve_blocking(conn: &mut Connection, new: &NewAttempt) -> Result<Reservation, StoreError> {
     logic::validate(new)?;
-    // IMMEDIATE takes SQLite's write lock now, so the reads below and the insert are one
+    // IMMEDIATE takes SQLite's write lock now, so the reads below and the writes are one
     // serialized step for every connection to this file, in any process.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
     let by_key = select_one(
@@ -239,32 +333,36 @@ fn reserve_blocking(conn: &mut Connection, new: &NewAttempt) -> Result<Reservati
         "merchant = ?1 AND platform = ?2 AND idempotency_key = ?3",
         params![new.merchant, new.platform, new.idempotency_key],
     )?;
-    if let Some(existing) = by_key {
-        return Ok(logic::plan_existing_key(new, existing));
-    }
     let id_owner: Option<String> = tx
         .prepare_cached("SELECT idempotency_key FROM capture_attempts WHERE id = ?1")
         .map_err(db)?
         .query_row([&new.id], |r| r.get(0))
         .optional()
         .map_err(db)?;
-    let order = order_rows(&tx, &new.merchant, &new.platform, &new.order_id)?;
-    match logic::plan_new(new, id_owner, &order)? {
+    let order = select_order(&tx, &new.merchant, &new.platform, &new.order_id)?
+        .unwrap_or_else(|| logic::first_order(new));
+    let busy = match &order.in_flight {
+        Some(id) => select_one(&tx, "id = ?1", [id])?,
+        None => None,
+    };
+    match logic::plan_reserve(new, by_key, id_owner, order, busy)? {
         Plan::Answer(answer) => Ok(answer),
-        Plan::Insert(stored) => {
-            insert(&tx, &stored)?;
+        Plan::Insert { attempt, order } => {
+            insert(&tx, &attempt)?;
+            write_order(&tx, &order, new.now)?;
             tx.commit().map_err(db)?;
-            Ok(Reservation::Reserved(stored.attempt))
+            Ok(Reservation::Reserved(attempt.attempt))
         }
     }
 }
 
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+}
+
 fn insert(conn: &Connection, stored: &Stored) -> Result<(), StoreError> {
     let r = RawRow::encode(stored)?;
-    let sql = format!(
-        "INSERT INTO capture_attempts ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-    );
+    let sql = format!("INSERT INTO capture_attempts ({COLUMNS}) VALUES ({})", placeholders(NCOLUMNS));
     conn.prepare_cached(&sql)
         .map_err(db)?
         .execute(params![
@@ -277,14 +375,20 @@ fn insert(conn: &Connection, stored: &Stored) -> Result<(), StoreError> {
             r.payment_ids,
             r.amount_minor,
             r.currency,
-            r.bound_minor,
             r.state,
             r.resendable,
+            r.captured_minor,
+            r.anomaly,
             r.platform_capture_id,
             r.request,
             r.response,
             r.outcome,
             r.sends,
+            r.last_sent_at,
+            r.lease_owner,
+            r.lease_token,
+            r.lease_at,
+            r.lease_until,
             r.created_at,
             r.updated_at
         ])
@@ -292,45 +396,82 @@ fn insert(conn: &Connection, stored: &Stored) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn transition_blocking(
-    conn: &mut Connection,
-    id: &str,
-    from: &[AttemptState],
-    to: AttemptState,
-    update: AttemptUpdate,
-    now: Timestamp,
-) -> Result<Attempt, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-    let current = select_one(&tx, "id = ?1", [id])?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-    let (next, needs_check) = logic::plan_transition(current, from, to, update, now)?;
-    if needs_check {
-        let a = &next.attempt;
-        logic::check_resend(&next, &order_rows(&tx, &a.merchant, &a.platform, &a.order_id)?)?;
-    }
-    let r = RawRow::encode(&next)?;
-    let changed = tx
+/// Writes every mutable column of an attempt.
+fn update(conn: &Connection, stored: &Stored) -> Result<(), StoreError> {
+    let r = RawRow::encode(stored)?;
+    let changed = conn
         .prepare_cached(
-            "UPDATE capture_attempts SET state = ?2, resendable = ?3, platform_capture_id = ?4, request = ?5, \
-             response = ?6, outcome = ?7, sends = ?8, updated_at = ?9 WHERE id = ?1",
+            "UPDATE capture_attempts SET state = ?2, resendable = ?3, captured_minor = ?4, anomaly = ?5, \
+             platform_capture_id = ?6, request = ?7, response = ?8, outcome = ?9, sends = ?10, \
+             last_sent_at = ?11, lease_owner = ?12, lease_token = ?13, lease_at = ?14, lease_until = ?15, \
+             updated_at = ?16 WHERE id = ?1",
         )
         .map_err(db)?
         .execute(params![
             r.id,
             r.state,
             r.resendable,
+            r.captured_minor,
+            r.anomaly,
             r.platform_capture_id,
             r.request,
             r.response,
             r.outcome,
             r.sends,
+            r.last_sent_at,
+            r.lease_owner,
+            r.lease_token,
+            r.lease_at,
+            r.lease_until,
             r.updated_at
         ])
         .map_err(db)?;
     if changed != 1 {
-        return Err(StoreError::Database(format!("sqlite: updating {id} changed {changed} rows")));
+        return Err(StoreError::Database(format!("sqlite: updating {} changed {changed} rows", r.id)));
     }
+    Ok(())
+}
+
+fn transition_blocking(
+    conn: &mut Connection,
+    id: &str,
+    fence: &Fence,
+    from: &[AttemptState],
+    to: AttemptState,
+    upd: AttemptUpdate,
+    now: Timestamp,
+) -> Result<Attempt, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+    let current = select_one(&tx, "id = ?1", [id])?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    let a = &current.attempt;
+    let order = select_order(&tx, &a.merchant, &a.platform, &a.order_id)?.ok_or_else(|| {
+        StoreError::Corrupt { id: id.to_owned(), message: format!("order {} has no order row", a.order_id) }
+    })?;
+    let (next, order) = logic::plan_transition(current, order, fence, from, to, upd, now)?;
+    update(&tx, &next)?;
+    write_order(&tx, &order, now)?;
     tx.commit().map_err(db)?;
     Ok(next.attempt)
+}
+
+fn take_lease_blocking(
+    conn: &mut Connection,
+    id: &str,
+    owner: &str,
+    lease_ms: u64,
+    min_age_ms: Option<u64>,
+    now: Timestamp,
+) -> Result<LeaseGrant, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+    let current = select_one(&tx, "id = ?1", [id])?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    match logic::plan_take_lease(current, owner, lease_ms, min_age_ms, now)? {
+        LeasePlan::Answer(grant) => Ok(grant),
+        LeasePlan::Write(next, grant) => {
+            update(&tx, &next)?;
+            tx.commit().map_err(db)?;
+            Ok(grant)
+        }
+    }
 }
 
 fn attempts(rows: Vec<Stored>) -> Vec<Attempt> {
@@ -347,13 +488,26 @@ impl CaptureStore for SqliteStore {
     async fn transition(
         &self,
         id: &str,
+        fence: &Fence,
         from: &[AttemptState],
         to: AttemptState,
         update: AttemptUpdate,
         now: Timestamp,
     ) -> Result<Attempt, StoreError> {
-        let (id, from) = (id.to_owned(), from.to_vec());
-        self.with(move |c| transition_blocking(c, &id, &from, to, update, now)).await
+        let (id, fence, from) = (id.to_owned(), fence.clone(), from.to_vec());
+        self.with(move |c| transition_blocking(c, &id, &fence, &from, to, update, now)).await
+    }
+
+    async fn take_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_ms: u64,
+        min_age_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<LeaseGrant, StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.with(move |c| take_lease_blocking(c, &id, &owner, lease_ms, min_age_ms, now)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Attempt>, StoreError> {
@@ -369,6 +523,16 @@ impl CaptureStore for SqliteStore {
             Ok(found.map(|s| s.attempt))
         })
         .await
+    }
+
+    async fn order(
+        &self,
+        merchant: &str,
+        platform: &str,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, StoreError> {
+        let (m, p, o) = (merchant.to_owned(), platform.to_owned(), order_id.to_owned());
+        self.with(move |c| select_order(c, &m, &p, &o)).await
     }
 
     async fn unresolved(&self) -> Result<Vec<Attempt>, StoreError> {

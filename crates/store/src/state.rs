@@ -59,16 +59,10 @@ impl AttemptState {
         matches!(self, AttemptState::Captured | AttemptState::Failed | AttemptState::AlreadyCaptured)
     }
 
-    /// Reserved, Sent, Pending, Unknown and Captured: the amount counts against the order's bound.
+    /// Every state but Failed: the platform may hold (or holds) the money, so the amount counts
+    /// against the order's bound. Failed means the platform certainly captured nothing.
     pub fn holds_amount(self) -> bool {
-        matches!(
-            self,
-            AttemptState::Reserved
-                | AttemptState::Sent
-                | AttemptState::Pending
-                | AttemptState::Unknown
-                | AttemptState::Captured
-        )
+        !matches!(self, AttemptState::Failed)
     }
 
     /// Reserved, Sent and Unknown: the platform's answer is not known yet, so no other attempt of
@@ -156,7 +150,7 @@ mod tests {
         let finals: Vec<_> = ALL_STATES.into_iter().filter(|s| s.is_final()).collect();
         assert_eq!(finals, [Captured, Failed, AlreadyCaptured]);
         let holds: Vec<_> = ALL_STATES.into_iter().filter(|s| s.holds_amount()).collect();
-        assert_eq!(holds, [Reserved, Sent, Captured, Pending, Unknown]);
+        assert_eq!(holds, [Reserved, Sent, Captured, Pending, Unknown, AlreadyCaptured]);
         let flying: Vec<_> = ALL_STATES.into_iter().filter(|s| s.in_flight()).collect();
         assert_eq!(flying, [Reserved, Sent, Unknown]);
         // In flight implies held: an attempt the platform may apply always counts against the bound.
