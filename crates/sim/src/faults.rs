@@ -51,11 +51,13 @@ pub enum Fault {
     ConcurrentReconcile,
     /// A crashed process was restarted (it reconciles and may replay its requests).
     Restart,
+    /// The first snapshot of an order (the one the ledger records) lied about the authorization.
+    WrongFirstSnapshot,
 }
 
 impl Fault {
     /// Every kind, in report order.
-    pub const ALL: [Fault; 22] = [
+    pub const ALL: [Fault; 23] = [
         Fault::CrashBeforeStoreWrite,
         Fault::CrashAfterStoreWrite,
         Fault::CrashBeforeSend,
@@ -78,6 +80,7 @@ impl Fault {
         Fault::ReplayedRequest,
         Fault::ConcurrentReconcile,
         Fault::Restart,
+        Fault::WrongFirstSnapshot,
     ];
 
     /// Its name in reports.
@@ -105,6 +108,7 @@ impl Fault {
             Fault::ReplayedRequest => "replayed_request",
             Fault::ConcurrentReconcile => "concurrent_reconcile",
             Fault::Restart => "restart",
+            Fault::WrongFirstSnapshot => "wrong_first_snapshot",
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use capture_core::{CaptureReport, Money, Outcome};
-use capture_engine::{Engine, PlatformSetup, Reconciled, RetryPolicy, Secret, SeededRandom};
+use capture_engine::{Engine, PlatformSetup, Reconciled, RetryPolicy, Secret, SeededRandom, TokioSleeper};
 use capture_store::{Attempt, AttemptState, CaptureStore};
 
 use crate::faults::{Counts, Fault, FaultPlan};
@@ -22,8 +22,8 @@ use crate::{Env, Options};
 pub const MERCHANT: &str = "sim-merchant";
 /// The platform timeout configured in every engine.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// The `abandoned_after` of the quiescence reconciles.
-pub const QUIESCENCE_ABANDONED_AFTER: Duration = Duration::from_secs(60);
+/// The `takeover_after` of the quiescence reconciles: none, leases expire as time passes.
+pub const QUIESCENCE_TAKEOVER_AFTER: Option<Duration> = None;
 
 /// What one history did and found.
 #[derive(Debug, Clone)]
@@ -63,7 +63,8 @@ struct CapturePlan {
 #[derive(Debug, Clone)]
 enum TaskPlan {
     Capture(CapturePlan),
-    Reconcile(Duration),
+    /// `takeover_after`: None waits for leases to expire; Some(0) takes every lease over.
+    Reconcile(Option<Duration>),
 }
 
 #[derive(Debug, Clone)]
@@ -133,7 +134,13 @@ fn draw_plan(seed: u64, platform: Option<PlatformKind>) -> Plan {
         let mut tasks = Vec::new();
         for _ in 0..r.range(1, 3) {
             if r.chance(250) {
-                tasks.push(TaskPlan::Reconcile(Duration::from_secs(*r.pick(&[0, 0, 30, 60, 600]))));
+                tasks.push(TaskPlan::Reconcile(*r.pick(&[
+                    Some(Duration::ZERO),
+                    Some(Duration::ZERO),
+                    None,
+                    Some(Duration::from_secs(60)),
+                    Some(Duration::from_secs(600)),
+                ])));
                 continue;
             }
             if !made.is_empty() && r.chance(200) {
@@ -168,7 +175,11 @@ fn draw_plan(seed: u64, platform: Option<PlatformKind>) -> Plan {
             tasks.push(TaskPlan::Capture(c));
         }
         let restart = r.chance(800).then(|| {
-            let mut t = vec![TaskPlan::Reconcile(Duration::from_secs(*r.pick(&[0, 0, 60])))];
+            let mut t = vec![TaskPlan::Reconcile(*r.pick(&[
+                Some(Duration::ZERO),
+                None,
+                Some(Duration::from_secs(60)),
+            ]))];
             if r.chance(500) {
                 t.extend(tasks.iter().filter(|t| matches!(t, TaskPlan::Capture(_))).cloned());
             }
@@ -249,6 +260,8 @@ fn engine_for(
         .random(Arc::new(SeededRandom::new(seed)))
         .retry(RetryPolicy::default())
         .merchant(MERCHANT)
+        .owner(proc.name.clone())
+        .sleeper(Arc::new(TokioSleeper))
         .platform(kind.connector(), setup)
         .build();
     match built {
@@ -329,7 +342,7 @@ async fn run_tasks(
                 }
             }
             TaskPlan::Reconcile(after) => {
-                proc.shared.log(&proc.name, || format!("reconcile (abandoned after {} s)", after.as_secs()));
+                proc.shared.log(&proc.name, || format!("reconcile (take over after {after:?})"));
                 let _guard = Reconciling::enter(Arc::clone(&proc.shared));
                 let r = TASK.scope(TaskCtx::default(), engine.reconcile(after)).await;
                 proc.shared.log(&proc.name, || match &r {
@@ -357,10 +370,10 @@ fn summarize(done: &[Reconciled]) -> String {
     format!("[{}]", parts.join("; "))
 }
 
-/// Whether reconcile reported this attempt as still unresolved (what `capture reconcile`
-/// counts as "still unresolved" and exits non-zero for).
+/// Whether reconcile reported this attempt as still unresolved: blocking its order (what
+/// `capture reconcile` prints with when it frees up, and exits 12 for) or pending at the platform.
 fn reported_unresolved(r: &Reconciled) -> bool {
-    matches!(r.after, AttemptState::Sent | AttemptState::Unknown)
+    r.blocking || r.after == AttemptState::Pending
 }
 
 /// What the processes of one history share.
@@ -493,7 +506,7 @@ pub async fn history(
     let mut last: Vec<Reconciled> = Vec::new();
     for round in 0..12 {
         tokio::time::sleep(Duration::from_millis(2 * shared.window_ms)).await;
-        let r = TASK.scope(TaskCtx::default(), engine.reconcile(QUIESCENCE_ABANDONED_AFTER)).await;
+        let r = TASK.scope(TaskCtx::default(), engine.reconcile(QUIESCENCE_TAKEOVER_AFTER)).await;
         match r {
             Ok(done) => {
                 shared.log("q", || format!("quiescence reconcile {round} => {}", summarize(&done)));
@@ -509,15 +522,36 @@ pub async fn history(
             }
         }
     }
-    let ledger = match exec_all(&store, &exec) {
-        Ok(a) => a,
+    let ledger = match exec_store(&store, &exec, |s| Box::pin(async move { s.all().await })) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            lock(&violations).push(format!("(ledger) store.all() failed: {e}"));
+            Vec::new()
+        }
         Err(e) => {
             lock(&violations).push(format!("(ledger) store.all() failed: {e}"));
             Vec::new()
         }
     };
+    // The ledger trusts the first snapshot of an order (issue 9, item 3): when that one lied,
+    // the engine had no true authorization to hold the platform to, and (a) is not its to keep.
+    let mut misled = Vec::new();
+    for (order, _) in &plan.orders {
+        let (o, platform) = (order.clone(), plan.kind.connector().to_owned());
+        let recorded = exec_store(&store, &exec, move |s| {
+            Box::pin(async move { s.order(MERCHANT, &platform, &o).await })
+        });
+        let truth = lock(&shared.world).authorized(order);
+        if let Ok(Ok(Some(r))) = recorded
+            && Some(r.authorization.total) != truth
+        {
+            shared.count(Fault::WrongFirstSnapshot);
+            shared.log("sim", || format!("order {order}: the ledger recorded the first snapshot's authorization {} (the platform's is {truth:?})", r.authorization.total));
+            misled.push(order.clone());
+        }
+    }
     let mut found = std::mem::take(&mut *lock(&violations));
-    found.extend(check(&plan, &lock(&shared.world), &ledger, &last));
+    found.extend(check(&plan, &lock(&shared.world), &ledger, &last, &misled));
     let counts = lock(&shared.counts).clone();
     let trace = shared.trace.as_ref().map(|t| std::mem::take(&mut *lock(t))).unwrap_or_default();
     let mut trace = trace;
@@ -543,25 +577,32 @@ pub async fn history(
     HistoryReport { seed, platform: plan.kind, counts, violations: found, trace }
 }
 
-fn exec_all(store: &Arc<dyn CaptureStore>, exec: &Exec) -> Result<Vec<Attempt>, capture_store::StoreError> {
-    let s = Arc::clone(store);
-    let fut = async move { s.all().await };
+fn exec_store<T: Send + 'static>(
+    store: &Arc<dyn CaptureStore>,
+    exec: &Exec,
+    f: impl FnOnce(Arc<dyn CaptureStore>) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>,
+) -> Result<T, String> {
+    let fut = f(Arc::clone(store));
     match exec {
-        Exec::Here => crate::wrappers::block_on(fut),
-        Exec::Side(h) => match crate::wrappers::block_on(h.spawn(fut)) {
-            Ok(v) => v,
-            Err(e) => Err(capture_store::StoreError::Database(format!("side runtime: {e}"))),
-        },
+        Exec::Here => Ok(crate::wrappers::block_on(fut)),
+        Exec::Side(h) => crate::wrappers::block_on(h.spawn(fut)).map_err(|e| format!("side runtime: {e}")),
     }
 }
 
-/// The ledger's figure for what an attempt captured.
+/// The ledger's figure for what an attempt captured: what the platform reported, else the
+/// amount asked for.
 fn ledger_amount(a: &Attempt) -> Money {
-    a.amount
+    a.captured.unwrap_or(a.amount)
 }
 
 /// The invariants, against the platform's books and the ledger after quiescence.
-fn check(plan: &Plan, world: &World, ledger: &[Attempt], last: &[Reconciled]) -> Vec<String> {
+fn check(
+    plan: &Plan,
+    world: &World,
+    ledger: &[Attempt],
+    last: &[Reconciled],
+    misled: &[String],
+) -> Vec<String> {
     let mut out = Vec::new();
     let ours: Vec<&Attempt> = ledger.iter().filter(|a| a.merchant == MERCHANT).collect();
     // (a) per order, captured at the platform <= authorized.
@@ -572,7 +613,7 @@ fn check(plan: &Plan, world: &World, ledger: &[Attempt], last: &[Reconciled]) ->
             .filter(|b| &b.order == order)
             .fold(Money::zero(usd()), |acc, b| acc.checked_add(b.amount).unwrap_or(acc));
         let authorized = world.authorized(order).unwrap_or(Money::zero(usd()));
-        if captured > authorized {
+        if captured > authorized && !misled.contains(order) {
             out.push(format!(
                 "(a) order {order}: the platform captured {captured} of {authorized} authorized"
             ));
@@ -636,7 +677,15 @@ fn check(plan: &Plan, world: &World, ledger: &[Attempt], last: &[Reconciled]) ->
             AttemptState::Reserved | AttemptState::Sent | AttemptState::Unknown | AttemptState::Pending
         ) {
             let said = last.iter().find(|r| r.attempt == a.id);
-            if !said.is_some_and(reported_unresolved) {
+            if a.state == AttemptState::Pending && !world.pending(&a.order_id) {
+                out.push(format!(
+                    "(d) attempt {} (key {}, order {}) is still pending after quiescence, and the platform has nothing pending on the order ({})",
+                    a.id,
+                    a.idempotency_key,
+                    a.order_id,
+                    said.map_or("not listed".to_owned(), |r| format!("{} -> {}: {}", r.before, r.after, r.detail))
+                ));
+            } else if !said.is_some_and(reported_unresolved) {
                 out.push(format!(
                     "(d) attempt {} (key {}, order {}) is still {} after quiescence and reconcile does not report it as unresolved ({})",
                     a.id,

@@ -248,6 +248,17 @@ impl World {
         o.payments.iter().try_fold(Money::zero(usd()), |acc, p| acc.checked_add(p.authorized).ok())
     }
 
+    /// Whether a capture of the order is still settling at the platform.
+    pub fn pending(&self, order: &str) -> bool {
+        self.model
+            .orders
+            .iter()
+            .filter(|o| o.id == order)
+            .flat_map(|o| &o.payments)
+            .flat_map(|p| &p.captures)
+            .any(|c| c.reads_left > 0)
+    }
+
     /// Handles one request.
     pub fn handle(&mut self, req: &OutgoingRequest, d: &Delivery) -> HttpResponse {
         let Some(path) = req.url.strip_prefix(self.model.kind.base_url()) else {

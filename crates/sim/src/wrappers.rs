@@ -19,7 +19,8 @@ use capture_core::Timestamp;
 use capture_engine::connector_api::HttpResponse;
 use capture_engine::{Clock, OutgoingRequest, Transport, TransportError};
 use capture_store::{
-    Attempt, AttemptState, AttemptUpdate, CaptureStore, NewAttempt, Reservation, StoreError,
+    Attempt, AttemptState, AttemptUpdate, CaptureStore, Fence, LeaseGrant, NewAttempt, OrderRecord,
+    Reservation, StoreError,
 };
 
 use crate::faults::{Counts, Fault, FaultPlan};
@@ -303,6 +304,9 @@ fn reservation(r: &Reservation) -> String {
         Reservation::KeyConflict(a) => format!("key conflict with {}", a.id),
         Reservation::OverBound { held, bound } => format!("over bound: held {held}, bound {bound}"),
         Reservation::OrderBusy(a) => format!("order busy: {} is {}", a.id, a.state),
+        Reservation::AuthorizationMismatch { recorded, given } => {
+            format!("authorization mismatch: recorded {recorded:?}, given {given:?}")
+        }
     }
 }
 
@@ -310,27 +314,61 @@ fn reservation(r: &Reservation) -> String {
 impl CaptureStore for SimStore {
     async fn reserve(&self, new: &NewAttempt) -> Result<Reservation, StoreError> {
         let n = new.clone();
-        let what =
-            format!("reserve {} key={} {} bound {}", new.id, new.idempotency_key, new.amount, new.bound);
+        let what = format!("reserve {} key={} {} by {}", new.id, new.idempotency_key, new.amount, new.owner);
         self.write(what, move |s| Box::pin(async move { s.reserve(&n).await }), reservation).await
     }
 
     async fn transition(
         &self,
         id: &str,
+        fence: &Fence,
         from: &[AttemptState],
         to: AttemptState,
         update: AttemptUpdate,
         now: Timestamp,
     ) -> Result<Attempt, StoreError> {
-        let (i, f) = (id.to_owned(), from.to_vec());
-        let what = format!("transition {id} {from:?} -> {to}");
+        let (i, fe, f) = (id.to_owned(), fence.clone(), from.to_vec());
+        let what = format!("transition {id} {from:?} -> {to} (fence {} #{})", fence.owner, fence.token);
         self.write(
             what,
-            move |s| Box::pin(async move { s.transition(&i, &f, to, update, now).await }),
+            move |s| Box::pin(async move { s.transition(&i, &fe, &f, to, update, now).await }),
             |a: &Attempt| format!("ok ({})", a.state),
         )
         .await
+    }
+
+    async fn take_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_ms: u64,
+        min_age_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<LeaseGrant, StoreError> {
+        let (i, o) = (id.to_owned(), owner.to_owned());
+        let what = format!("take_lease {id} for {owner} ({lease_ms} ms, takeover after {min_age_ms:?})");
+        self.write(
+            what,
+            move |s| Box::pin(async move { s.take_lease(&i, &o, lease_ms, min_age_ms, now).await }),
+            |g: &LeaseGrant| match g {
+                LeaseGrant::Granted(a) => format!("granted #{}", a.lease.token),
+                LeaseGrant::Held { owner, until, clamped } => {
+                    format!("held by {owner:?} until {} (clamped {clamped})", until.0)
+                }
+                LeaseGrant::Final(a) => format!("final ({})", a.state),
+            },
+        )
+        .await
+    }
+
+    async fn order(
+        &self,
+        merchant: &str,
+        platform: &str,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, StoreError> {
+        let (m, p, o) = (merchant.to_owned(), platform.to_owned(), order_id.to_owned());
+        self.read(move |s| Box::pin(async move { s.order(&m, &p, &o).await })).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Attempt>, StoreError> {
