@@ -141,3 +141,43 @@ fn seed_143_lagging_status_read_turns_a_capture_into_failed() {
 fn seed_18_wix_pending_capture_counted_for_two_attempts() {
     assert_clean(18);
 }
+
+/// Found on ledger v2, with no fault: a BigCommerce status read while the capture is pending
+/// reports 0.00 pending; the machine records it as an `amount_mismatch` (captured 0.00), and the
+/// later `captured` record (matching amount, no anomaly) leaves both fields as they were: the
+/// ledger says the platform captured 0.00 for a capture of 64.50 that settled.
+#[test]
+fn seed_21_pending_read_leaves_a_stale_captured_amount() {
+    assert_clean(21);
+}
+
+/// Found on ledger v2: Medusa answered 503 without capturing; the status read says "not captured
+/// yet" (Medusa answers that for a payment never captured), read as pending: the attempt stays
+/// pending forever, holding its share of the bound; reconcile counts it as "pending at the
+/// platform" although the platform has nothing pending.
+#[test]
+fn seed_822_medusa_never_captured_stays_pending_forever() {
+    assert_clean(822);
+}
+
+/// Found on ledger v2: recording Wix's answer (sent -> pending) fails with a store error; the
+/// report says pending and has no error step, while the attempt stays sent (the order blocked).
+#[test]
+fn seed_353_failed_record_of_the_answer_is_not_in_the_report() {
+    assert_clean(353);
+}
+
+/// Found on ledger v2: a takeover reconcile reads Wix's transactions through a lagging read that
+/// does not list the capture yet: `not_found`, recorded as failed (certainly nothing captured),
+/// while the platform holds the capture.
+#[test]
+fn seed_2053_lagging_status_read_records_failed() {
+    assert_clean(2053);
+}
+
+/// Found on ledger v2: the network delivered BigCommerce's capture twice; the answer that came
+/// back is the second one, 422 "already been captured", recorded as a certain failure.
+#[test]
+fn seed_291_duplicate_delivery_on_bigcommerce_recorded_as_failed() {
+    assert_clean(291);
+}
