@@ -1,5 +1,6 @@
 //! Recorded captures per second: one capture is `reserve` + transition to Sent + transition to
-//! Captured (three committed transactions), each on a new order and key.
+//! Captured (three committed transactions, each writing the attempt and its order row), each on a
+//! new order and key, under the reserving owner's lease.
 //!
 //! * criterion, one process: on a SQLite file (WAL, `synchronous=FULL`) and on PostgreSQL (a
 //!   throwaway server from `capture_store::testing`, fsync on), one capture at a time and 8 at a
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use capture_core::{Currency, Money, Timestamp};
 use capture_store::testing::{TempDir, throwaway_postgres};
-use capture_store::{AttemptState, AttemptUpdate, CaptureStore, NewAttempt, Reservation};
+use capture_store::{AttemptState, AttemptUpdate, Authorization, CaptureStore, NewAttempt, Reservation};
 use criterion::{Criterion, Throughput, criterion_group};
 
 const WORKER_TARGET_ENV: &str = "CAPTURE_STORE_BENCH_WORKER_TARGET";
@@ -48,7 +49,10 @@ async fn record_one(store: &dyn CaptureStore, tag: &str) {
         order_id: order,
         payment_ids: vec![payments[0].0.clone()],
         amount,
-        bound: amount,
+        authorization: Authorization::from_payments(payments.clone(), usd),
+        external: Money::zero(usd),
+        owner: format!("bench-{tag}"),
+        lease_ms: 30_000,
         now: Timestamp(1_790_000_000_000 + n),
     };
     let Reservation::Reserved(a) = store.reserve(&new).await.expect("reserve") else {
@@ -61,8 +65,9 @@ async fn record_one(store: &dyn CaptureStore, tag: &str) {
         count_send: true,
         ..Default::default()
     };
+    let fence = a.fence().expect("the reserving owner holds the lease");
     store
-        .transition(&a.id, &[AttemptState::Reserved], AttemptState::Sent, sent, new.now)
+        .transition(&a.id, &fence, &[AttemptState::Reserved], AttemptState::Sent, sent, new.now)
         .await
         .expect("sent");
     let done = AttemptUpdate {
@@ -72,7 +77,7 @@ async fn record_one(store: &dyn CaptureStore, tag: &str) {
         ..Default::default()
     };
     store
-        .transition(&a.id, &[AttemptState::Sent], AttemptState::Captured, done, new.now)
+        .transition(&a.id, &fence, &[AttemptState::Sent], AttemptState::Captured, done, new.now)
         .await
         .expect("captured");
 }

@@ -82,7 +82,7 @@ pub enum StoreError {
     },
     /// A resend of a failed attempt (Failed -> Sent) was refused because it would break an
     /// invariant `reserve` enforces: another attempt of the order is in flight, or the amounts
-    /// held for the order plus this one would exceed the bound recorded at reservation.
+    /// held for the order plus this one would exceed its bound.
     #[error("attempt {id} cannot be sent again: {reason}")]
     ResendRefused {
         /// The attempt.

@@ -110,20 +110,26 @@
 //! |---|---|---|
 //! | an idempotency key is used once per (merchant, platform) | `UNIQUE(merchant, platform, idempotency_key)`, checked inside `BEGIN IMMEDIATE` | the same UNIQUE constraint; a violation by a concurrent insert rolls the transaction back and `reserve` retries, then answers `Existing`/`KeyConflict` |
 //! | a key replayed for another order or amount is refused | the fingerprint stored with the key is compared ([`Reservation::KeyConflict`]) | same |
-//! | Σ held amounts of an order ≤ its bound | read and insert in one `BEGIN IMMEDIATE` transaction: SQLite's single writer lock serializes every writer, in this process and in others sharing the file | read and insert in one transaction holding `pg_advisory_xact_lock(<order key>)`: every writer of the same (merchant, platform, order) is serialized across processes; READ COMMITTED statements taken after the lock see every earlier commit |
-//! | at most one attempt of an order in flight | same transaction as the bound | same transaction and lock |
-//! | a state moves only along the machine, once | compare-and-set: the row is re-read inside `BEGIN IMMEDIATE`, its state checked against `from` and [`transition_allowed`] | compare-and-set: `SELECT … FOR UPDATE` on the row inside a transaction |
-//! | a resend (Failed → Sent) respects the bound and the in-flight rule | re-checked against the order's attempts and the bound recorded at reservation, in the same transaction | the same, under the order's advisory lock |
+//! | the order's first authorization is kept; a disagreeing snapshot is refused | the order row (`capture_orders`) is written by the first reservation and compared by every later one, inside `BEGIN IMMEDIATE` | the order row is created with `INSERT … ON CONFLICT DO NOTHING` and locked with `SELECT … FOR UPDATE` |
+//! | Σ held amounts of an order ≤ its bound (authorization − external captures, the largest seen) | the order row keeps the running held sum; read and written with the attempt in one `BEGIN IMMEDIATE` transaction: SQLite's single writer lock serializes every writer, in this process and in others sharing the file | the order row's lock (no advisory lock): every writer of the same (merchant, platform, order) is serialized across processes; READ COMMITTED statements taken after the lock see every earlier commit, and under REPEATABLE READ or SERIALIZABLE a lost race is a serialization failure that is retried |
+//! | at most one attempt of an order in flight | the order row names it, same transaction as the bound | same transaction and lock |
+//! | only the lease holder writes an attempt | every transition compares the caller's [`Fence`] with the attempt's lease inside the transaction ([`StoreError::LeaseLost`]); [`CaptureStore::take_lease`] grows the token | same, the attempt row locked `FOR UPDATE` |
+//! | a state moves only along the machine, once | compare-and-set: the row is re-read inside `BEGIN IMMEDIATE`, its state checked against `from` and [`transition_allowed`] | compare-and-set: `SELECT … FOR UPDATE` on the row, then on the order row, inside a transaction |
+//! | a resend (Failed → Sent) respects the bound and the in-flight rule | re-checked against the order row, in the same transaction | the same, under the order row's lock |
 //! | amounts are exact | integer minor units (`BIGINT`) plus the currency code; no float anywhere | same |
 //!
-//! Serialization failures, deadlocks and unique violations on PostgreSQL are retried a few times;
+//! Serialization failures, deadlocks and unique violations on PostgreSQL are retried a few times
+//! (reads too: under SERIALIZABLE even a lone SELECT can fail with one);
 //! SQLite waits up to 10 s for another process's write lock (a busy handler polling every millisecond,
 //! so that a waiting process gets its turn rather than backing off while another keeps writing).
 //!
 //! # Schema
 //!
-//! One table, `capture_attempts`, created on open (`CREATE TABLE IF NOT EXISTS`), plus
-//! `capture_store_schema(version)`: a store written by a newer schema version is refused.
+//! Version 2: two tables, `capture_orders` (one row per merchant, platform and order: the
+//! authorization, external captures, the held sum and the attempt in flight) and
+//! `capture_attempts` (each with its lease: owner, token, taken at, until), created on open
+//! (`CREATE TABLE IF NOT EXISTS`), plus `capture_store_schema(version)`: a store written by another
+//! schema version (a newer one, or version 1 without order rows and leases) is refused.
 //! Timestamps are `BIGINT` milliseconds (from the engine's injected clock, never read here),
 //! amounts `BIGINT` minor units plus a `TEXT` currency, payment ids JSON text.
 //!

@@ -582,16 +582,22 @@ impl PostgresStore {
         }
     }
 
+    /// A read, retried like every write: under SERIALIZABLE (a server or database whose default
+    /// isolation it is) even a lone SELECT can fail with a serialization failure.
     async fn read(
         &self,
-        pick: impl FnOnce(&Statements) -> (&Statement, Vec<String>),
+        pick: impl Fn(&Statements) -> &Statement,
+        args: &[String],
     ) -> Result<Vec<Stored>, StoreError> {
-        let conn = self.conn().await?;
-        let (stmt, args) = pick(&conn.st);
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-        let rows = conn.client.query(stmt, &params).await.map_err(|e| self.err(&e))?;
-        decode_all(&rows).map_err(|f| self.fail(f))
+        let pick = &pick;
+        retrying(self, move || async move {
+            let conn = self.conn().await?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            let rows = conn.client.query(pick(&conn.st), &params).await?;
+            decode_all(&rows)
+        })
+        .await
     }
 }
 
@@ -654,26 +660,25 @@ impl CaptureStore for PostgresStore {
         platform: &str,
         order_id: &str,
     ) -> Result<Option<OrderRecord>, StoreError> {
-        let conn = self.conn().await?;
-        let row = conn
-            .client
-            .query_opt(&conn.st.order_row, &[&merchant, &platform, &order_id])
-            .await
-            .map_err(|e| self.err(&e))?;
-        row.map(|r| decode_order(&r)).transpose().map_err(|f| self.fail(f))
+        retrying(self, || async {
+            let conn = self.conn().await?;
+            let row = conn.client.query_opt(&conn.st.order_row, &[&merchant, &platform, &order_id]).await?;
+            row.map(|r| decode_order(&r)).transpose()
+        })
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Attempt>, StoreError> {
-        Ok(self.read(|st| (&st.by_id, vec![id.to_owned()])).await?.into_iter().next().map(|s| s.attempt))
+        Ok(self.read(|st| &st.by_id, &[id.to_owned()]).await?.into_iter().next().map(|s| s.attempt))
     }
 
     async fn by_key(&self, merchant: &str, platform: &str, key: &str) -> Result<Option<Attempt>, StoreError> {
         let args = vec![merchant.to_owned(), platform.to_owned(), key.to_owned()];
-        Ok(self.read(|st| (&st.by_key, args)).await?.into_iter().next().map(|s| s.attempt))
+        Ok(self.read(|st| &st.by_key, &args).await?.into_iter().next().map(|s| s.attempt))
     }
 
     async fn unresolved(&self) -> Result<Vec<Attempt>, StoreError> {
-        Ok(attempts(self.read(|st| (&st.unresolved, Vec::new())).await?))
+        Ok(attempts(self.read(|st| &st.unresolved, &[]).await?))
     }
 
     async fn order_attempts(
@@ -683,11 +688,11 @@ impl CaptureStore for PostgresStore {
         order_id: &str,
     ) -> Result<Vec<Attempt>, StoreError> {
         let args = vec![merchant.to_owned(), platform.to_owned(), order_id.to_owned()];
-        Ok(attempts(self.read(|st| (&st.order, args)).await?))
+        Ok(attempts(self.read(|st| &st.order, &args).await?))
     }
 
     async fn all(&self) -> Result<Vec<Attempt>, StoreError> {
-        Ok(attempts(self.read(|st| (&st.all, Vec::new())).await?))
+        Ok(attempts(self.read(|st| &st.all, &[]).await?))
     }
 
     fn backend(&self) -> &'static str {

@@ -1,7 +1,10 @@
 //! Concurrency on both backends: many tokio tasks in one process, and two OS processes (this test
 //! binary runs itself as a worker) hammering the same SQLite file and the same PostgreSQL
 //! database with the same keys. Afterwards: no key reserved twice, no order over its bound, every
-//! attempt accounted for. The counts checked are printed (run with `--nocapture` to see them).
+//! attempt accounted for, every order row's held equal to Σ held() of its attempts. PostgreSQL
+//! runs twice: with the server's default isolation and with SERIALIZABLE as every transaction's
+//! default (lost races are then serialization failures the store retries). The counts checked are
+//! printed (run with `--nocapture` to see them).
 
 mod common;
 
@@ -12,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use capture_core::Money;
-use capture_store::{AttemptState, CaptureStore, Reservation};
+use capture_store::{AttemptState, AttemptUpdate, CaptureStore, LeaseGrant, Reservation, StoreError};
 use common::*;
 
 use AttemptState::*;
@@ -81,6 +84,7 @@ async fn reserve_and_drive(
                 tokio::time::sleep(Duration::from_millis(1 + (k % 3) as u64)).await;
             }
             Reservation::KeyConflict(a) => panic!("{key}: unexpected conflict with {a:?}"),
+            r @ Reservation::AuthorizationMismatch { .. } => panic!("{key}: unexpected {r:?}"),
         }
     }
 }
@@ -119,6 +123,7 @@ async fn distinct_keys_only_one_in_flight(fx: &Fixture) {
     println!("[{}] {TASKS} tasks, reserve only: {reserved} Reserved, {busy} OrderBusy", store.backend());
     assert_eq!((reserved, busy), (1, TASKS - 1));
     assert_eq!(store.all().await.unwrap().len(), 1);
+    assert_eq!(check_sums(&store, MERCHANT, PLATFORM, "ord-1").await, 1000);
 }
 
 /// 32 tasks, distinct keys, one order whose bound fits N = 5 attempts; each task retries while the
@@ -136,6 +141,10 @@ async fn distinct_keys_bound_fits_n(fx: &Fixture) {
             while !done.load(Ordering::Relaxed) {
                 let held = held_minor(&store.order_attempts(MERCHANT, PLATFORM, "ord-n").await.unwrap());
                 assert!(held <= 1234 * N, "held {held} over the bound");
+                if let Some(row) = store.order(MERCHANT, PLATFORM, "ord-n").await.unwrap() {
+                    let row_held = row.held.to_minor().unwrap();
+                    assert!(row_held <= 1234 * N, "the order row holds {row_held}, over the bound");
+                }
                 looks += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -174,6 +183,7 @@ async fn distinct_keys_bound_fits_n(fx: &Fixture) {
     assert_eq!(total.reserved.len() + total.over_bound, TASKS);
     assert_eq!(attempts.len(), total.reserved.len(), "every attempt accounted for");
     assert!(attempts.iter().all(|a| !a.state.in_flight()));
+    assert_eq!(check_sums(&store, MERCHANT, PLATFORM, "ord-n").await, 1234 * N);
     assert!(looks > 0);
 }
 
@@ -248,6 +258,116 @@ async fn same_key_two_orders(fx: &Fixture) {
     assert_eq!(store.all().await.unwrap().len(), 1);
 }
 
+/// Reserves as engine `k` until the answer is final; a reserved attempt is sent, then taken over
+/// by a rival (an operator's override, `min_age_ms` 0): the first holder's next write is
+/// `LeaseLost`, and the rival drives the attempt to its end. True if it reserved.
+async fn reserve_send_and_lose_to_a_rival(
+    store: Arc<dyn CaptureStore>,
+    k: usize,
+    order: String,
+    amount: Money,
+    bound: Money,
+) -> bool {
+    let mut new = attempt(&format!("{order}-k{k}"), &order, amount, bound);
+    new.owner = format!("engine-{k}");
+    let started = Instant::now();
+    let a = loop {
+        match store.reserve(&new).await.unwrap() {
+            Reservation::Reserved(a) => break a,
+            Reservation::OverBound { held, .. } => {
+                assert!(held.checked_add(amount).unwrap() > bound, "refused although {held} + {amount} fits");
+                return false;
+            }
+            Reservation::OrderBusy(_) => {
+                assert!(started.elapsed() < Duration::from_secs(120), "{} starved", new.id);
+                tokio::time::sleep(Duration::from_millis(1 + (k % 3) as u64)).await;
+            }
+            r => panic!("{}: unexpected {r:?}", new.id),
+        }
+    };
+    let mine = a.fence().unwrap();
+    let send = AttemptUpdate { count_send: true, ..Default::default() };
+    store.transition(&a.id, &mine, &[Reserved], Sent, send, new.now).await.unwrap();
+    let rival = format!("rival-{k}");
+    let LeaseGrant::Granted(taken) =
+        store.take_lease(&a.id, &rival, LEASE_MS, Some(0), new.now).await.unwrap()
+    else {
+        panic!("{}: min_age_ms 0 always grants", a.id)
+    };
+    assert_eq!(taken.lease.token, 2);
+    match store.transition(&a.id, &mine, &[Sent], Captured, AttemptUpdate::default(), new.now).await {
+        Err(StoreError::LeaseLost { holder, token: 2, presented: 1, .. }) => assert_eq!(holder, Some(rival)),
+        r => panic!("{}: the displaced holder wrote: {r:?}", a.id),
+    }
+    let theirs = taken.fence().unwrap();
+    let mut state = Sent;
+    for &to in path_for(k).iter().skip(1) {
+        let update = AttemptUpdate { resendable: (to == Failed).then_some(false), ..Default::default() };
+        state = store.transition(&a.id, &theirs, &[state], to, update, new.now).await.unwrap().state;
+    }
+    true
+}
+
+/// 48 tasks over 4 orders (each bound fits 3 attempts), each reserving as its own engine
+/// instance, retrying while its order is busy, every attempt taken over by a rival halfway. A
+/// watcher never sees an order row over its bound; at the end each order holds exactly its bound
+/// and its row agrees with its attempts.
+async fn many_orders_many_tasks_with_takeovers(fx: &Fixture) {
+    const ORDERS: usize = 4;
+    const FITS: i64 = 3;
+    let store = fx.store().await;
+    let usd = cur("USD");
+    let (amount, bound) = (Money::from_minor(AMOUNT_MINOR, usd), Money::from_minor(AMOUNT_MINOR * FITS, usd));
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut looks = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                for o in 0..ORDERS {
+                    if let Some(row) = store.order(MERCHANT, PLATFORM, &format!("tk-{o}")).await.unwrap() {
+                        assert!(row.held <= bound, "tk-{o} holds {} over its bound {bound}", row.held);
+                    }
+                }
+                looks += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            looks
+        })
+    };
+    let tasks: Vec<_> = (0..48)
+        .map(|k| {
+            let store = Arc::clone(&store);
+            tokio::spawn(reserve_send_and_lose_to_a_rival(
+                store,
+                k,
+                format!("tk-{}", k % ORDERS),
+                amount,
+                bound,
+            ))
+        })
+        .collect();
+    let mut reserved = 0;
+    for t in tasks {
+        reserved += usize::from(t.await.unwrap());
+    }
+    done.store(true, Ordering::Relaxed);
+    let looks = watcher.await.unwrap();
+    let all = store.all().await.unwrap();
+    assert_eq!(all.len(), reserved, "every attempt accounted for");
+    for o in 0..ORDERS {
+        let order = format!("tk-{o}");
+        assert_eq!(check_sums(&store, MERCHANT, PLATFORM, &order).await, AMOUNT_MINOR * FITS, "{order}");
+    }
+    assert!(all.iter().all(|a| !a.state.in_flight() && a.lease.token == 2));
+    println!(
+        "[{}] 48 tasks, {ORDERS} orders, a takeover per attempt: {reserved} reserved, {} OverBound, {looks} watcher looks",
+        store.backend(),
+        48 - reserved
+    );
+    assert!(looks > 0);
+}
+
 macro_rules! backend_tests {
     ($backend:ident, $fixture:path, [$($name:ident),* $(,)?]) => {
         mod $backend {
@@ -269,7 +389,8 @@ backend_tests!(
         distinct_keys_only_one_in_flight,
         distinct_keys_bound_fits_n,
         same_key_reserved_once,
-        same_key_two_orders
+        same_key_two_orders,
+        many_orders_many_tasks_with_takeovers
     ]
 );
 backend_tests!(
@@ -279,7 +400,19 @@ backend_tests!(
         distinct_keys_only_one_in_flight,
         distinct_keys_bound_fits_n,
         same_key_reserved_once,
-        same_key_two_orders
+        same_key_two_orders,
+        many_orders_many_tasks_with_takeovers
+    ]
+);
+backend_tests!(
+    postgres_serializable,
+    crate::common::postgres_serializable,
+    [
+        distinct_keys_only_one_in_flight,
+        distinct_keys_bound_fits_n,
+        same_key_reserved_once,
+        same_key_two_orders,
+        many_orders_many_tasks_with_takeovers
     ]
 );
 
@@ -429,6 +562,9 @@ async fn two_processes(fx: &Fixture, test_name: &str) {
         }
     }
     assert_eq!(per_order.len(), ORDERS);
+    for order in per_order.keys() {
+        check_sums(&store, MERCHANT, PLATFORM, order).await;
+    }
     for (order, (held, n_held, n_failed)) in &per_order {
         assert!(*held <= AMOUNT_MINOR * FITS, "{order} holds {held} over its bound");
         assert_eq!((*held, *n_held as i64), (AMOUNT_MINOR * FITS, FITS), "{order} ({n_failed} failed)");
@@ -472,4 +608,14 @@ async fn two_processes_postgres() {
     }
     let fx = common::postgres().await;
     two_processes(&fx, "two_processes_postgres").await;
+}
+
+/// The two-process scenario on a database whose default isolation is SERIALIZABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_postgres_serializable() {
+    if run_as_worker().await {
+        return;
+    }
+    let fx = common::postgres_serializable().await;
+    two_processes(&fx, "two_processes_postgres_serializable").await;
 }

@@ -1,11 +1,15 @@
-//! Shared by the integration tests: fixtures for both backends and attempt builders.
+//! Shared by the integration tests: fixtures for both backends (and PostgreSQL with SERIALIZABLE
+//! as every transaction's default isolation), attempt builders and the order-sum check.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use capture_core::{Currency, Money, Timestamp};
 use capture_store::testing::{NOT_INSTALLED, TempDir, throwaway_postgres};
-use capture_store::{Attempt, AttemptState, AttemptUpdate, CaptureStore, NewAttempt, Reservation};
+use capture_store::{
+    Attempt, AttemptState, AttemptUpdate, Authorization, CaptureStore, Fence, LeaseGrant, NewAttempt,
+    Reservation,
+};
 
 /// A store target (a SQLite file path or a PostgreSQL URL) and what keeps it alive.
 #[derive(Debug)]
@@ -40,6 +44,28 @@ pub async fn postgres() -> Fixture {
     Fixture { target: url, _dir: None }
 }
 
+/// A fresh database whose default transaction isolation is SERIALIZABLE (`ALTER DATABASE … SET
+/// default_transaction_isolation`): every transaction of the store runs serializable, so lost
+/// races show up as serialization failures (40001) the store must retry. Checked on a new
+/// connection before it is handed out.
+pub async fn postgres_serializable() -> Fixture {
+    let fx = postgres().await;
+    let db = fx.target.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    // Set while connected to it: it applies to every session opened afterwards.
+    let (client, conn) = tokio_postgres::connect(&fx.target, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("ALTER DATABASE {db} SET default_transaction_isolation = 'serializable'"))
+        .await
+        .unwrap();
+    drop(client);
+    let (client, conn) = tokio_postgres::connect(&fx.target, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let level: String = client.query_one("SHOW transaction_isolation", &[]).await.unwrap().get(0);
+    assert_eq!(level, "serializable", "{db}");
+    fx
+}
+
 pub fn cur(code: &str) -> Currency {
     Currency::from_code(code).unwrap()
 }
@@ -51,8 +77,18 @@ pub fn money(text: &str, code: &str) -> Money {
 pub const MERCHANT: &str = "m1";
 pub const PLATFORM: &str = "optty";
 pub const T0: u64 = 1_790_000_000_000;
+/// The engine instance the tests reserve as.
+pub const OWNER: &str = "engine-a";
+/// How long the tests' leases last.
+pub const LEASE_MS: u64 = 30_000;
 
-/// An attempt of MERCHANT on PLATFORM with id `cap-<key>`, one payment `pay-<order>`.
+/// The authorization of `order` in the tests: one payment `pay-<order>` of `total`.
+pub fn authorization(order: &str, total: Money) -> Authorization {
+    Authorization::from_payments(vec![(format!("pay-{order}"), total)], total.currency())
+}
+
+/// An attempt of MERCHANT on PLATFORM with id `cap-<key>`, one payment `pay-<order>` authorized
+/// for `bound` (nothing captured elsewhere, so `bound` is the order's bound), reserved by OWNER.
 pub fn attempt(key: &str, order: &str, amount: Money, bound: Money) -> NewAttempt {
     let payments = vec![(format!("pay-{order}"), amount)];
     NewAttempt {
@@ -64,7 +100,10 @@ pub fn attempt(key: &str, order: &str, amount: Money, bound: Money) -> NewAttemp
         order_id: order.into(),
         payment_ids: payments.into_iter().map(|(id, _)| id).collect(),
         amount,
-        bound,
+        authorization: authorization(order, bound),
+        external: Money::zero(bound.currency()),
+        owner: OWNER.into(),
+        lease_ms: LEASE_MS,
         now: Timestamp(T0),
     }
 }
@@ -77,7 +116,25 @@ pub async fn reserve_ok(store: &Arc<dyn CaptureStore>, new: &NewAttempt) -> Atte
     }
 }
 
-/// Moves an attempt along a path of states, one transition each.
+/// The fence of an attempt's current holder.
+pub fn fence(a: &Attempt) -> Fence {
+    a.fence().unwrap_or_else(|| panic!("{} ({}) has no lease holder", a.id, a.state))
+}
+
+/// The fence to write `id` with: its holder's, or (nobody holds it: pending, a resendable
+/// failure) a lease taken now by OWNER.
+pub async fn fence_for(store: &Arc<dyn CaptureStore>, id: &str, now: Timestamp) -> Fence {
+    let a = store.get(id).await.unwrap().expect("attempt exists");
+    if let Some(f) = a.fence() {
+        return f;
+    }
+    match store.take_lease(id, OWNER, LEASE_MS, None, now).await.unwrap() {
+        LeaseGrant::Granted(a) => fence(&a),
+        other => panic!("{id}: expected a lease, got {other:?}"),
+    }
+}
+
+/// Moves an attempt along a path of states, one transition each, under its lease.
 pub async fn walk(store: &Arc<dyn CaptureStore>, id: &str, path: &[AttemptState]) -> Attempt {
     let mut current = store.get(id).await.unwrap().expect("attempt exists");
     for &to in path {
@@ -86,15 +143,32 @@ pub async fn walk(store: &Arc<dyn CaptureStore>, id: &str, path: &[AttemptState]
             resendable: (to == AttemptState::Failed).then_some(false),
             ..AttemptUpdate::default()
         };
+        let f = fence_for(store, id, Timestamp(T0 + 1)).await;
         current = store
-            .transition(id, &[current.state], to, update, Timestamp(T0 + 1))
+            .transition(id, &f, &[current.state], to, update, Timestamp(T0 + 1))
             .await
             .unwrap_or_else(|e| panic!("{id}: {} -> {to}: {e}", current.state));
     }
     current
 }
 
-/// Sum of held amounts of an order, in minor units.
+/// Sum of [`Attempt::held`] of some attempts, in minor units.
 pub fn held_minor(attempts: &[Attempt]) -> i64 {
-    attempts.iter().filter(|a| a.state.holds_amount()).map(|a| a.amount.to_minor().unwrap()).sum()
+    attempts.iter().map(|a| a.held().to_minor().unwrap()).sum()
+}
+
+/// The order row agrees with its attempts: `held` is Σ `held()`, `in_flight` names the one
+/// attempt in flight (or none), and there is at most one. Returns the row's held, minor units.
+pub async fn check_sums(store: &Arc<dyn CaptureStore>, merchant: &str, platform: &str, order: &str) -> i64 {
+    let attempts = store.order_attempts(merchant, platform, order).await.unwrap();
+    let Some(row) = store.order(merchant, platform, order).await.unwrap() else {
+        assert!(attempts.is_empty(), "{order}: attempts but no order row");
+        return 0;
+    };
+    let held = row.held.to_minor().unwrap();
+    assert_eq!(held, held_minor(&attempts), "{order}: order row held vs Σ held() of {attempts:?}");
+    let flying: Vec<&str> = attempts.iter().filter(|a| a.state.in_flight()).map(|a| a.id.as_str()).collect();
+    assert!(flying.len() <= 1, "{order}: several in flight: {flying:?}");
+    assert_eq!(row.in_flight.as_deref(), flying.first().copied(), "{order}: in_flight");
+    held
 }
