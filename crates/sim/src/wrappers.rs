@@ -205,6 +205,11 @@ impl Proc {
             return None;
         }
         let f = *r.pick(&self.faults.send);
+        // Wix has no key and takes repeated partial captures: a request the network delivers
+        // twice is two captures, which no engine can tell from one. Not injected there.
+        if f == Fault::DuplicateDelivery && !read && self.shared.kind == PlatformKind::Wix {
+            return None;
+        }
         // A read changes nothing: it can fail or be slow, not be "applied".
         Some(match (read, f) {
             (true, Fault::CrashAfterSend | Fault::DuplicateDelivery | Fault::AmountMismatch) => {
