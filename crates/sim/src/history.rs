@@ -278,10 +278,12 @@ pub fn window_ms() -> u64 {
     per * u64::from(p.max_sends.max(1))
 }
 
-/// What a capture task's report must say when the ledger refused a write: the error, somewhere.
+/// What a capture task's report must say when the ledger refused a write: the error, in a step
+/// (`error` or `refused`, or any step naming it) or in the outcome.
 fn report_mentions_ledger_error(report: &CaptureReport) -> bool {
-    report.steps.iter().any(|s| s.verdict == "error")
-        || matches!(&report.outcome, Outcome::Failed { message, .. } if message.contains("ledger"))
+    let names = |text: &str| text.contains(crate::wrappers::INJECTED_STORE_ERROR);
+    report.steps.iter().any(|s| s.verdict == "error" || s.detail.as_deref().is_some_and(names))
+        || matches!(&report.outcome, Outcome::Failed { message, .. } if names(message) || message.contains("ledger"))
 }
 
 fn describe(o: &Outcome) -> String {

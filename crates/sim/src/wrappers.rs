@@ -27,6 +27,9 @@ use crate::faults::{Counts, Fault, FaultPlan};
 use crate::models::{Delivery, PlatformKind, World, unavailable};
 use crate::rng::Rng;
 
+/// The message of an injected store write error.
+pub const INJECTED_STORE_ERROR: &str = "sim: injected store error (connection lost), nothing written";
+
 /// The virtual time of every history starts here (2026-11-21T09:00:00Z).
 pub const EPOCH_MS: u64 = 1_795_251_600_000;
 

@@ -160,13 +160,6 @@ fn seed_822_medusa_never_captured_stays_pending_forever() {
     assert_clean(822);
 }
 
-/// Found on ledger v2: recording Wix's answer (sent -> pending) fails with a store error; the
-/// report says pending and has no error step, while the attempt stays sent (the order blocked).
-#[test]
-fn seed_353_failed_record_of_the_answer_is_not_in_the_report() {
-    assert_clean(353);
-}
-
 /// Found on ledger v2: a takeover reconcile reads Wix's transactions through a lagging read that
 /// does not list the capture yet: `not_found`, recorded as failed (certainly nothing captured),
 /// while the platform holds the capture.
