@@ -701,3 +701,147 @@ fn check(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checker itself: each invariant fires on a ledger and books that break it, and stays
+    //! quiet on ones that keep it.
+
+    use super::*;
+    use capture_core::Timestamp;
+    use capture_store::Lease;
+
+    use crate::models::Applied;
+
+    fn usd_cents(c: i64) -> Money {
+        Money::from_minor(c, usd())
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            kind: PlatformKind::Permissive,
+            orders: vec![("o1".into(), vec![("pay-1".into(), usd_cents(10_000))])],
+            procs: Vec::new(),
+            faults: FaultPlan::none(),
+            settle_reads: 0,
+        }
+    }
+
+    fn world(books: &[(&str, i64)]) -> World {
+        let p = plan();
+        let mut w = World::new(p.kind, &p.orders, 0);
+        for (key, cents) in books {
+            w.books.push(Applied {
+                order: "o1".into(),
+                key: Some((*key).into()),
+                amount: usd_cents(*cents),
+                by: "p1".into(),
+            });
+        }
+        w
+    }
+
+    fn attempt(key: &str, cents: i64, state: AttemptState) -> Attempt {
+        Attempt {
+            id: format!("cap_{key}"),
+            merchant: MERCHANT.into(),
+            platform: "template".into(),
+            idempotency_key: key.into(),
+            fingerprint: String::new(),
+            order_id: "o1".into(),
+            payment_ids: vec!["pay-1".into()],
+            amount: usd_cents(cents),
+            state,
+            resendable: false,
+            captured: None,
+            anomaly: None,
+            platform_capture_id: None,
+            request: None,
+            response: None,
+            outcome: None,
+            sends: 1,
+            last_sent_at: None,
+            lease: Lease { owner: None, token: 1, taken_at: Timestamp(0), until: Timestamp(0) },
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    fn reconciled(a: &Attempt, blocking: bool) -> Reconciled {
+        Reconciled {
+            attempt: a.id.clone(),
+            platform: a.platform.clone(),
+            order_id: a.order_id.clone(),
+            before: a.state,
+            after: a.state,
+            detail: String::new(),
+            blocking,
+            frees_at: None,
+        }
+    }
+
+    fn letters(v: &[String]) -> Vec<&str> {
+        v.iter().map(|s| &s[..3]).collect()
+    }
+
+    #[test]
+    fn a_consistent_history_breaks_nothing() {
+        let ledger =
+            [attempt("k1", 6_000, AttemptState::Captured), attempt("k2", 4_000, AttemptState::Captured)];
+        let v = check(&plan(), &world(&[("k1", 6_000), ("k2", 4_000)]), &ledger, &[], &[]);
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn over_capture_is_a() {
+        let ledger =
+            [attempt("k1", 6_000, AttemptState::Captured), attempt("k2", 6_000, AttemptState::Captured)];
+        let v = check(&plan(), &world(&[("k1", 6_000), ("k2", 6_000)]), &ledger, &[], &[]);
+        assert_eq!(letters(&v), ["(a)"], "{v:?}");
+        // Unless the ledger was told another authorization by the order's first snapshot.
+        let v = check(&plan(), &world(&[("k1", 6_000), ("k2", 6_000)]), &ledger, &[], &["o1".into()]);
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn a_key_captured_twice_is_b() {
+        let ledger = [attempt("k1", 3_000, AttemptState::Captured)];
+        let v = check(&plan(), &world(&[("k1", 3_000), ("k1", 3_000)]), &ledger, &[], &[]);
+        assert_eq!(letters(&v), ["(b)"], "{v:?}");
+    }
+
+    #[test]
+    fn lost_wrong_or_phantom_captures_are_c() {
+        let failed = [attempt("k1", 3_000, AttemptState::Failed)];
+        let v = check(&plan(), &world(&[("k1", 3_000)]), &failed, &[], &[]);
+        assert_eq!(letters(&v), ["(c)"], "lost: {v:?}");
+        assert!(v[0].contains("failed"), "{v:?}");
+        let missing = check(&plan(), &world(&[("k1", 3_000)]), &[], &[], &[]);
+        assert_eq!(letters(&missing), ["(c)"], "no attempt: {missing:?}");
+        let mut wrong = attempt("k1", 3_000, AttemptState::Captured);
+        let v = check(&plan(), &world(&[("k1", 3_100)]), std::slice::from_ref(&wrong), &[], &[]);
+        assert_eq!(letters(&v), ["(c)"], "amount: {v:?}");
+        // The ledger's own figure of what the platform reported counts.
+        wrong.captured = Some(usd_cents(3_100));
+        assert!(check(&plan(), &world(&[("k1", 3_100)]), &[wrong], &[], &[]).is_empty());
+        let phantom = [attempt("k1", 3_000, AttemptState::Captured)];
+        let v = check(&plan(), &world(&[]), &phantom, &[], &[]);
+        assert_eq!(letters(&v), ["(c)"], "phantom: {v:?}");
+        assert!(v[0].contains("no such capture"), "{v:?}");
+    }
+
+    #[test]
+    fn an_unreported_attempt_in_flight_is_d() {
+        let sent = attempt("k1", 3_000, AttemptState::Sent);
+        let quiet = reconciled(&sent, false);
+        let v = check(&plan(), &world(&[]), std::slice::from_ref(&sent), &[quiet], &[]);
+        assert_eq!(letters(&v), ["(d)"], "{v:?}");
+        let reported = reconciled(&sent, true);
+        assert!(check(&plan(), &world(&[]), std::slice::from_ref(&sent), &[reported], &[]).is_empty());
+        // Pending while the platform has nothing pending: (d) whatever reconcile says.
+        let pending = attempt("k2", 3_000, AttemptState::Pending);
+        let said = reconciled(&pending, false);
+        let v = check(&plan(), &world(&[]), &[pending], &[said], &[]);
+        assert_eq!(letters(&v), ["(d)"], "{v:?}");
+    }
+}

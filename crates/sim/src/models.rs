@@ -675,3 +675,122 @@ fn wix_error(status: u16, code: &str, message: &str) -> HttpResponse {
 pub fn unavailable(status: u16) -> HttpResponse {
     answer(status, json!({"statusCode": status, "status": status, "title": "Service Unavailable", "message": "Service Unavailable", "type": "unexpected_state"}).to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(kind: PlatformKind, path: &str, body: &str, headers: &[(&str, &str)]) -> OutgoingRequest {
+        OutgoingRequest {
+            method: "POST".into(),
+            url: format!("{}{path}", kind.base_url()),
+            headers: headers.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect(),
+            body: Some(body.into()),
+        }
+    }
+
+    fn get(kind: PlatformKind, path: &str) -> OutgoingRequest {
+        OutgoingRequest {
+            method: "GET".into(),
+            url: format!("{}{path}", kind.base_url()),
+            headers: vec![],
+            body: None,
+        }
+    }
+
+    fn world(kind: PlatformKind, order: &str, payments: &[(&str, i64)], settle: u32) -> World {
+        let p = payments.iter().map(|(id, c)| ((*id).to_owned(), Money::from_minor(*c, usd()))).collect();
+        World::new(kind, &[(order.to_owned(), p)], settle)
+    }
+
+    #[test]
+    fn optty_applies_a_reference_once_and_checks_what_remains() {
+        let k = PlatformKind::Optty;
+        let mut w = world(k, "ORD-1", &[("pay-1", 10_000)], 0);
+        let d = Delivery::default();
+        let r = w.handle(
+            &post(k, "/orders/ORD-1/capture", r#"{"captureReference":"k1","amount":60.00}"#, &[]),
+            &d,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let again = w.handle(
+            &post(k, "/orders/ORD-1/capture", r#"{"captureReference":"k1","amount":60.00}"#, &[]),
+            &d,
+        );
+        assert_eq!(again.status, 400);
+        assert!(again.body.contains("captureReference k1 has already been used"), "{}", again.body);
+        let over = w.handle(
+            &post(k, "/orders/ORD-1/capture", r#"{"captureReference":"k2","amount":60.00}"#, &[]),
+            &d,
+        );
+        assert_eq!(over.status, 400, "{}", over.body);
+        assert_eq!(w.books.len(), 1);
+        assert_eq!(w.books[0].amount, Money::from_minor(6_000, usd()));
+    }
+
+    #[test]
+    fn wix_captures_settle_after_reads_and_lagging_reads_show_the_past() {
+        let k = PlatformKind::Wix;
+        let (order, pay) = ("3545c2f2-7768-4e6e-b64b-dcc11dc7a7f9", "496aaea1-4e2f-4cb1-9522-6b85f49b91e2");
+        let mut w = world(k, order, &[(pay, 1_000)], 2);
+        let body = format!(r#"{{"orderId":"{order}","payments":[{{"paymentId":"{pay}"}}]}}"#);
+        let d = Delivery::default();
+        let r = w.handle(&post(k, "/ecom/v1/order-billing/capture-authorized-payments", &body, &[]), &d);
+        assert!(r.body.contains("PENDING"), "{}", r.body);
+        let busy = w.handle(&post(k, "/ecom/v1/order-billing/capture-authorized-payments", &body, &[]), &d);
+        assert_eq!(busy.status, 428, "{}", busy.body);
+        let path = format!("/ecom/v1/payments/orders/{order}");
+        let lagging = w.handle(&get(k, &path), &Delivery { lag: 1, ..Delivery::default() });
+        assert!(!lagging.body.contains("PENDING") && !lagging.body.contains("SUCCEEDED"), "{}", lagging.body);
+        assert!(w.handle(&get(k, &path), &d).body.contains("PENDING"));
+        assert!(w.handle(&get(k, &path), &d).body.contains("SUCCEEDED"));
+        assert!(!w.pending(order));
+        let done = w.handle(&post(k, "/ecom/v1/order-billing/capture-authorized-payments", &body, &[]), &d);
+        assert_eq!(done.status, 409, "{}", done.body);
+        assert_eq!(w.books.len(), 1);
+    }
+
+    #[test]
+    fn medusa_answers_an_already_captured_payment_unchanged() {
+        let k = PlatformKind::Medusa;
+        let mut w = world(k, "order_01", &[("pay_01", 1_010)], 0);
+        let d = Delivery::default();
+        let first = w.handle(&post(k, "/admin/payments/pay_01/capture", "", &[]), &d);
+        let second = w.handle(&post(k, "/admin/payments/pay_01/capture", "", &[]), &d);
+        assert_eq!((first.status, second.status), (200, 200));
+        assert_eq!(first.body, second.body);
+        assert!(first.body.contains("\"amount\":1010"), "{}", first.body);
+        assert_eq!(w.books.len(), 1);
+    }
+
+    #[test]
+    fn bigcommerce_captures_once_and_reads_pending_then_ok() {
+        let k = PlatformKind::BigCommerce;
+        let mut w = world(k, "100", &[("pay-0", 4_500)], 1);
+        let d = Delivery::default();
+        let path = "/stores/simstore/v3/orders/100/payment_actions/capture";
+        assert_eq!(w.handle(&post(k, path, "{}", &[]), &d).status, 201);
+        assert_eq!(w.handle(&post(k, path, "{}", &[]), &d).status, 422);
+        let tx = w.handle(&get(k, "/stores/simstore/v3/orders/100/transactions"), &d);
+        assert!(
+            tx.body.contains(r#""event":"capture""#) && tx.body.contains(r#""status":"ok""#),
+            "{}",
+            tx.body
+        );
+        assert_eq!(w.books.len(), 1);
+    }
+
+    #[test]
+    fn the_permissive_platform_enforces_nothing_but_its_key() {
+        let k = PlatformKind::Permissive;
+        let mut w = world(k, "ex-order-0", &[("pay-0", 1_000)], 0);
+        let d = Delivery::default();
+        let big = r#"{"amount":"500.00","currency":"USD","reference":"k1"}"#;
+        let r = w.handle(&post(k, "/v1/payments/pay-0/captures", big, &[("Idempotency-Key", "k1")]), &d);
+        assert_eq!(r.status, 201, "{}", r.body);
+        let replay = w.handle(&post(k, "/v1/payments/pay-0/captures", big, &[("Idempotency-Key", "k1")]), &d);
+        assert_eq!(replay.body, r.body);
+        assert_eq!(w.books.len(), 1);
+        assert_eq!(w.books[0].amount, Money::from_minor(50_000, usd()), "more than authorized, applied");
+    }
+}
