@@ -406,3 +406,33 @@ async fn a_pinned_bare_plugin_name_loads_the_hashed_file_not_one_on_the_library_
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     assert_eq!(report["connector"]["id"], "optty", "{report}");
 }
+
+/// Finding 2, the record: the URL in the report is the one sent (its parsed form), not the text
+/// the connector wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorded_url_is_the_url_sent() {
+    let emu = emulator().await;
+    let bad = Arc::new(Plugin::load(&plugin_file("fixture_misbehaving")).expect("the fixture loads"));
+    let engine = crate::abi::engine_with(vec![bad], &[("misbehaving", &emu.base_url())]);
+    let order = "unnormalized-url";
+    let report =
+        engine.capture_json(&crate::abi::request("misbehaving", order, "10.00", order)).await.expect("valid");
+    let sent = format!("{}/orders/unnormalized-url/capture", emu.base_url());
+    assert_eq!(report.exchanges.len(), 1, "{}", report.to_json());
+    assert_eq!(report.exchanges[0].request.url, sent);
+    let step = report.steps.iter().find(|s| s.name == "misbehaving.build_capture").expect("build step");
+    assert_eq!(step.detail.as_deref(), Some(format!("POST {sent}").as_str()));
+}
+
+/// `capture plugins inspect` says whether the plugin answers within its deadline.
+#[test]
+fn inspect_shows_the_plugins_health() {
+    let (code, text) = run(&["plugins".as_ref(), "inspect".as_ref(), optty_plugin().as_os_str()], &repo());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "health         healthy (a probe call was refused, as expected, within the 2000 ms deadline)"
+        ),
+        "{text}"
+    );
+}

@@ -227,8 +227,9 @@ pub enum PluginLoadError {
         /// Which function.
         function: &'static str,
     },
-    /// The manifest function failed (panic, error status, broken buffer).
-    #[error("connector plugin {path}: the manifest function failed: {source}")]
+    /// The entry or manifest function failed (panic, error status, broken buffer, over the call
+    /// deadline).
+    #[error("connector plugin {path}: the entry or manifest function failed: {source}")]
     Manifest {
         /// The path.
         path: PathBuf,
@@ -522,8 +523,19 @@ impl Plugin {
         };
         // Never unload: function pointers and static data stay valid for the life of the process.
         std::mem::forget(lib);
-        // SAFETY: calling the documented entry function, which takes no arguments.
-        let desc = unsafe { entry() };
+        let worker = Worker::start(&file, options.call_timeout)
+            .map_err(|source| PluginLoadError::Read { path: path_buf.clone(), source })?;
+        // The entry function runs under the deadline too. The pointer crosses threads as an
+        // address: it points into the library's static data, valid for the life of the process.
+        let address = worker.run("capture_connector_entry", move || {
+            // SAFETY: calling the documented entry function, which takes no arguments; `.dynsym`
+            // says the symbol is a function.
+            Ok(unsafe { entry() } as usize)
+        });
+        let desc = match address {
+            Ok(a) => a as *const capture_connector_api::abi::ConnectorDescriptor,
+            Err(source) => return Err(PluginLoadError::Manifest { path: path_buf, source }),
+        };
         if desc.is_null() {
             return Err(PluginLoadError::NullDescriptor { path: path_buf });
         }
@@ -562,8 +574,6 @@ impl Plugin {
                 (None, None)
             };
 
-        let worker = Worker::start(&file, options.call_timeout)
-            .map_err(|source| PluginLoadError::Read { path: path_buf.clone(), source })?;
         let manifest_file = file.clone();
         let manifest = worker.run("manifest", move || {
             let mut out = Buffer::empty();

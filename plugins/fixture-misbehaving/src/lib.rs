@@ -26,6 +26,7 @@
 //! | `slow` | sleeps 3 s, then answers correctly | over the call deadline: the plugin is unhealthy |
 //! | `dot-segment` | a URL whose path has `/../` | a dot segment, nothing sent |
 //! | `encoded-dot-segment` | a URL whose path has `/%2E%2e/` | a dot segment, nothing sent |
+//! | `unnormalized-url` | the base URL with its scheme in capitals (`HTTP://`) | sent and recorded in its parsed form |
 //!
 //! The fixture also has two deliberate faults that `capture plugins verify` must catch: it ignores
 //! the message `schema` version (a conformant plugin refuses another schema), and it exports an
@@ -181,6 +182,11 @@ fn misbehave(name: &str, base_url: &str) -> Option<Answer> {
             return None;
         }
         "dot-segment" => ok_json(&request(format!("{base_url}/orders/../capture"), "POST", auth)),
+        "unnormalized-url" => ok_json(&request(
+            format!("{}/orders/unnormalized-url/capture", base_url.replacen("http://", "HTTP://", 1)),
+            "POST",
+            auth,
+        )),
         "encoded-dot-segment" => ok_json(&request(format!("{base_url}/orders/%2E%2e/capture"), "POST", auth)),
         _ => return None,
     })
