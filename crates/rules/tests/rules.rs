@@ -273,7 +273,7 @@ fn the_wall_clock_limit_fails_closed_naming_the_rule_at_call_and_at_load() {
         other => panic!("expected a hold, got {other:?}"),
     }
     let top = "while true do end\nreturn { name = 'frozen', stage = 'pre-validate', decide = function() return allow() end }";
-    let err = RuleSet::from_sources(vec![("frozen.lua".into(), top.into())], limits).err().expect("refused");
+    let err = RuleSet::from_sources(vec![("frozen.lua".into(), top.into())], limits).expect_err("refused");
     assert!(
         err.to_string().contains("frozen.lua") && err.to_string().contains("time limit exceeded"),
         "{err}"
