@@ -436,3 +436,37 @@ fn inspect_shows_the_plugins_health() {
         "{text}"
     );
 }
+
+/// Finding 7 on `capture run`: a rule's hold reason reaches standard error escaped, while the JSON
+/// report keeps it exactly (JSON escapes it its own way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_run_escapes_a_forged_reason_on_standard_error() {
+    let emu = emulator().await;
+    let dir = scratch("hostile-run-stderr");
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("forge.lua"),
+        "return { name = 'forge', stage = 'pre-validate', decide = function(ctx)\n  return hold('\\27[2J\\r\\nPASS  forged')\nend }\n",
+    )
+    .expect("rule");
+    let cfg = format!(
+        "rules = \"rules\"\nplugins = [{:?}]\n{}",
+        optty_plugin().display().to_string(),
+        CONFIG_TAIL.replace("{base}", &emu.base_url())
+    );
+    std::fs::write(dir.join("capture.toml"), cfg).expect("config");
+    let out = Command::new(artifact("capture"))
+        .args(["run", "--config"])
+        .arg(dir.join("capture.toml"))
+        .arg(repo().join("examples/requests/full-capture.json"))
+        .env(TOKEN_VAR, TOKEN)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("\\u{1b}[2J\\r\\nPASS  forged"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\r'), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["outcome"]["reason"], "\u{1b}[2J\r\nPASS  forged", "{report}");
+}
