@@ -470,3 +470,29 @@ async fn capture_run_escapes_a_forged_reason_on_standard_error() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     assert_eq!(report["outcome"]["reason"], "\u{1b}[2J\r\nPASS  forged", "{report}");
 }
+
+/// Plugin outputs are bounded (LIMITS.md): an id over its limit is refused, a long message cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_results_are_bounded() {
+    let emu = emulator().await;
+    let bad = Arc::new(Plugin::load(&plugin_file("fixture_misbehaving")).expect("the fixture loads"));
+    let engine = crate::abi::engine_with(vec![bad], &[("misbehaving", &emu.base_url())]);
+    let report = engine
+        .capture_json(&crate::abi::request("misbehaving", "parse-long-id", "10.00", "long-id"))
+        .await
+        .expect("valid");
+    let text = report.to_json();
+    assert!(text.contains("platform_capture_id is 300 bytes; the limit is 255"), "{text}");
+    assert_eq!(report.outcome.status(), "failed", "{text}");
+    let report = engine
+        .capture_json(&crate::abi::request("misbehaving", "parse-long-message", "10.00", "long-message"))
+        .await
+        .expect("valid");
+    match &report.outcome {
+        Outcome::Failed { message, .. } => {
+            assert_eq!(message.len(), 1000 + '…'.len_utf8(), "{message}");
+            assert!(message.ends_with('…'));
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}

@@ -52,6 +52,16 @@ use sha2::{Digest, Sha256};
 
 /// The largest buffer a plugin may return (manifest, request or result).
 pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
+/// The longest URL a plugin may build, in bytes.
+pub const MAX_URL: usize = 8 * 1024;
+/// The most headers a built request may have.
+pub const MAX_HEADERS: usize = 64;
+/// The longest id a result may carry (`platform_capture_id`), in bytes.
+pub const MAX_RESULT_ID: usize = 255;
+/// The longest text a result may carry (`failure.message`; `kind`, `platform_code` and
+/// `captured_amount`: 100), in bytes; longer texts are cut, ending with `…`.
+pub const MAX_RESULT_TEXT: usize = 1000;
+
 /// The longest connector name a manifest may declare, in bytes.
 pub const MAX_MANIFEST_NAME: usize = 100;
 /// The largest plugin file the loader reads.
@@ -674,9 +684,10 @@ impl Plugin {
         Ok(request)
     }
 
-    /// Asks the connector to read the platform's answer.
+    /// Asks the connector to read the platform's answer. The result's texts are bounded
+    /// ([`MAX_RESULT_ID`], [`MAX_RESULT_TEXT`]).
     pub fn parse_capture(&self, call: &ParseCall) -> Result<CaptureResult, PluginCallError> {
-        self.call("parse_capture", self.parse_capture, call)
+        self.call("parse_capture", self.parse_capture, call).and_then(|r| self.bounded(r))
     }
 
     /// Whether the plugin can read a capture's state (ABI 1.1 and `capabilities.status_query`).
@@ -708,7 +719,7 @@ impl Plugin {
     /// Asks the connector to read a status answer.
     pub fn parse_status(&self, call: &StatusParseCall) -> Result<CaptureResult, PluginCallError> {
         match (self.supports_status(), self.parse_status) {
-            (true, Some(f)) => self.call("parse_status", f, call),
+            (true, Some(f)) => self.call("parse_status", f, call).and_then(|r| self.bounded(r)),
             _ => Err(PluginCallError::Unsupported("status query")),
         }
     }
@@ -765,10 +776,50 @@ impl Plugin {
         })
     }
 
+    /// A result with its texts within the limits: an id over its limit or with a control
+    /// character is refused, long texts are cut.
+    fn bounded(&self, mut r: CaptureResult) -> Result<CaptureResult, PluginCallError> {
+        let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
+        if let Some(id) = &r.platform_capture_id {
+            if id.len() > MAX_RESULT_ID {
+                return Err(invalid(format!(
+                    "platform_capture_id is {} bytes; the limit is {MAX_RESULT_ID}",
+                    id.len()
+                )));
+            }
+            if let Some(c) = id.chars().find(|c| capture_core::limits::is_forbidden_char(*c)) {
+                return Err(invalid(format!(
+                    "platform_capture_id contains the control character {}",
+                    capture_core::limits::describe_char(c)
+                )));
+            }
+        }
+        if let Some(a) = &mut r.captured_amount {
+            clip(a, 100);
+        }
+        if let Some(f) = &mut r.failure {
+            clip(&mut f.kind, 100);
+            clip(&mut f.message, MAX_RESULT_TEXT);
+            if let Some(code) = &mut f.platform_code {
+                clip(code, 100);
+            }
+        }
+        Ok(r)
+    }
+
     /// The manifest's allow-list, checked on every request the plugin builds (the engine also
     /// checks that the URL's origin is the configured base URL's).
     fn check_host(&self, request: &HttpRequest, extra: &[String]) -> Result<(), PluginCallError> {
         let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
+        if request.url.len() > MAX_URL {
+            return Err(invalid(format!("url is {} bytes; the limit is {MAX_URL}", request.url.len())));
+        }
+        if request.headers.len() > MAX_HEADERS {
+            return Err(invalid(format!(
+                "the request has {} headers; the limit is {MAX_HEADERS}",
+                request.headers.len()
+            )));
+        }
         if let Some(problem) = url_path_problem(&request.url) {
             return Err(invalid(format!("url `{}` {problem}", request.url)));
         }
@@ -932,6 +983,18 @@ pub(crate) fn url_path_problem(raw: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Cuts `text` to at most `max` bytes (at a character boundary), ending with `…`.
+fn clip(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
 }
 
 fn file_name(path: &Path) -> String {
