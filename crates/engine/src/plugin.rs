@@ -1265,6 +1265,56 @@ mod tests {
     }
 
     #[test]
+    fn built_urls_with_dot_segments_are_refused() {
+        for (url, problem) in [
+            ("http://127.0.0.1:1/orders/ORD-1/capture", None),
+            ("http://127.0.0.1:1/orders/v1.2/capture", None),
+            ("http://127.0.0.1:1/orders/...", None),
+            ("http://127.0.0.1:1/a?next=../b#../c", None),
+            ("http://127.0.0.1:1", None),
+            ("http://127.0.0.1:1/orders/../capture", Some("dot segment `..`")),
+            ("http://127.0.0.1:1/orders/./capture", Some("dot segment `.`")),
+            ("http://127.0.0.1:1/orders/%2e%2E/capture", Some("dot segment `%2e%2E`")),
+            ("http://127.0.0.1:1/orders/.%2e", Some("dot segment `.%2e`")),
+            ("http://127.0.0.1:1/orders\\..\\capture", Some("backslash")),
+            ("http://127.0.0.1:1/orders/.\t./capture", Some("U+0009")),
+            ("http://127.0.0.1:1/orders/a b", Some("U+0020")),
+        ] {
+            let got = url_path_problem(url);
+            match problem {
+                None => assert_eq!(got, None, "{url}"),
+                Some(p) => assert!(got.as_deref().is_some_and(|g| g.contains(p)), "{url}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_over_its_deadline_marks_the_plugin_unhealthy_and_later_calls_fail_at_once() {
+        let worker = Worker::start("libslow.so", Duration::from_millis(50)).unwrap();
+        assert_eq!(worker.run("build_capture", || Ok(1)), Ok(1));
+        let (release, wait) = mpsc::channel::<()>();
+        let stuck = worker.run("build_capture", move || {
+            // Stuck until the test lets it go (it never returns before its deadline).
+            wait.recv().unwrap_or(());
+            Ok(2)
+        });
+        assert_eq!(
+            stuck,
+            Err(PluginCallError::Timeout { file: "libslow.so".into(), function: "build_capture", ms: 50 })
+        );
+        assert_eq!(worker.unhealthy().as_deref(), Some("build_capture did not return within 50 ms"));
+        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&called);
+        let later = worker.run("parse_capture", move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(3)
+        });
+        assert!(matches!(later, Err(PluginCallError::Unhealthy { .. })), "{later:?}");
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst), "an unhealthy plugin is not called");
+        release.send(()).unwrap_or(());
+    }
+
+    #[test]
     fn semantic_versions() {
         for ok in ["0.1.0", "1.2.3-beta.1", "1.0.0+build.5", "10.20.30-rc-1+x"] {
             assert!(valid_semver(ok), "{ok}");
