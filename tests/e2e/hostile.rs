@@ -406,3 +406,93 @@ async fn a_pinned_bare_plugin_name_loads_the_hashed_file_not_one_on_the_library_
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     assert_eq!(report["connector"]["id"], "optty", "{report}");
 }
+
+/// Finding 2, the record: the URL in the report is the one sent (its parsed form), not the text
+/// the connector wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorded_url_is_the_url_sent() {
+    let emu = emulator().await;
+    let bad = Arc::new(Plugin::load(&plugin_file("fixture_misbehaving")).expect("the fixture loads"));
+    let engine = crate::abi::engine_with(vec![bad], &[("misbehaving", &emu.base_url())]);
+    let order = "unnormalized-url";
+    let report =
+        engine.capture_json(&crate::abi::request("misbehaving", order, "10.00", order)).await.expect("valid");
+    let sent = format!("{}/orders/unnormalized-url/capture", emu.base_url());
+    assert_eq!(report.exchanges.len(), 1, "{}", report.to_json());
+    assert_eq!(report.exchanges[0].request.url, sent);
+    let step = report.steps.iter().find(|s| s.name == "misbehaving.build_capture").expect("build step");
+    assert_eq!(step.detail.as_deref(), Some(format!("POST {sent}").as_str()));
+}
+
+/// `capture plugins inspect` says whether the plugin answers within its deadline.
+#[test]
+fn inspect_shows_the_plugins_health() {
+    let (code, text) = run(&["plugins".as_ref(), "inspect".as_ref(), optty_plugin().as_os_str()], &repo());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "health         healthy (a probe call was refused, as expected, within the 2000 ms deadline)"
+        ),
+        "{text}"
+    );
+}
+
+/// Finding 7 on `capture run`: a rule's hold reason reaches standard error escaped, while the JSON
+/// report keeps it exactly (JSON escapes it its own way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_run_escapes_a_forged_reason_on_standard_error() {
+    let emu = emulator().await;
+    let dir = scratch("hostile-run-stderr");
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("forge.lua"),
+        "return { name = 'forge', stage = 'pre-validate', decide = function(ctx)\n  return hold('\\27[2J\\r\\nPASS  forged')\nend }\n",
+    )
+    .expect("rule");
+    let cfg = format!(
+        "rules = \"rules\"\nplugins = [{:?}]\n{}",
+        optty_plugin().display().to_string(),
+        CONFIG_TAIL.replace("{base}", &emu.base_url())
+    );
+    std::fs::write(dir.join("capture.toml"), cfg).expect("config");
+    let out = Command::new(artifact("capture"))
+        .args(["run", "--config"])
+        .arg(dir.join("capture.toml"))
+        .arg(repo().join("examples/requests/full-capture.json"))
+        .env(TOKEN_VAR, TOKEN)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("\\u{1b}[2J\\r\\nPASS  forged"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\r'), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["outcome"]["reason"], "\u{1b}[2J\r\nPASS  forged", "{report}");
+}
+
+/// Plugin outputs are bounded (LIMITS.md): an id over its limit is refused, a long message cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_results_are_bounded() {
+    let emu = emulator().await;
+    let bad = Arc::new(Plugin::load(&plugin_file("fixture_misbehaving")).expect("the fixture loads"));
+    let engine = crate::abi::engine_with(vec![bad], &[("misbehaving", &emu.base_url())]);
+    let report = engine
+        .capture_json(&crate::abi::request("misbehaving", "parse-long-id", "10.00", "long-id"))
+        .await
+        .expect("valid");
+    let text = report.to_json();
+    assert!(text.contains("platform_capture_id is 300 bytes; the limit is 255"), "{text}");
+    assert_eq!(report.outcome.status(), "failed", "{text}");
+    let report = engine
+        .capture_json(&crate::abi::request("misbehaving", "parse-long-message", "10.00", "long-message"))
+        .await
+        .expect("valid");
+    match &report.outcome {
+        Outcome::Failed { message, .. } => {
+            assert_eq!(message.len(), 1000 + '…'.len_utf8(), "{message}");
+            assert!(message.ends_with('…'));
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}

@@ -752,8 +752,7 @@ mod hostile_tests {
         assert!(CaptureRequest::from_json(GOOD.as_bytes()).is_ok());
         assert!(CaptureRequest::from_json(format!(" \n{GOOD}\n\t ").as_bytes()).is_ok(), "whitespace");
         let big = |n: usize| "a".repeat(n);
-        let many =
-            |n: usize, item: &dyn Fn(usize) -> String| (0..n).map(|i| item(i)).collect::<Vec<_>>().join(",");
+        let many = |n: usize, item: &dyn Fn(usize) -> String| (0..n).map(item).collect::<Vec<_>>().join(",");
         let cases: Vec<(&str, String, &str, &str)> = vec![
             ("trailing garbage", format!("{GOOD}this is not JSON {{{{{{"), ".", "input continues after"),
             ("two documents", format!("{GOOD}{GOOD}"), ".", "exactly one JSON document"),

@@ -4,6 +4,7 @@
 //! rules = "rules/demo"                         # optional; relative to this file
 //! plugins = ["target/debug/libcapture_plugin_optty.so"]
 //! plugin_dir = "target/debug"                  # optional: every lib*.so in it
+//! plugin_call_timeout_ms = 2000                # optional: the deadline of one plugin call
 //! # or pin a plugin to the SHA-256 of its file (`capture plugins inspect FILE` prints it):
 //! # plugins = [{ path = "plugins/libacme.so", sha256 = "9f86d081884c7d65...(64 hex digits)" }]
 //!
@@ -15,7 +16,8 @@
 //! ```
 //!
 //! Credentials are only ever named by environment variable; their values never appear in a
-//! report, a log line or an error message.
+//! report, a log line or an error message (the engine scrubs them, see `crate::scrub`). A
+//! `base_url` with a user name or password is refused ([`EngineConfig::check`]).
 //!
 //! A plugin entry is a path, or a table `{ path, sha256 }`: a pinned file whose SHA-256 differs
 //! is refused before it is loaded ([`ConfigError::Plugin`] with

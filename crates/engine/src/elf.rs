@@ -108,9 +108,9 @@ pub(crate) fn inspect(bytes: &[u8], symbol: &[u8]) -> Result<ElfInfo, ElfProblem
     for i in 0..phnum {
         let at = phoff + i * phentsize;
         let fields = if r.wide {
-            (r.int(at, 4), r.int(at + 8, 8), r.int(at + 32, 8))
+            (r.int(at, 4), r.int(at.saturating_add(8), 8), r.int(at.saturating_add(32), 8))
         } else {
-            (r.int(at, 4), r.int(at + 4, 4), r.int(at + 16, 4))
+            (r.int(at, 4), r.int(at.saturating_add(4), 4), r.int(at.saturating_add(16), 4))
         };
         let (Some(kind), Some(offset), Some(filesz)) = fields else { break };
         if kind == PT_LOAD {
@@ -158,19 +158,19 @@ fn entry_symbol_type(
         let at = shoff.checked_add(i.checked_mul(shentsize)?)?;
         if r.wide {
             Some((
-                r.int(at + 4, 4)?,
-                r.word(at + 24)?,
-                r.word(at + 32)?,
-                r.int(at + 40, 4)?,
-                r.word(at + 56)?,
+                r.int(at.saturating_add(4), 4)?,
+                r.word(at.saturating_add(24))?,
+                r.word(at.saturating_add(32))?,
+                r.int(at.saturating_add(40), 4)?,
+                r.word(at.saturating_add(56))?,
             ))
         } else {
             Some((
-                r.int(at + 4, 4)?,
-                r.word(at + 16)?,
-                r.word(at + 20)?,
-                r.int(at + 24, 4)?,
-                r.word(at + 36)?,
+                r.int(at.saturating_add(4), 4)?,
+                r.word(at.saturating_add(16))?,
+                r.word(at.saturating_add(20))?,
+                r.int(at.saturating_add(24), 4)?,
+                r.word(at.saturating_add(36))?,
             ))
         }
     };
@@ -187,9 +187,9 @@ fn entry_symbol_type(
         // Elf64_Sym: st_name u32, st_info u8, st_other u8, st_shndx u16, ...
         // Elf32_Sym: st_name u32, st_value u32, st_size u32, st_info u8, st_other u8, st_shndx u16.
         let (name, info, shndx) = if r.wide {
-            (r.int(at, 4)?, r.int(at + 4, 1)?, r.int(at + 6, 2)?)
+            (r.int(at, 4)?, r.int(at.saturating_add(4), 1)?, r.int(at.saturating_add(6), 2)?)
         } else {
-            (r.int(at, 4)?, r.int(at + 12, 1)?, r.int(at + 14, 2)?)
+            (r.int(at, 4)?, r.int(at.saturating_add(12), 1)?, r.int(at.saturating_add(14), 2)?)
         };
         if name >= strsize || shndx == 0 {
             continue; // no name, or an undefined (imported) symbol

@@ -52,6 +52,16 @@ use sha2::{Digest, Sha256};
 
 /// The largest buffer a plugin may return (manifest, request or result).
 pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
+/// The longest URL a plugin may build, in bytes.
+pub const MAX_URL: usize = 8 * 1024;
+/// The most headers a built request may have.
+pub const MAX_HEADERS: usize = 64;
+/// The longest id a result may carry (`platform_capture_id`), in bytes.
+pub const MAX_RESULT_ID: usize = 255;
+/// The longest text a result may carry (`failure.message`; `kind`, `platform_code` and
+/// `captured_amount`: 100), in bytes; longer texts are cut, ending with `…`.
+pub const MAX_RESULT_TEXT: usize = 1000;
+
 /// The longest connector name a manifest may declare, in bytes.
 pub const MAX_MANIFEST_NAME: usize = 100;
 /// The largest plugin file the loader reads.
@@ -227,8 +237,9 @@ pub enum PluginLoadError {
         /// Which function.
         function: &'static str,
     },
-    /// The manifest function failed (panic, error status, broken buffer).
-    #[error("connector plugin {path}: the manifest function failed: {source}")]
+    /// The entry or manifest function failed (panic, error status, broken buffer, over the call
+    /// deadline).
+    #[error("connector plugin {path}: the entry or manifest function failed: {source}")]
     Manifest {
         /// The path.
         path: PathBuf,
@@ -522,8 +533,19 @@ impl Plugin {
         };
         // Never unload: function pointers and static data stay valid for the life of the process.
         std::mem::forget(lib);
-        // SAFETY: calling the documented entry function, which takes no arguments.
-        let desc = unsafe { entry() };
+        let worker = Worker::start(&file, options.call_timeout)
+            .map_err(|source| PluginLoadError::Read { path: path_buf.clone(), source })?;
+        // The entry function runs under the deadline too. The pointer crosses threads as an
+        // address: it points into the library's static data, valid for the life of the process.
+        let address = worker.run("capture_connector_entry", move || {
+            // SAFETY: calling the documented entry function, which takes no arguments; `.dynsym`
+            // says the symbol is a function.
+            Ok(unsafe { entry() } as usize)
+        });
+        let desc = match address {
+            Ok(a) => a as *const capture_connector_api::abi::ConnectorDescriptor,
+            Err(source) => return Err(PluginLoadError::Manifest { path: path_buf, source }),
+        };
         if desc.is_null() {
             return Err(PluginLoadError::NullDescriptor { path: path_buf });
         }
@@ -562,8 +584,6 @@ impl Plugin {
                 (None, None)
             };
 
-        let worker = Worker::start(&file, options.call_timeout)
-            .map_err(|source| PluginLoadError::Read { path: path_buf.clone(), source })?;
         let manifest_file = file.clone();
         let manifest = worker.run("manifest", move || {
             let mut out = Buffer::empty();
@@ -664,9 +684,10 @@ impl Plugin {
         Ok(request)
     }
 
-    /// Asks the connector to read the platform's answer.
+    /// Asks the connector to read the platform's answer. The result's texts are bounded
+    /// ([`MAX_RESULT_ID`], [`MAX_RESULT_TEXT`]).
     pub fn parse_capture(&self, call: &ParseCall) -> Result<CaptureResult, PluginCallError> {
-        self.call("parse_capture", self.parse_capture, call)
+        self.call("parse_capture", self.parse_capture, call).and_then(|r| self.bounded(r))
     }
 
     /// Whether the plugin can read a capture's state (ABI 1.1 and `capabilities.status_query`).
@@ -698,7 +719,7 @@ impl Plugin {
     /// Asks the connector to read a status answer.
     pub fn parse_status(&self, call: &StatusParseCall) -> Result<CaptureResult, PluginCallError> {
         match (self.supports_status(), self.parse_status) {
-            (true, Some(f)) => self.call("parse_status", f, call),
+            (true, Some(f)) => self.call("parse_status", f, call).and_then(|r| self.bounded(r)),
             _ => Err(PluginCallError::Unsupported("status query")),
         }
     }
@@ -755,10 +776,50 @@ impl Plugin {
         })
     }
 
+    /// A result with its texts within the limits: an id over its limit or with a control
+    /// character is refused, long texts are cut.
+    fn bounded(&self, mut r: CaptureResult) -> Result<CaptureResult, PluginCallError> {
+        let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
+        if let Some(id) = &r.platform_capture_id {
+            if id.len() > MAX_RESULT_ID {
+                return Err(invalid(format!(
+                    "platform_capture_id is {} bytes; the limit is {MAX_RESULT_ID}",
+                    id.len()
+                )));
+            }
+            if let Some(c) = id.chars().find(|c| capture_core::limits::is_forbidden_char(*c)) {
+                return Err(invalid(format!(
+                    "platform_capture_id contains the control character {}",
+                    capture_core::limits::describe_char(c)
+                )));
+            }
+        }
+        if let Some(a) = &mut r.captured_amount {
+            clip(a, 100);
+        }
+        if let Some(f) = &mut r.failure {
+            clip(&mut f.kind, 100);
+            clip(&mut f.message, MAX_RESULT_TEXT);
+            if let Some(code) = &mut f.platform_code {
+                clip(code, 100);
+            }
+        }
+        Ok(r)
+    }
+
     /// The manifest's allow-list, checked on every request the plugin builds (the engine also
     /// checks that the URL's origin is the configured base URL's).
     fn check_host(&self, request: &HttpRequest, extra: &[String]) -> Result<(), PluginCallError> {
         let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
+        if request.url.len() > MAX_URL {
+            return Err(invalid(format!("url is {} bytes; the limit is {MAX_URL}", request.url.len())));
+        }
+        if request.headers.len() > MAX_HEADERS {
+            return Err(invalid(format!(
+                "the request has {} headers; the limit is {MAX_HEADERS}",
+                request.headers.len()
+            )));
+        }
         if let Some(problem) = url_path_problem(&request.url) {
             return Err(invalid(format!("url `{}` {problem}", request.url)));
         }
@@ -922,6 +983,18 @@ pub(crate) fn url_path_problem(raw: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Cuts `text` to at most `max` bytes (at a character boundary), ending with `…`.
+fn clip(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
 }
 
 fn file_name(path: &Path) -> String {
@@ -1189,6 +1262,56 @@ mod tests {
         assert!(!host_allowed("optty.com.evil.example", &allowed));
         assert!(host_allowed("api.bigcommerce.com", &allowed));
         assert!(!host_allowed("x.api.bigcommerce.com", &allowed));
+    }
+
+    #[test]
+    fn built_urls_with_dot_segments_are_refused() {
+        for (url, problem) in [
+            ("http://127.0.0.1:1/orders/ORD-1/capture", None),
+            ("http://127.0.0.1:1/orders/v1.2/capture", None),
+            ("http://127.0.0.1:1/orders/...", None),
+            ("http://127.0.0.1:1/a?next=../b#../c", None),
+            ("http://127.0.0.1:1", None),
+            ("http://127.0.0.1:1/orders/../capture", Some("dot segment `..`")),
+            ("http://127.0.0.1:1/orders/./capture", Some("dot segment `.`")),
+            ("http://127.0.0.1:1/orders/%2e%2E/capture", Some("dot segment `%2e%2E`")),
+            ("http://127.0.0.1:1/orders/.%2e", Some("dot segment `.%2e`")),
+            ("http://127.0.0.1:1/orders\\..\\capture", Some("backslash")),
+            ("http://127.0.0.1:1/orders/.\t./capture", Some("U+0009")),
+            ("http://127.0.0.1:1/orders/a b", Some("U+0020")),
+        ] {
+            let got = url_path_problem(url);
+            match problem {
+                None => assert_eq!(got, None, "{url}"),
+                Some(p) => assert!(got.as_deref().is_some_and(|g| g.contains(p)), "{url}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_over_its_deadline_marks_the_plugin_unhealthy_and_later_calls_fail_at_once() {
+        let worker = Worker::start("libslow.so", Duration::from_millis(50)).unwrap();
+        assert_eq!(worker.run("build_capture", || Ok(1)), Ok(1));
+        let (release, wait) = mpsc::channel::<()>();
+        let stuck = worker.run("build_capture", move || {
+            // Stuck until the test lets it go (it never returns before its deadline).
+            wait.recv().unwrap_or(());
+            Ok(2)
+        });
+        assert_eq!(
+            stuck,
+            Err(PluginCallError::Timeout { file: "libslow.so".into(), function: "build_capture", ms: 50 })
+        );
+        assert_eq!(worker.unhealthy().as_deref(), Some("build_capture did not return within 50 ms"));
+        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&called);
+        let later = worker.run("parse_capture", move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(3)
+        });
+        assert!(matches!(later, Err(PluginCallError::Unhealthy { .. })), "{later:?}");
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst), "an unhealthy plugin is not called");
+        release.send(()).unwrap_or(());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 #![warn(missing_docs)]
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use capture_core::CaptureRequest;
 use capture_engine::plugin::fuzz;
@@ -172,9 +172,11 @@ fn plugins_dir() -> PathBuf {
 /// A connector's `parse_capture` (first byte even) or `parse_status` (odd) through the C ABI, on
 /// the rest of the bytes.
 pub fn connector(platform: &str, data: &[u8]) {
-    static LOADED: OnceLock<std::sync::Mutex<Vec<(String, Arc<Plugin>)>>> = OnceLock::new();
+    /// The plugins loaded so far, by platform (each is loaded once per process).
+    type Loaded = Vec<(String, Arc<Plugin>)>;
+    static LOADED: Mutex<Loaded> = Mutex::new(Vec::new());
     let plugin = {
-        let mut loaded = LOADED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
         match loaded.iter().find(|(p, _)| p == platform) {
             Some((_, plugin)) => Arc::clone(plugin),
             None => {

@@ -258,6 +258,29 @@ fn the_budget_is_per_rule_call() {
 }
 
 #[test]
+fn the_wall_clock_limit_fails_closed_naming_the_rule_at_call_and_at_load() {
+    // The last line of defence: a limit of zero fires at the first budget check, whatever the
+    // instruction budget says (no timing is measured: the outcome is the same on any machine).
+    let limits = Limits { instructions: u64::MAX / 2, time: std::time::Duration::ZERO, ..Limits::default() };
+    let file = rule_file("frozen", "pre-validate", None, "while true do end");
+    let rules = RuleSet::from_sources(vec![("frozen.lua".into(), file)], limits).unwrap();
+    let v = with_ctx(|ctx| rules.decide(ctx));
+    match &v[0].decision {
+        Decision::Hold { reason } => {
+            assert!(reason.starts_with("rule `frozen` failed (frozen.lua"), "{reason}");
+            assert!(reason.contains("time limit exceeded (0 ms)"), "{reason}");
+        }
+        other => panic!("expected a hold, got {other:?}"),
+    }
+    let top = "while true do end\nreturn { name = 'frozen', stage = 'pre-validate', decide = function() return allow() end }";
+    let err = RuleSet::from_sources(vec![("frozen.lua".into(), top.into())], limits).expect_err("refused");
+    assert!(
+        err.to_string().contains("frozen.lua") && err.to_string().contains("time limit exceeded"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_memory_bomb_fails_closed() {
     let v = decide_one("local t = {} for i=1,1e9 do t[i] = string.rep(\"x\", 1000) end");
     let reason = assert_failed(&v);

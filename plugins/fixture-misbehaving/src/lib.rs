@@ -26,6 +26,9 @@
 //! | `slow` | sleeps 3 s, then answers correctly | over the call deadline: the plugin is unhealthy |
 //! | `dot-segment` | a URL whose path has `/../` | a dot segment, nothing sent |
 //! | `encoded-dot-segment` | a URL whose path has `/%2E%2e/` | a dot segment, nothing sent |
+//! | `parse-long-id` | (parse) a captured result whose `platform_capture_id` is 300 bytes | over the id limit |
+//! | `parse-long-message` | (parse) a failed result with a 5000-byte message | the message cut at 1000 bytes |
+//! | `unnormalized-url` | the base URL with its scheme in capitals (`HTTP://`) | sent and recorded in its parsed form |
 //!
 //! The fixture also has two deliberate faults that `capture plugins verify` must catch: it ignores
 //! the message `schema` version (a conformant plugin refuses another schema), and it exports an
@@ -183,6 +186,19 @@ fn misbehave(name: &str, base_url: &str) -> Option<Answer> {
             return None;
         }
         "dot-segment" => ok_json(&request(format!("{base_url}/orders/../capture"), "POST", auth)),
+        "long-id" => ok_json(&json!({
+            "status": "captured", "captured_amount": null, "platform_capture_id": "x".repeat(300), "failure": null
+        })),
+        "long-message" => ok_json(&json!({
+            "status": "failed", "captured_amount": null, "platform_capture_id": null,
+            "failure": { "kind": "invalid_request", "retryable": false, "platform_code": "400",
+                         "message": "m".repeat(5000), "retry_after_ms": null }
+        })),
+        "unnormalized-url" => ok_json(&request(
+            format!("{}/orders/unnormalized-url/capture", base_url.replacen("http://", "HTTP://", 1)),
+            "POST",
+            auth,
+        )),
         "encoded-dot-segment" => ok_json(&request(format!("{base_url}/orders/%2E%2e/capture"), "POST", auth)),
         _ => return None,
     })
