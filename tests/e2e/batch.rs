@@ -193,3 +193,47 @@ async fn a_batch_killed_halfway_resumes_and_captures_every_order_exactly_once() 
         assert_eq!(a.state, AttemptState::Captured, "{order}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_batch_cleanly_every_started_capture_recorded() {
+    const ORDERS: usize = 20;
+    let emu = emulator().await;
+    let ten = Decimal::new(1000, 2);
+    let mut requests = String::new();
+    for i in 0..ORDERS {
+        let order = format!("I-{i:03}");
+        emu.add_order(OpttyOrder::new(&order, "USD", ten, Decimal::ZERO, "afterpay"));
+        requests.push_str(&format!(
+            r#"{{"platform":"optty","idempotency_key":"{order}-1","amount":"full","order":{{"id":"{order}","currency":"USD","amount":"10.00","payments":[{{"id":"pay-{order}","amount":"10.00","method":"afterpay"}}]}}}}"#
+        ));
+        requests.push('\n');
+    }
+    emu.faults().push((0..ORDERS).map(|_| Fault::delay(300)));
+    let dir = scratch("batch-ctrl-c");
+    let cfg = config(&dir, &emu.base_url(), None);
+    let file = dir.join("requests.ndjson");
+    std::fs::write(&file, requests).expect("write requests");
+    let ledger = dir.join("capture.db").display().to_string();
+    let out = dir.join("reports.ndjson");
+    let child =
+        batch(&cfg, &file, &out, &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start");
+    loop {
+        let attempts = capture_engine::store::open(&ledger).await.expect("ledger").all().await.expect("read");
+        if attempts.iter().filter(|a| a.state == AttemptState::Captured).count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().expect("kill -INT");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("batch interrupted"), "{}", text(&output));
+    let attempts = capture_engine::store::open(&ledger).await.expect("ledger").all().await.expect("read");
+    assert!(attempts.len() < ORDERS, "stopped before the end: {}", attempts.len());
+    assert!(
+        attempts.iter().all(|a| a.state == AttemptState::Captured),
+        "every capture it started finished and was recorded: {attempts:?}"
+    );
+    assert_eq!(lines(&out).len(), attempts.len(), "a report for each");
+}

@@ -9,6 +9,7 @@ mod bad_requests;
 mod batch;
 mod bigcommerce;
 mod crash;
+mod embedding;
 mod exit_codes;
 mod hostile;
 mod ledger;

@@ -177,11 +177,10 @@ impl EngineBuilder {
             b = b.rules(RuleSet::load_dir(dir, capture_rules::Limits::default())?);
         }
         for (id, p) in &config.platforms {
-            let credentials = match p.resolve_credentials(id) {
-                Ok(c) => c,
+            let (credentials, missing) = match p.resolve_credentials(id) {
+                Ok(c) => (c, None),
                 Err(ConfigError::MissingCredential { credential, var, .. }) => {
-                    b.missing_credentials.insert(id.clone(), (credential, var));
-                    BTreeMap::new()
+                    (BTreeMap::new(), Some((credential, var)))
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -195,6 +194,9 @@ impl EngineBuilder {
                     allowed_hosts: p.allowed_hosts.clone(),
                 },
             );
+            if let Some(m) = missing {
+                b.missing_credentials.insert(id.clone(), m);
+            }
         }
         let base = config.base_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
         let store = capture_store::open(&config.store_target(&base)?).await?;
@@ -218,8 +220,10 @@ impl EngineBuilder {
         Ok(self)
     }
 
-    /// Configures a platform (its id is the connector id).
+    /// Configures a platform (its id is the connector id); replaces one of the same id, e.g.
+    /// from the configuration file, credentials included.
     pub fn platform(mut self, id: &str, setup: PlatformSetup) -> Self {
+        self.missing_credentials.remove(id);
         self.platforms.insert(id.to_owned(), setup);
         self
     }
