@@ -798,7 +798,6 @@ impl Plugin {
             clip(a, 100);
         }
         if let Some(f) = &mut r.failure {
-            clip(&mut f.kind, 100);
             clip(&mut f.message, MAX_RESULT_TEXT);
             if let Some(code) = &mut f.platform_code {
                 clip(code, 100);
