@@ -300,6 +300,7 @@ impl Engine {
                 max_sends: self.retry.max_sends.max(1),
                 run_sends,
                 window_ms: window,
+                max_skew_ms: u64::try_from(self.max_clock_skew.as_millis()).unwrap_or(u64::MAX),
                 mode: d.mode,
                 now,
             };
@@ -471,7 +472,21 @@ impl Engine {
                         Ok(report) => {
                             run.steps.extend(report.steps);
                             run.exchanges.extend(report.exchanges);
-                            Event::Status(report.outcome)
+                            // The capture ids other attempts of the order recorded (a failed
+                            // read leaves the list empty: the status is then taken as it is).
+                            let claimed: Vec<String> = match d
+                                .store
+                                .order_attempts(&attempt.merchant, &attempt.platform, &attempt.order_id)
+                                .await
+                            {
+                                Ok(all) => all
+                                    .into_iter()
+                                    .filter(|a| a.id != attempt.id && a.state.holds_amount())
+                                    .filter_map(|a| a.platform_capture_id)
+                                    .collect(),
+                                Err(_) => Vec::new(),
+                            };
+                            Event::Status(machine::status_for(report.outcome, &claimed))
                         }
                         Err(e) => Event::Status(Outcome::Failed {
                             kind: FailureKind::Connector,

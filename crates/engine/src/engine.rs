@@ -122,6 +122,7 @@ pub struct EngineBuilder {
     random: Arc<dyn Random>,
     sleeper: Arc<dyn Sleeper>,
     owner: Option<String>,
+    max_clock_skew: Duration,
     crash_at: Option<CrashPoint>,
     observer: Option<Arc<dyn crate::observe::Observer>>,
 }
@@ -150,6 +151,7 @@ impl Default for EngineBuilder {
             random: Arc::new(SeededRandom::new(0x5eed)),
             sleeper: Arc::new(TokioSleeper),
             owner: None,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             crash_at: None,
             observer: None,
         }
@@ -313,6 +315,14 @@ impl EngineBuilder {
         self
     }
 
+    /// The most the clocks of the engines sharing this ledger may disagree by (default 5
+    /// minutes): a platform answering "no such capture" is believed only once the in-flight
+    /// window and this margin have passed since the last send.
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_clock_skew = skew;
+        self
+    }
+
     /// Test hook: abort the process at this point of every capture (crash tests).
     pub fn crash_at(mut self, at: Option<CrashPoint>) -> Self {
         self.crash_at = at;
@@ -407,11 +417,15 @@ impl EngineBuilder {
             random: self.random,
             sleeper: self.sleeper,
             owner: self.owner.unwrap_or_else(default_owner),
+            max_clock_skew: self.max_clock_skew,
             crash_at: self.crash_at,
             observer: self.observer,
         })
     }
 }
+
+/// The default of [`EngineBuilder::max_clock_skew`].
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// An owner id unique to this engine among the engines built in this process, and to this
 /// process among live processes (the pid).
@@ -438,6 +452,7 @@ pub struct Engine {
     pub(crate) random: Arc<dyn Random>,
     pub(crate) sleeper: Arc<dyn Sleeper>,
     pub(crate) owner: String,
+    pub(crate) max_clock_skew: Duration,
     pub(crate) crash_at: Option<CrashPoint>,
     observer: Option<Arc<dyn crate::observe::Observer>>,
     /// Every configured secret, scrubbed from what leaves the engine (`scrub`).

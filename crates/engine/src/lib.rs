@@ -47,7 +47,9 @@ pub use config::{
     ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, RateBudget, Secret,
 };
 pub use driver::Reconciled;
-pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery};
+pub use engine::{
+    CaptureError, DEFAULT_MAX_CLOCK_SKEW, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery,
+};
 pub use hooks::{Hook, HookContext, Observation};
 pub use observe::{Metrics, Observer};
 pub use plugin::{

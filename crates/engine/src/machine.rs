@@ -83,6 +83,9 @@ pub struct Ctx {
     /// How long after a send the platform may still apply it (every send's timeout and the waits
     /// between them): a lease lasts this long, and "not found" is conclusive only after it.
     pub window_ms: u64,
+    /// The most two engine clocks sharing the ledger may disagree by: a "not found" read back
+    /// is conclusive only once the window and this margin have passed since the last send.
+    pub max_skew_ms: u64,
     /// Capture or reconcile.
     pub mode: Mode,
     /// The current time (the driver's clock).
@@ -265,9 +268,37 @@ fn resolve(ctx: &Ctx) -> Next {
     )
 }
 
+/// A status read as it concerns this attempt: a capture the platform lists whose ids are all
+/// recorded by other attempts of the order is theirs, not this one's (a keyless platform's
+/// status lists the payment's captures, whoever made them).
+pub fn status_for(outcome: Outcome, claimed_by_others: &[String]) -> Outcome {
+    let ids = match &outcome {
+        Outcome::Captured { platform_capture_id: Some(ids), .. }
+        | Outcome::Pending { platform_capture_id: Some(ids), .. } => ids.clone(),
+        _ => return outcome,
+    };
+    let theirs = ids
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .all(|id| claimed_by_others.iter().any(|c| c.split(',').any(|o| o.trim() == id)));
+    if !theirs {
+        return outcome;
+    }
+    Outcome::Failed {
+        kind: FailureKind::NotFound,
+        retryable: false,
+        platform_code: None,
+        message: format!("the platform's captures ({ids}) are recorded for other attempts of the order"),
+        retry_after_ms: None,
+    }
+}
+
 /// When a "not found" read back becomes conclusive: the window after the last send.
 fn conclusive_at(view: &View, ctx: &Ctx) -> Timestamp {
-    Timestamp(view.last_sent_at.map_or(0, |t| t.0).saturating_add(ctx.window_ms))
+    Timestamp(
+        view.last_sent_at.map_or(0, |t| t.0).saturating_add(ctx.window_ms).saturating_add(ctx.max_skew_ms),
+    )
 }
 
 /// The machine: the next step for `view` after `event`.
@@ -401,8 +432,10 @@ fn answer(view: &View, outcome: &Outcome, status: Option<u16>, ctx: &Ctx) -> Ste
             };
             record(S::Captured, false, ours.clone(), Next::Report(ours, None))
         }
-        Outcome::AlreadyCaptured { .. } if view.sends > 1 => {
-            // Sent before, without a key: the capture found may be ours; read the state.
+        Outcome::AlreadyCaptured { .. } if view.sends > 1 || ctx.status_query => {
+            // Without a key the platform cannot say whose capture it holds: this attempt's (sent
+            // before, or delivered twice by the network) or another's. It holds the money either
+            // way; read the state and record what is there.
             let next = if ctx.status_query { Next::QueryStatus } else { Next::Report(outcome.clone(), None) };
             if ctx.status_query {
                 record(S::Unknown, false, unknown("already captured after an earlier send".into()), next)
@@ -532,6 +565,7 @@ mod tests {
             max_sends: 3,
             run_sends: 1,
             window_ms: 60_000,
+            max_skew_ms: 0,
             mode: Mode::Capture,
             now: Timestamp(now),
         }

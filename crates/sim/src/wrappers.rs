@@ -113,6 +113,10 @@ pub struct TaskCtx {
     pub store_errors: Cell<u32>,
 }
 
+/// The farthest a simulated process's clock strays from the shared virtual time: half the
+/// engine's default bound on the skew between two clocks.
+const MAX_OFFSET_MS: i64 = 150_000;
+
 /// One simulated engine process.
 #[derive(Debug)]
 pub struct Proc {
@@ -173,9 +177,12 @@ impl Proc {
             let yields = r.below(4);
             let jump = if !self.faults.clock.is_empty() && r.chance(self.faults.clock_rate) {
                 let kind = *r.pick(&self.faults.clock);
+                // Jumps of 1 s to 2.5 min, and a clock never more than 2.5 min from true time: two
+                // clocks then disagree by at most the engine's documented bound (5 min,
+                // `DEFAULT_MAX_CLOCK_SKEW`), the assumption its leases and "not found" rule need.
                 let ms = match kind {
-                    Fault::ClockJumpForward => i64::try_from(r.range(3_600_000, 86_400_000)).unwrap_or(0),
-                    _ => -i64::try_from(r.range(60_000, 3_600_000)).unwrap_or(0),
+                    Fault::ClockJumpForward => i64::try_from(r.range(1_000, 150_000)).unwrap_or(0),
+                    _ => -i64::try_from(r.range(1_000, 150_000)).unwrap_or(0),
                 };
                 Some((kind, ms))
             } else {
@@ -184,7 +191,9 @@ impl Proc {
             (yields, jump)
         };
         if let Some((kind, ms)) = jump {
-            *lock(&self.offset_ms) += ms;
+            let mut offset = lock(&self.offset_ms);
+            *offset = (*offset + ms).clamp(-MAX_OFFSET_MS, MAX_OFFSET_MS);
+            drop(offset);
             self.shared.count(kind);
             self.shared.log(&self.name, || format!("clock jumps {ms:+} ms"));
         }

@@ -186,6 +186,13 @@ fn error_message(response: &HttpResponse) -> (String, bool) {
     (message, about_state)
 }
 
+/// Whether an error message says the payment was captured already ("The order payment has
+/// already been captured").
+fn already_captured(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("already") && m.contains("captured")
+}
+
 /// The mapping of a non-2xx answer, shared by capture and status. `read_only` requests may be
 /// retried after a 5xx; a capture may not, blindly.
 fn map_error(response: &HttpResponse, read_only: bool) -> CaptureResult {
@@ -195,6 +202,12 @@ fn map_error(response: &HttpResponse, read_only: bool) -> CaptureResult {
         400 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
         401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, status, message, None),
         404 => CaptureResult::failure(FailureKind::NotFound, false, status, message, None),
+        // The payment is captured already: the platform holds the money (whose capture it is, no
+        // answer of a keyless platform can say; the engine reads the state back).
+        422 if !read_only && already_captured(&message) => CaptureResult {
+            status: ResultStatus::AlreadyCaptured,
+            ..CaptureResult::failure(FailureKind::InvalidState, false, status, message, None)
+        },
         422 if about_state => CaptureResult::failure(FailureKind::InvalidState, false, status, message, None),
         422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
         429 => {
