@@ -11,6 +11,7 @@ mod crash;
 mod exit_codes;
 mod ledger;
 mod medusa;
+mod plugin_kit;
 mod plugins;
 mod processes;
 mod rules;

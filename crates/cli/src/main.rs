@@ -16,6 +16,7 @@
 
 mod demo;
 mod plugins_cmd;
+mod plugins_new;
 mod rules_cmd;
 mod sandbox_cmd;
 
