@@ -275,6 +275,23 @@ impl<'de> Deserialize<'de> for Money {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExactDecimal(pub Decimal);
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ExactDecimal {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Decimal".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A decimal amount as a string (`\"100.10\"`) or a JSON number (read from its exact text, never as a float), with at most the currency's places",
+            "anyOf": [
+                {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"},
+                {"type": "number"}
+            ]
+        })
+    }
+}
+
 /// The private key serde_json uses to hand an arbitrary-precision number to a visitor.
 const SERDE_JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
