@@ -1,4 +1,4 @@
-//! The JSON Schemas of the formats the engine reads and the plugins exchange, derived from the
+//! The JSON Schemas of the formats the engine reads and writes and the plugins exchange, derived from the
 //! Rust types with schemars, and a field reference (Markdown) made from each.
 //!
 //! The checked-in copies are `schemas/*.schema.json` and `reference/*.md` beside this crate;
@@ -23,6 +23,16 @@ pub fn all() -> Vec<(&'static str, &'static str, Value)> {
             "capture-request",
             "the capture request a host sends (`capture run REQUEST.json`, `Engine::capture_json`)",
             v(capture_core::request::request_schema()),
+        ),
+        (
+            "capture-report",
+            "the capture report (`capture run`'s standard output, `CaptureReport::to_json`)",
+            v(capture_core::report::report_schema()),
+        ),
+        (
+            "status-report",
+            "the status report (`capture status`'s standard output)",
+            v(capture_core::report::status_report_schema()),
         ),
         (
             "manifest",
