@@ -35,6 +35,8 @@ pub mod plugin;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
+#[cfg(feature = "schema")]
+pub use config::config_schema;
 pub use config::{ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, Secret};
 pub use engine::{CaptureError, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery};
 pub use hooks::{Hook, HookContext, Observation};

@@ -25,6 +25,11 @@ pub fn all() -> Vec<(&'static str, &'static str, Value)> {
             v(capture_core::request::request_schema()),
         ),
         (
+            "config",
+            "the engine's configuration file (`capture.toml`, in TOML; `EngineConfig::load`)",
+            v(capture_engine::config_schema()),
+        ),
+        (
             "capture-report",
             "the capture report (`capture run`'s standard output, `CaptureReport::to_json`)",
             v(capture_core::report::report_schema()),
@@ -102,6 +107,11 @@ fn type_of(p: &Value) -> String {
     match p.get("type") {
         Some(Value::String(t)) if t == "array" => {
             format!("array of {}", p.get("items").map(type_of).unwrap_or_else(|| "values".into()))
+        }
+        Some(Value::String(t))
+            if t == "object" && p.get("additionalProperties").is_some_and(Value::is_object) =>
+        {
+            format!("map of {}", p.get("additionalProperties").map(type_of).unwrap_or_default())
         }
         Some(Value::String(t)) => t.clone(),
         Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" or "),
