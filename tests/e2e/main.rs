@@ -14,6 +14,7 @@ mod exit_codes;
 mod hostile;
 mod ledger;
 mod medusa;
+mod plugin_kit;
 mod plugins;
 mod processes;
 mod rules;

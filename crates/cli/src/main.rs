@@ -17,6 +17,7 @@
 mod batch;
 mod demo;
 mod plugins_cmd;
+mod plugins_new;
 mod rules_cmd;
 mod sandbox_cmd;
 mod serve;

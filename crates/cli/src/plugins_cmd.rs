@@ -64,6 +64,18 @@ pub(crate) enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a ready connector folder NAME (Cargo manifest, src/lib.rs from the template, golden
+    /// fixtures, a conformance test) that builds on its own and passes `cargo test` and verify.
+    New {
+        /// The connector id (lower-case letters, digits, `-`, `_`).
+        name: String,
+        /// Where to create the folder (default: the current folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The capture-connector-api folder to depend on (default: the one this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Run one conformance check and print its result as one JSON line (what `verify` runs in
     /// each child process).
     #[command(hide = true)]
@@ -97,6 +109,9 @@ pub(crate) async fn run(command: PluginsCommand) -> anyhow::Result<u8> {
                 check_timeout: Duration::from_secs(check_timeout.max(1)),
             };
             verify(&file, &options, in_process, json).await
+        }
+        PluginsCommand::New { name, dir, sdk } => {
+            crate::plugins_new::run(&name, dir.as_deref(), sdk.as_deref())
         }
         PluginsCommand::RunCheck { file, check, fixtures, threads, calls } => {
             let options = Options { fixtures, threads, calls, ..Options::default() };

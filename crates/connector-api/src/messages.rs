@@ -12,6 +12,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// How a platform supports partial capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PartialCapture {
     /// Any amount up to what is capturable.
@@ -24,6 +25,7 @@ pub enum PartialCapture {
 
 /// How the platform encodes an amount in its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AmountEncoding {
     /// No amount is sent: the platform captures the full authorization.
@@ -38,6 +40,7 @@ pub enum AmountEncoding {
 
 /// What a connector's platform can do. The engine checks these before any call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     /// Partial capture support.
@@ -62,6 +65,7 @@ pub struct Capabilities {
 
 /// A connector's self-description, returned by the `manifest` function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Connector id, `[a-z0-9_-]+`; requests name it in `platform`.
@@ -84,6 +88,7 @@ pub struct Manifest {
 
 /// One payment to capture in this call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CallPayment {
     /// The platform's payment id.
@@ -98,6 +103,7 @@ pub struct CallPayment {
 
 /// Shipping details (all three or none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CallShipping {
     /// Carrier.
@@ -110,6 +116,7 @@ pub struct CallShipping {
 
 /// Host to plugin: build the capture request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaptureCall {
     /// [`SCHEMA_VERSION`].
@@ -145,6 +152,7 @@ pub struct CaptureCall {
 /// A header of the request to send. When `secret` names a credential, the host appends that
 /// credential's value to `value` when sending, and records `value` + `[REDACTED]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Header {
     /// Header name.
@@ -158,6 +166,7 @@ pub struct Header {
 
 /// Plugin to host: the HTTP request to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequest {
     /// `GET`, `POST`...
@@ -172,6 +181,7 @@ pub struct HttpRequest {
 
 /// Host to plugin: the platform's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpResponse {
     /// Status code.
@@ -184,6 +194,7 @@ pub struct HttpResponse {
 
 /// Host to plugin: parse this answer to that call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ParseCall {
     /// [`SCHEMA_VERSION`].
@@ -196,6 +207,7 @@ pub struct ParseCall {
 
 /// Host to plugin: build a request that reads the state of an order's captures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StatusCall {
     /// [`SCHEMA_VERSION`].
@@ -220,6 +232,7 @@ pub struct StatusCall {
 
 /// Host to plugin: read this answer to that status query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StatusParseCall {
     /// [`SCHEMA_VERSION`].
@@ -232,6 +245,7 @@ pub struct StatusParseCall {
 
 /// The canonical result of a platform's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ResultStatus {
     /// Money captured.
@@ -249,6 +263,7 @@ pub enum ResultStatus {
 /// snake_case name; any other string is refused when the message is decoded, with the list of
 /// these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The platform refused the request as invalid (400, 422).
@@ -327,6 +342,7 @@ impl std::str::FromStr for FailureKind {
 
 /// Failure details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Failure {
     /// What kind of failure (see [`FailureKind`]).
@@ -344,6 +360,7 @@ pub struct Failure {
 
 /// Plugin to host: the outcome of the call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaptureResult {
     /// Captured, pending or failed.
@@ -358,6 +375,7 @@ pub struct CaptureResult {
 
 /// Plugin to host, with [`crate::abi::STATUS_ERROR`]: why the call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorError {
     /// Machine-readable code (`unsupported_currency`, `invalid_call`...).

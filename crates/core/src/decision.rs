@@ -6,6 +6,7 @@ use crate::money::Money;
 
 /// A pre-validation verdict from a built-in check, a host hook or a merchant rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Decision {
     /// Go ahead.

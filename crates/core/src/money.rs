@@ -246,6 +246,26 @@ impl fmt::Display for Money {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Money {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Money".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An exact amount: the decimal as a string with the currency's places, and the ISO 4217 code",
+            "type": "object",
+            "properties": {
+                "amount": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "The decimal, e.g. `\"100.10\"`, `\"1500\"` (JPY), `\"1.250\"` (KWD)"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code"}
+            },
+            "required": ["amount", "currency"],
+            "additionalProperties": false
+        })
+    }
+}
+
 /// Money in reports and messages: `{"amount": "100.10", "currency": "USD"}` (the amount is a string).
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -274,6 +294,23 @@ impl<'de> Deserialize<'de> for Money {
 /// arrives intact through serde_json's `arbitrary_precision`. A float from another format is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExactDecimal(pub Decimal);
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ExactDecimal {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Decimal".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A decimal amount as a string (`\"100.10\"`) or a JSON number (read from its exact text, never as a float), with at most the currency's places",
+            "anyOf": [
+                {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"},
+                {"type": "number"}
+            ]
+        })
+    }
+}
 
 /// The private key serde_json uses to hand an arbitrary-precision number to a visitor.
 const SERDE_JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";

@@ -6,6 +6,7 @@ use crate::money::Money;
 
 /// Why a capture failed, in one taxonomy for every platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FailureKind {
@@ -34,6 +35,7 @@ pub enum FailureKind {
 
 /// The canonical outcome of one capture request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     /// The platform captured the money.
@@ -107,6 +109,7 @@ impl Outcome {
 /// A flat form of [`Outcome`] for storage: every field optional, no tagged enum, so it reads back
 /// through serde_json's `arbitrary_precision` unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeRecord {
     /// `captured`, `pending`, `already_captured`, `rejected`, `held` or `failed`.

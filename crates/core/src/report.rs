@@ -14,6 +14,7 @@ pub const REPORT_SCHEMA: &str = "capture-report/1";
 
 /// A pipeline stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     /// Checks before anything is sent.
@@ -26,6 +27,7 @@ pub enum Stage {
 
 /// Who ran a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepSource {
     /// A check built into the engine.
@@ -42,6 +44,7 @@ pub enum StepSource {
 
 /// One line of the report: one check, hook, rule or call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Step {
     /// The stage it ran in.
     pub stage: Stage,
@@ -62,6 +65,7 @@ pub struct Step {
 
 /// A header as recorded: secrets replaced by `[REDACTED]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordedHeader {
     /// Header name.
     pub name: String,
@@ -71,6 +75,7 @@ pub struct RecordedHeader {
 
 /// The HTTP request as sent (redacted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordedRequest {
     /// Method.
     pub method: String,
@@ -84,6 +89,7 @@ pub struct RecordedRequest {
 
 /// The HTTP response as received (status and body; volatile headers such as Date are left out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordedResponse {
     /// Status code.
     pub status: u16,
@@ -93,6 +99,7 @@ pub struct RecordedResponse {
 
 /// One HTTP exchange with the platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Exchange {
     /// What was sent.
     pub request: RecordedRequest,
@@ -102,6 +109,7 @@ pub struct Exchange {
 
 /// The connector that handled the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ConnectorRef {
     /// Connector id (`optty`).
     pub id: String,
@@ -111,6 +119,7 @@ pub struct ConnectorRef {
 
 /// The report of one capture run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CaptureReport {
     /// Report schema version.
     pub schema: &'static str,
@@ -152,6 +161,7 @@ pub struct CaptureReport {
 
 /// Something about an outcome that the host must look at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Anomaly {
     /// A stable code: `amount_mismatch`.
     pub code: String,
@@ -161,6 +171,7 @@ pub struct Anomaly {
 
 /// The requested amount as shown in a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum Requested {
     /// `"full"`.
@@ -172,6 +183,29 @@ pub enum Requested {
 /// Serializes as the string `"full"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FullMarker;
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for FullMarker {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Full".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"const": "full", "description": "everything still capturable"})
+    }
+}
+
+/// The JSON Schema of a capture report (`CaptureReport::to_json`).
+#[cfg(feature = "schema")]
+pub fn report_schema() -> schemars::Schema {
+    schemars::schema_for!(CaptureReport)
+}
+
+/// The JSON Schema of a status report (`capture status`).
+#[cfg(feature = "schema")]
+pub fn status_report_schema() -> schemars::Schema {
+    schemars::schema_for!(StatusReport)
+}
 
 impl Serialize for FullMarker {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -194,6 +228,7 @@ pub const STATUS_SCHEMA: &str = "capture-status/1";
 
 /// The report of one status query: what the platform says of an order's captures now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatusReport {
     /// Status report schema version.
     pub schema: &'static str,

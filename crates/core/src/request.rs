@@ -185,69 +185,139 @@ pub struct CaptureRequest {
 
 // ---- wire form ----
 
+/// A capture request, as a host sends it (JSON). Unknown fields are refused.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "CaptureRequest"))]
 #[serde(deny_unknown_fields)]
 struct RawRequest {
+    /// The connector id of the platform (`optty`, `bigcommerce`, `medusa`, `wix`, ...).
     platform: String,
+    /// The order as the host knows it: what was authorized and what was captured already.
     order: RawOrder,
+    /// `"full"` (everything still capturable) or the amount to capture, as a decimal string
+    /// (`"100.10"`) or a JSON number read from its exact text, with at most the currency's places.
     amount: RawAmount,
+    /// Per-payment amounts for a partial capture (default: none, the engine splits).
     #[serde(default)]
     payments: Vec<RawPaymentAmount>,
+    /// Unique per merchant and platform: the same key never captures twice (a replay returns the
+    /// recorded outcome).
     idempotency_key: String,
+    /// A note for the platform (Optty `description`).
     #[serde(default)]
     description: Option<String>,
+    /// Shipping details: all three fields, or none.
     #[serde(default)]
     shipping: Option<RawShipping>,
+    /// Free-form values the rules can read (`ctx.metadata`); not sent to the platform.
     #[serde(default)]
     metadata: BTreeMap<String, serde_json::Value>,
 }
 
+/// The order snapshot.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Order"))]
 #[serde(deny_unknown_fields)]
 struct RawOrder {
+    /// The platform's order id.
     id: String,
+    /// ISO 4217 code (`USD`, `JPY`, `KWD`); its exponent bounds every amount's places.
     currency: String,
+    /// The order's authorized amount.
     amount: ExactDecimal,
+    /// A surcharge on top of the amount (Optty), capturable with it (default 0).
     #[serde(default)]
     surcharge: Option<ExactDecimal>,
+    /// The authorized payments (at least one).
     payments: Vec<RawPayment>,
+    /// Captures already made (default none): the engine never captures more than authorized minus these.
     #[serde(default)]
     captures: Vec<RawCapture>,
 }
 
+/// One authorized payment of the order.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Payment"))]
 #[serde(deny_unknown_fields)]
 struct RawPayment {
+    /// The platform's payment id.
     id: String,
+    /// Its authorized amount.
     amount: ExactDecimal,
+    /// The payment method (`afterpay`, `card`, ...), if known.
     #[serde(default)]
     method: Option<String>,
+    /// Whether the method allows a partial capture (default: unknown, the connector decides).
     #[serde(default)]
     partial_capture: Option<bool>,
 }
 
+/// A capture made earlier.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "EarlierCapture"))]
 #[serde(deny_unknown_fields)]
 struct RawCapture {
+    /// Its reference (idempotency key or platform id).
     reference: String,
+    /// The payment it took from, if known.
     #[serde(default)]
     payment_id: Option<String>,
+    /// The amount it captured.
     amount: ExactDecimal,
 }
 
+/// The amount to take from one payment.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "PaymentAmount"))]
 #[serde(deny_unknown_fields)]
 struct RawPaymentAmount {
+    /// One of `order.payments[].id`.
     payment_id: String,
+    /// The amount to capture from it.
     amount: ExactDecimal,
 }
 
+/// Shipping details (all three, or none).
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Shipping"))]
 #[serde(deny_unknown_fields)]
 struct RawShipping {
+    /// The carrier.
     company: Option<String>,
+    /// The service level.
     method: Option<String>,
+    /// The carrier's tracking number.
     tracking_number: Option<String>,
+}
+
+/// The JSON Schema of a capture request (the wire form `CaptureRequest::from_json` reads).
+#[cfg(feature = "schema")]
+pub fn request_schema() -> schemars::Schema {
+    schemars::schema_for!(RawRequest)
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for RawAmount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Amount".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`\"full\"`, or a decimal amount as a string (`\"100.10\"`) or a JSON number (read from its exact text, never as a float)",
+            "anyOf": [
+                {"const": "full"},
+                {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+                {"type": "number", "minimum": 0}
+            ]
+        })
+    }
 }
 
 /// `"full"`, a decimal string or a JSON number.

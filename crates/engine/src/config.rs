@@ -120,6 +120,7 @@ pub(crate) fn check_base_url(key: &str, base: &url::Url) -> Result<(), ConfigErr
 
 /// Where a credential comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CredentialSource {
     /// The environment variable that holds it.
@@ -128,6 +129,7 @@ pub struct CredentialSource {
 
 /// One platform's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlatformConfig {
     /// Base URL of the platform's API (the emulator's, or the real one).
@@ -160,6 +162,7 @@ pub struct PlatformConfig {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RateBudget {
     /// Captures per second, on average (at least 1).
     pub per_second: u32,
@@ -192,11 +195,35 @@ impl PluginEntry {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct PinnedPlugin {
+    /// The library file (relative to the configuration file).
     path: PathBuf,
+    /// The SHA-256 its content must have (64 hexadecimal digits; `capture plugins inspect` prints it).
     #[serde(default)]
     sha256: Option<String>,
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for PluginEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PluginEntry".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let pinned = generator.subschema_for::<PinnedPlugin>();
+        schemars::json_schema!({
+            "description": "A plugin file: a path, or a table `{ path, sha256 }` that pins its SHA-256",
+            "anyOf": [{"type": "string"}, pinned]
+        })
+    }
+}
+
+/// The JSON Schema of the configuration file (TOML's data model: `capture.toml`).
+#[cfg(feature = "schema")]
+pub fn config_schema() -> schemars::Schema {
+    schemars::schema_for!(EngineConfig)
 }
 
 impl<'de> Deserialize<'de> for PluginEntry {
@@ -233,6 +260,7 @@ impl<'de> Deserialize<'de> for PluginEntry {
 
 /// The engine's configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// The merchant's rules folder.

@@ -43,6 +43,8 @@ mod trace;
 mod transport;
 
 pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
+#[cfg(feature = "schema")]
+pub use config::config_schema;
 pub use config::{
     ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, RateBudget, Secret,
 };

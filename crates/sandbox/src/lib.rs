@@ -14,7 +14,13 @@
 //! - [`faults`]: fault injection shared by all of them (error statuses, 429 with reset hints,
 //!   slow answers, a connection dropped after the capture was applied) and the loopback server.
 //!
-//! Each has a `/_sandbox` control API (reset, faults, books): no authentication, loopback only.
+//! - [`emulator`]: the scaffold the four share: the [`emulator::Emulator`] handle, the
+//!   `/_sandbox` control routes (reset, faults, the request log), the JSON helper.
+//! - [`orders`]: orders loaded from a JSON file (`capture sandbox --orders FILE`).
+//! - [`client`]: a tiny HTTP/1.1 client for tests.
+//!
+//! Each has a `/_sandbox` control API (reset, faults, requests, books): no authentication,
+//! loopback only. crates/sandbox/README.md documents it with curl examples (a test runs them all).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

@@ -11,7 +11,7 @@
 //! through a float.
 
 use capture_connector_api::{
-    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure, FailureKind, Header,
+    AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, FailureKind, Header,
     HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, export_connector,
 };
 use serde::{Deserialize, Serialize};
@@ -138,8 +138,15 @@ impl Connector for Acme {
     ) -> Result<CaptureResult, ConnectorError> {
         let status = response.status;
         if (200..300).contains(&status) {
-            let unreadable =
-                || CaptureResult::failure(FailureKind::OutcomeUnknown, false, status, format!("unreadable answer: {}", response.body));
+            let unreadable = || {
+                CaptureResult::failure(
+                    FailureKind::OutcomeUnknown,
+                    false,
+                    status,
+                    format!("unreadable answer: {}", response.body),
+                    None,
+                )
+            };
             let Ok(Answer { capture }) = serde_json::from_str::<Answer>(&response.body) else {
                 return Ok(unreadable());
             };
@@ -159,13 +166,15 @@ impl Connector for Acme {
             .map(|e| e.error.message)
             .unwrap_or_else(|_| response.body.trim().to_owned());
         Ok(match status {
-            400 | 422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message),
-            401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, status, message),
-            404 => CaptureResult::failure(FailureKind::NotFound, false, status, message),
-            409 => CaptureResult::failure(FailureKind::InvalidState, false, status, message),
-            429 => CaptureResult::failure(FailureKind::RateLimited, true, status, message),
-            500..=599 => CaptureResult::failure(FailureKind::PlatformUnavailable, true, status, message),
-            _ => CaptureResult::failure(FailureKind::Unknown, false, status, message),
+            400 | 422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
+            401 | 403 => CaptureResult::failure(FailureKind::Unauthorized, false, status, message, None),
+            404 => CaptureResult::failure(FailureKind::NotFound, false, status, message, None),
+            409 => CaptureResult::failure(FailureKind::InvalidState, false, status, message, None),
+            429 => CaptureResult::failure(FailureKind::RateLimited, true, status, message, None),
+            500..=599 => {
+                CaptureResult::failure(FailureKind::PlatformUnavailable, true, status, message, None)
+            }
+            _ => CaptureResult::failure(FailureKind::Unknown, false, status, message, None),
         })
     }
 }

@@ -58,7 +58,7 @@
 use capture_connector_api::{
     AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, FailureKind, Header,
     HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, StatusCall,
-    export_connector,
+    error_text, export_connector,
 };
 use capture_core::{Currency, ExactDecimal, Money};
 use serde::Deserialize;
@@ -107,13 +107,6 @@ struct Transaction {
     amount: Option<ExactDecimal>,
 }
 
-fn text_of(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// `store_hash` from the settings: present and `[A-Za-z0-9]+`.
 fn store_hash(settings: &std::collections::BTreeMap<String, String>) -> Result<&str, ConnectorError> {
     let Some(hash) = settings.get(STORE_HASH) else {
@@ -157,13 +150,6 @@ fn auth_header() -> Header {
     Header { name: "X-Auth-Token".into(), value: String::new(), secret: Some(CREDENTIAL.into()) }
 }
 
-/// The reset hint of a 429: `X-Rate-Limit-Time-Reset-Ms`, else `X-Retry-After` in seconds.
-fn retry_after_ms(response: &HttpResponse) -> Option<u64> {
-    response.header("x-rate-limit-time-reset-ms").and_then(|v| v.parse::<u64>().ok()).or_else(|| {
-        response.header("x-retry-after").and_then(|v| v.parse::<u64>().ok()).map(|s| s.saturating_mul(1000))
-    })
-}
-
 /// The error's title and `errors` pairs as one message (the raw body when it is not JSON).
 fn error_message(response: &HttpResponse) -> (String, bool) {
     let Ok(body) = serde_json::from_str::<ErrorBody>(&response.body) else {
@@ -172,12 +158,12 @@ fn error_message(response: &HttpResponse) -> (String, bool) {
         return (message, false);
     };
     let mut parts = Vec::new();
-    if let Some(title) = body.title.as_ref().map(text_of) {
+    if let Some(title) = body.title.as_ref().map(error_text) {
         parts.push(title);
     }
     if let Some(serde_json::Value::Object(errors)) = &body.errors {
         for (field, message) in errors {
-            parts.push(format!("{field}: {}", text_of(message)));
+            parts.push(format!("{field}: {}", error_text(message)));
         }
     }
     let message = if parts.is_empty() { format!("HTTP {}", response.status) } else { parts.join("; ") };
@@ -210,9 +196,13 @@ fn map_error(response: &HttpResponse, read_only: bool) -> CaptureResult {
         },
         422 if about_state => CaptureResult::failure(FailureKind::InvalidState, false, status, message, None),
         422 => CaptureResult::failure(FailureKind::InvalidRequest, false, status, message, None),
-        429 => {
-            CaptureResult::failure(FailureKind::RateLimited, true, status, message, retry_after_ms(response))
-        }
+        429 => CaptureResult::failure(
+            FailureKind::RateLimited,
+            true,
+            status,
+            message,
+            response.reset_hint_ms("x-rate-limit-time-reset-ms", "x-retry-after"),
+        ),
         500..=599 if read_only => {
             CaptureResult::failure(FailureKind::PlatformUnavailable, true, status, message, None)
         }
@@ -386,7 +376,7 @@ impl Connector for BigCommerce {
             return Ok(CaptureResult {
                 status: ResultStatus::Captured,
                 captured_amount: Some(amount.to_decimal_string()),
-                platform_capture_id: last.id.as_ref().map(text_of),
+                platform_capture_id: last.id.as_ref().map(error_text),
                 failure: None,
             });
         }

@@ -53,7 +53,7 @@
 use capture_connector_api::{
     AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, FailureKind, Header,
     HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION, StatusCall,
-    export_connector,
+    error_text, export_connector,
 };
 use capture_core::{Currency, Money};
 use serde::Deserialize;
@@ -149,14 +149,6 @@ fn success(status: ResultStatus, amount: Money, id: Option<String>) -> CaptureRe
     }
 }
 
-fn text_of(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) => items.iter().map(text_of).collect::<Vec<_>>().join("; "),
-        other => other.to_string(),
-    }
-}
-
 /// At most [`MAX_MESSAGE`] characters of `text`, trimmed.
 fn clip(text: &str) -> String {
     let text = text.trim();
@@ -170,7 +162,7 @@ fn clip(text: &str) -> String {
 fn error_message(body: &str) -> String {
     match serde_json::from_str::<ErrorBody>(body) {
         Ok(ErrorBody { kind, message: Some(message), code }) => {
-            let message = clip(&text_of(&message));
+            let message = clip(&error_text(&message));
             let kind = kind.or(code);
             match kind {
                 Some(kind) if !kind.is_empty() => format!("{kind}: {message}"),

@@ -19,7 +19,7 @@
 use capture_connector_api::{
     AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure,
     FailureKind, Header, HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION,
-    export_connector,
+    error_text, export_connector,
 };
 use capture_core::{Currency, ExactDecimal, Money};
 use serde::{Deserialize, Serialize};
@@ -70,14 +70,6 @@ fn reference_already_used(message: &str, reference: &str) -> bool {
     m.contains(&reference.to_ascii_lowercase())
         && m.contains("already")
         && (m.contains("used") || m.contains("exists"))
-}
-
-fn text_of(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) => items.iter().map(text_of).collect::<Vec<_>>().join("; "),
-        other => other.to_string(),
-    }
 }
 
 impl Optty {
@@ -201,7 +193,7 @@ impl Connector for Optty {
                     .map_err(|e| ConnectorError::new("invalid_response", format!("capturedAmount: {e}")))?,
                 None => requested,
             };
-            let id = body.capture_id.or(body.capture_reference).map(|v| text_of(&v));
+            let id = body.capture_id.or(body.capture_reference).map(|v| error_text(&v));
             return Ok(CaptureResult {
                 status: ResultStatus::Captured,
                 captured_amount: Some(captured.to_decimal_string()),
@@ -212,7 +204,7 @@ impl Connector for Optty {
         let parsed: Option<ErrorBody> = serde_json::from_str(&response.body).ok();
         let message = parsed
             .as_ref()
-            .and_then(|b| b.message.as_ref().map(text_of))
+            .and_then(|b| b.message.as_ref().map(error_text))
             .unwrap_or_else(|| response.body.trim().to_owned());
         let retry_after_ms = response.retry_after_ms();
         Ok(match status {

@@ -42,7 +42,7 @@
 use capture_connector_api::{
     AmountEncoding, Capabilities, CaptureCall, CaptureResult, Connector, ConnectorError, Failure,
     FailureKind, Header, HttpRequest, HttpResponse, Manifest, PartialCapture, ResultStatus, SCHEMA_VERSION,
-    StatusCall, export_connector,
+    StatusCall, error_text, export_connector,
 };
 use capture_core::{Currency, Money};
 use serde::Serialize;
@@ -133,14 +133,6 @@ fn headers(settings: &std::collections::BTreeMap<String, String>, with_body: boo
     headers
 }
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// Wix's error body, read leniently: the application code, and a message naming what went wrong.
 struct WixError {
     code: Option<String>,
@@ -157,11 +149,11 @@ fn read_error(response: &HttpResponse) -> WixError {
         };
         return WixError { code: None, message };
     };
-    let message = body.get("message").map(text_of).unwrap_or_default();
+    let message = body.get("message").map(error_text).unwrap_or_default();
     let details = body.get("details");
     let app = details.and_then(|d| d.get("applicationError"));
-    let code = app.and_then(|a| a.get("code")).map(text_of).filter(|c| !c.is_empty());
-    let description = app.and_then(|a| a.get("description")).map(text_of).unwrap_or_default();
+    let code = app.and_then(|a| a.get("code")).map(error_text).filter(|c| !c.is_empty());
+    let description = app.and_then(|a| a.get("description")).map(error_text).unwrap_or_default();
     let violations: Vec<String> = details
         .and_then(|d| d.get("validationError"))
         .and_then(|v| v.get("fieldViolations"))
@@ -169,9 +161,9 @@ fn read_error(response: &HttpResponse) -> WixError {
         .map(|list| {
             list.iter()
                 .map(|fv| {
-                    let field = fv.get("field").map(text_of).unwrap_or_default();
-                    let description = fv.get("description").map(text_of).unwrap_or_default();
-                    let rule = fv.get("violatedRule").map(text_of).unwrap_or_default();
+                    let field = fv.get("field").map(error_text).unwrap_or_default();
+                    let description = fv.get("description").map(error_text).unwrap_or_default();
+                    let rule = fv.get("violatedRule").map(error_text).unwrap_or_default();
                     match (description.is_empty(), rule.is_empty()) {
                         (false, false) => format!("{field}: {description} ({rule})"),
                         (false, true) => format!("{field}: {description}"),
