@@ -432,10 +432,8 @@ fn answer(view: &View, outcome: &Outcome, status: Option<u16>, ctx: &Ctx) -> Ste
             };
             record(S::Captured, false, ours.clone(), Next::Report(ours, None))
         }
-        Outcome::AlreadyCaptured { .. } if view.sends > 1 || ctx.status_query => {
-            // Without a key the platform cannot say whose capture it holds: this attempt's (sent
-            // before, or delivered twice by the network) or another's. It holds the money either
-            // way; read the state and record what is there.
+        Outcome::AlreadyCaptured { .. } if view.sends > 1 => {
+            // Sent before, without a key: the capture found may be ours; read the state.
             let next = if ctx.status_query { Next::QueryStatus } else { Next::Report(outcome.clone(), None) };
             if ctx.status_query {
                 record(S::Unknown, false, unknown("already captured after an earlier send".into()), next)

@@ -141,6 +141,8 @@ pub struct Applied {
     pub amount: Money,
     /// Which process sent it.
     pub by: String,
+    /// The amount was made to differ from the one asked (the `amount_mismatch` fault).
+    pub mismatched: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -410,7 +412,13 @@ impl Model {
             json!({"captureReference": reference, "captureId": cap_id, "capturedAmount": number(amount)})
                 .to_string();
         order.keys.insert(reference.clone(), body.clone());
-        let applied = Applied { order: id.to_owned(), key: Some(reference), amount, by: d.by.clone() };
+        let applied = Applied {
+            order: id.to_owned(),
+            key: Some(reference),
+            amount,
+            by: d.by.clone(),
+            mismatched: d.mismatch.is_some(),
+        };
         (answer(200, body), vec![applied])
     }
 
@@ -431,8 +439,13 @@ impl Model {
             total = total.checked_add(amount).unwrap_or(total);
             p.captures.push(ModelCapture { id: format!("{seq}"), amount, reads_left: settle, seq });
         }
-        let applied =
-            Applied { order: id.to_owned(), key: d.task_key.clone(), amount: total, by: d.by.clone() };
+        let applied = Applied {
+            order: id.to_owned(),
+            key: d.task_key.clone(),
+            amount: total,
+            by: d.by.clone(),
+            mismatched: d.mismatch.is_some(),
+        };
         (answer(201, "{}".to_owned()), vec![applied])
     }
 
@@ -513,7 +526,13 @@ impl Model {
         let applied = if total.is_zero() {
             Vec::new()
         } else {
-            vec![Applied { order: order_id, key: d.task_key.clone(), amount: total, by: d.by.clone() }]
+            vec![Applied {
+                order: order_id,
+                key: d.task_key.clone(),
+                amount: total,
+                by: d.by.clone(),
+                mismatched: d.mismatch.is_some(),
+            }]
         };
         (answer(200, body.to_string()), applied)
     }
@@ -610,7 +629,13 @@ impl Model {
             total = total.checked_add(amount).unwrap_or(total);
         }
         let body = self.wix_transactions(&order_id).unwrap_or_default();
-        let applied = Applied { order: order_id, key: d.task_key.clone(), amount: total, by: d.by.clone() };
+        let applied = Applied {
+            order: order_id,
+            key: d.task_key.clone(),
+            amount: total,
+            by: d.by.clone(),
+            mismatched: d.mismatch.is_some(),
+        };
         (answer(200, body), vec![applied])
     }
 
@@ -657,8 +682,13 @@ impl Model {
             order.keys.insert(k.clone(), answer_body.clone());
         }
         let order_id = order.id.clone();
-        let applied =
-            Applied { order: order_id, key: key.or_else(|| d.task_key.clone()), amount, by: d.by.clone() };
+        let applied = Applied {
+            order: order_id,
+            key: key.or_else(|| d.task_key.clone()),
+            amount,
+            by: d.by.clone(),
+            mismatched: d.mismatch.is_some(),
+        };
         (answer(201, answer_body), vec![applied])
     }
 }

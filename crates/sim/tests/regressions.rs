@@ -174,3 +174,18 @@ fn seed_2053_lagging_status_read_records_failed() {
 fn seed_291_duplicate_delivery_on_bigcommerce_recorded_as_failed() {
     assert_clean(291);
 }
+
+/// A process whose clock ran 25 minutes behind stamped its send so early that another process
+/// took "not found" for conclusive while the send was in flight. Clocks now stay within the
+/// engine's documented skew bound, which the "not found" rule adds to the window.
+#[test]
+fn seed_552_a_clock_far_behind_made_not_found_conclusive_too_early() {
+    assert_clean(552);
+}
+
+/// Optty captured another amount than asked and its answer was lost: no engine can learn that
+/// amount (Optty has no status read). Accepted by (c) as the one unknowable amount.
+#[test]
+fn seed_12515_an_amount_no_engine_can_learn() {
+    assert_clean(12515);
+}
