@@ -28,11 +28,16 @@ CAPTURE = str(BIN / "capture")
 
 
 def start(args, env, prefix):
-    """Starts a process and waits for its line that starts with `prefix`; returns (process, rest)."""
+    """Starts a process and waits for its line that starts with `prefix`; returns (process, the
+    first word after it). A process that says `ready` (or exits) without that line is an error,
+    never a wait forever."""
     p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
     for line in p.stdout:
         if line.startswith(prefix):
-            return p, line[len(prefix):].strip()
+            return p, line[len(prefix):].split()[0]
+        if line.startswith("ready"):
+            p.kill()
+            sys.exit(f"{args[1]} said `ready` without a line starting with `{prefix}`")
     sys.exit(f"{args[1]} exited before saying `{prefix}`")
 
 
@@ -61,7 +66,8 @@ def expect(ok, what):
 def main():
     token = secrets.token_hex(16)
     env = dict(os.environ, CAPTURE_SERVE_TOKEN=token, OPTTY_TOKEN="sandbox-optty-token")
-    sandbox, optty_url = start([CAPTURE, "sandbox", "--port", "0"], env, "Optty emulator listening on ")
+    # `capture sandbox` prints one line per emulator: `optty        http://127.0.0.1:PORT  token ...`.
+    sandbox, optty_url = start([CAPTURE, "sandbox", "--platform", "optty", "--port", "0"], env, "optty ")
     with tempfile.TemporaryDirectory(prefix="capture-client-") as tmp:
         config = pathlib.Path(tmp) / "capture.toml"
         config.write_text(
