@@ -403,35 +403,20 @@ impl EngineConfig {
         Ok(entries)
     }
 
-    /// All plugin files: the explicit ones, then the `lib*.so` files of `plugin_dir`, sorted.
+    /// All plugin files, as [`EngineConfig::plugin_entries`] lists them, every pin checked.
     ///
     /// Every pinned file is hashed here, before anything is loaded: a file whose SHA-256 is not
-    /// its pin is [`ConfigError::Plugin`] ([`PluginLoadError::Sha256Mismatch`]).
+    /// its pin is [`ConfigError::Plugin`] ([`PluginLoadError::Sha256Mismatch`]). For listing and
+    /// checking only: loading goes through [`crate::Plugin::load_with`], which hashes the very
+    /// bytes it loads.
     pub fn plugin_files(&self) -> Result<Vec<PathBuf>, ConfigError> {
-        let mut files = Vec::with_capacity(self.plugins.len());
-        for entry in &self.plugins {
+        let entries = self.plugin_entries()?;
+        for entry in &entries {
             if let Some(pin) = &entry.sha256 {
                 verify_sha256(&entry.path, pin)?;
             }
-            files.push(entry.path.clone());
         }
-        let explicit = files.clone();
-        if let Some(dir) = &self.plugin_dir {
-            let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::Invalid {
-                key: "plugin_dir".into(),
-                problem: format!("{}: {e}", dir.display()),
-            })?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    name.starts_with("lib") && name.ends_with(std::env::consts::DLL_SUFFIX)
-                })
-                .collect();
-            found.sort();
-            files.extend(found.into_iter().filter(|f| !explicit.contains(f)));
-        }
-        Ok(files)
+        Ok(entries.into_iter().map(|e| e.path).collect())
     }
 }
 
