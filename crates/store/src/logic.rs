@@ -554,3 +554,12 @@ pub(crate) fn plan_take_lease(
 #[cfg(test)]
 #[path = "logic_proptests.rs"]
 mod proptests;
+
+#[cfg(test)]
+mod column_counts {
+    #[test]
+    fn the_column_counts_match_the_column_lists() {
+        assert_eq!(super::COLUMNS.split(',').count(), super::NCOLUMNS);
+        assert_eq!(super::ORDER_COLUMNS.split(',').count(), 10);
+    }
+}

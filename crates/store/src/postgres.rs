@@ -1,8 +1,14 @@
-//! The PostgreSQL backend: tokio-postgres without TLS, a small pool of clients. No advisory
-//! locks (so the SQL runs on PostgreSQL-compatible distributed engines too): an order's row is
-//! the lock (`INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR UPDATE`), keys are unique
-//! constraints, and every transaction is retried on serialization failure, deadlock and a unique
-//! violation by a concurrent insert.
+//! The PostgreSQL backend: tokio-postgres without TLS, a pool of clients. No advisory locks (so
+//! the SQL runs on PostgreSQL-compatible distributed engines too): an order's row is the lock
+//! (`INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR UPDATE`), keys are unique constraints,
+//! and every transaction is retried on serialization failure, deadlock and a unique violation by
+//! a concurrent insert.
+//!
+//! Round trips: every write is three, the statements of each pipelined (sent together, executed
+//! in order): `BEGIN` with the reads that lock what the write needs, then the writes, then
+//! `COMMIT` once their row counts are checked. A reservation was eight round trips, a transition
+//! six. A call whose future is dropped mid-transaction drops its client with it (the server
+//! then rolls back and frees the row locks), so no later call runs inside that transaction.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,6 +16,7 @@ use std::time::Duration;
 use capture_core::Timestamp;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::logic::{self, COLUMNS, LeasePlan, NCOLUMNS, ORDER_COLUMNS, Plan, RawOrder, RawRow, Stored};
@@ -19,8 +26,9 @@ use crate::{
     Reservation, StoreError,
 };
 
-/// Clients per store; each is used by one call at a time.
-const POOL_SIZE: usize = 4;
+/// Clients per store; each is used by one call at a time. Concurrent calls of one process commit
+/// in parallel on these (and the server's WAL flushes several commits at once).
+const POOL_SIZE: usize = 16;
 /// How many times a transaction that lost a race (serialization failure, deadlock, unique
 /// violation by a concurrent insert) is run again.
 const MAX_RETRIES: u32 = 20;
@@ -81,10 +89,16 @@ struct Statements {
     by_key: Statement,
     by_id: Statement,
     by_id_for_update: Statement,
+    /// The attempt and its order, both locked (attempt first, then order).
+    attempt_and_order_for_update: Statement,
     id_owner: Statement,
     order: Statement,
     order_row: Statement,
     order_for_update: Statement,
+    /// The attempt in flight on an order (a statement of its own, run after the order's lock is
+    /// granted: a row joined to a `FOR UPDATE` row that had to be waited for would come from the
+    /// snapshot taken before the wait, and miss the attempt the lock's holder just committed).
+    busy: Statement,
     order_insert: Statement,
     order_update: Statement,
     insert: Statement,
@@ -96,6 +110,21 @@ struct Statements {
 struct PgConn {
     client: Client,
     st: Statements,
+}
+
+/// A pooled client inside a transaction: unless the transaction was seen to end, dropping this
+/// drops the client (closing its connection, so the server rolls the transaction back).
+struct OpenTransaction<'a> {
+    slot: MutexGuard<'a, Option<PgConn>>,
+    ended: bool,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            *self.slot = None;
+        }
+    }
 }
 
 /// The ledger in a PostgreSQL database, shared by any number of engine processes.
@@ -161,54 +190,69 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn raw(row: &tokio_postgres::Row) -> Result<RawRow, tokio_postgres::Error> {
+fn raw(row: &tokio_postgres::Row, at: usize) -> Result<RawRow, tokio_postgres::Error> {
+    let col = |i: usize| at + i;
     Ok(RawRow {
-        id: row.try_get(0)?,
-        merchant: row.try_get(1)?,
-        platform: row.try_get(2)?,
-        idempotency_key: row.try_get(3)?,
-        fingerprint: row.try_get(4)?,
-        order_id: row.try_get(5)?,
-        payment_ids: row.try_get(6)?,
-        amount_minor: row.try_get(7)?,
-        currency: row.try_get(8)?,
-        state: row.try_get(9)?,
-        resendable: row.try_get(10)?,
-        captured_minor: row.try_get(11)?,
-        anomaly: row.try_get(12)?,
-        platform_capture_id: row.try_get(13)?,
-        request: row.try_get(14)?,
-        response: row.try_get(15)?,
-        outcome: row.try_get(16)?,
-        sends: row.try_get(17)?,
-        last_sent_at: row.try_get(18)?,
-        lease_owner: row.try_get(19)?,
-        lease_token: row.try_get(20)?,
-        lease_at: row.try_get(21)?,
-        lease_until: row.try_get(22)?,
-        created_at: row.try_get(23)?,
-        updated_at: row.try_get(24)?,
+        id: row.try_get(col(0))?,
+        merchant: row.try_get(col(1))?,
+        platform: row.try_get(col(2))?,
+        idempotency_key: row.try_get(col(3))?,
+        fingerprint: row.try_get(col(4))?,
+        order_id: row.try_get(col(5))?,
+        payment_ids: row.try_get(col(6))?,
+        amount_minor: row.try_get(col(7))?,
+        currency: row.try_get(col(8))?,
+        state: row.try_get(col(9))?,
+        resendable: row.try_get(col(10))?,
+        captured_minor: row.try_get(col(11))?,
+        anomaly: row.try_get(col(12))?,
+        platform_capture_id: row.try_get(col(13))?,
+        request: row.try_get(col(14))?,
+        response: row.try_get(col(15))?,
+        outcome: row.try_get(col(16))?,
+        sends: row.try_get(col(17))?,
+        last_sent_at: row.try_get(col(18))?,
+        lease_owner: row.try_get(col(19))?,
+        lease_token: row.try_get(col(20))?,
+        lease_at: row.try_get(col(21))?,
+        lease_until: row.try_get(col(22))?,
+        created_at: row.try_get(col(23))?,
+        updated_at: row.try_get(col(24))?,
     })
 }
 
 fn decode_order(row: &tokio_postgres::Row) -> Result<OrderRecord, Fail> {
+    decode_order_at(row, 0)
+}
+
+fn decode_order_at(row: &tokio_postgres::Row, at: usize) -> Result<OrderRecord, Fail> {
+    let col = |i: usize| at + i;
     let raw = RawOrder {
-        merchant: row.try_get(0)?,
-        platform: row.try_get(1)?,
-        order_id: row.try_get(2)?,
-        currency: row.try_get(3)?,
-        authorized_minor: row.try_get(4)?,
-        payments: row.try_get(5)?,
-        external_minor: row.try_get(6)?,
-        held_minor: row.try_get(7)?,
-        in_flight: row.try_get(8)?,
-        updated_at: row.try_get(9)?,
+        merchant: row.try_get(col(0))?,
+        platform: row.try_get(col(1))?,
+        order_id: row.try_get(col(2))?,
+        currency: row.try_get(col(3))?,
+        authorized_minor: row.try_get(col(4))?,
+        payments: row.try_get(col(5))?,
+        external_minor: row.try_get(col(6))?,
+        held_minor: row.try_get(col(7))?,
+        in_flight: row.try_get(col(8))?,
+        updated_at: row.try_get(col(9))?,
     };
     Ok(raw.decode()?)
 }
 
 fn decode(row: &tokio_postgres::Row) -> Result<Stored, Fail> {
-    Ok(raw(row)?.decode()?)
+    decode_at(row, 0)
+}
+
+fn decode_at(row: &tokio_postgres::Row, at: usize) -> Result<Stored, Fail> {
+    Ok(raw(row, at)?.decode()?)
+}
+
+/// `a, b` -> `t.a, t.b`.
+fn qualified(table: &str, columns: &str) -> String {
+    columns.split(',').map(|c| format!("{table}.{}", c.trim())).collect::<Vec<_>>().join(", ")
 }
 
 fn decode_all(rows: &[tokio_postgres::Row]) -> Result<Vec<Stored>, Fail> {
@@ -328,10 +372,21 @@ impl PostgresStore {
             by_key: p(select("merchant = $1 AND platform = $2 AND idempotency_key = $3")).await?,
             by_id: p(select("id = $1")).await?,
             by_id_for_update: p(select("id = $1 FOR UPDATE")).await?,
+            attempt_and_order_for_update: p(format!(
+                "SELECT {}, {} FROM capture_attempts a JOIN capture_orders o ON o.merchant = a.merchant \
+                 AND o.platform = a.platform AND o.order_id = a.order_id WHERE a.id = $1 FOR UPDATE",
+                qualified("a", COLUMNS),
+                qualified("o", ORDER_COLUMNS)
+            ))
+            .await?,
             id_owner: p("SELECT idempotency_key FROM capture_attempts WHERE id = $1".into()).await?,
             order: p(many("merchant = $1 AND platform = $2 AND order_id = $3")).await?,
             order_row: p(order_select("")).await?,
             order_for_update: p(order_select(" FOR UPDATE")).await?,
+            busy: p(select(
+                "id = (SELECT in_flight FROM capture_orders WHERE merchant = $1 AND platform = $2 AND order_id = $3)",
+            ))
+            .await?,
             order_insert: p(format!(
                 "INSERT INTO capture_orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (merchant, platform, order_id) DO NOTHING"
@@ -353,7 +408,8 @@ impl PostgresStore {
         })
     }
 
-    async fn conn(&self) -> Result<MappedMutexGuard<'_, PgConn>, StoreError> {
+    /// A pooled slot, connected.
+    async fn slot(&self) -> Result<MutexGuard<'_, Option<PgConn>>, StoreError> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let free = (0..n).find_map(|i| self.slots[(start + i) % n].try_lock().ok());
@@ -367,20 +423,50 @@ impl PostgresStore {
             let st = self.prepare(&client).await?;
             *guard = Some(PgConn { client, st });
         }
-        MutexGuard::try_map(guard, Option::as_mut)
+        Ok(guard)
+    }
+
+    async fn conn(&self) -> Result<MappedMutexGuard<'_, PgConn>, StoreError> {
+        MutexGuard::try_map(self.slot().await?, Option::as_mut)
             .map_err(|_| StoreError::Database("postgres: no connection".into()))
     }
 
+    /// Runs `body` as one transaction on a pooled client: `body` pipelines its own `BEGIN` with
+    /// its first statements and ends with `COMMIT` (or returns without writing); whatever it
+    /// returns, a transaction left open is rolled back here. If this future is dropped before
+    /// that (a caller's timeout), or the ROLLBACK fails, the client is dropped with its
+    /// connection: the server then ends the transaction and frees its row locks at once, and
+    /// no later call can run inside it.
+    async fn in_transaction<T>(
+        &self,
+        body: impl AsyncFnOnce(&Client, &Statements) -> Result<Ended<T>, Fail>,
+    ) -> Result<T, Fail> {
+        let mut open = OpenTransaction { slot: self.slot().await?, ended: false };
+        let Some(PgConn { client, st }) = open.slot.as_ref() else {
+            return Err(StoreError::Database("postgres: no connection".into()).into());
+        };
+        let result = match body(client, st).await {
+            Ok(Ended::Committed(v)) => Ok(v),
+            Ok(Ended::Untouched(v)) => client.batch_execute("ROLLBACK").await.map(|()| v).map_err(Fail::from),
+            Err(e) => {
+                // After a failed COMMIT the server has already ended the transaction; ROLLBACK
+                // then only warns. A ROLLBACK that fails leaves `ended` unset: the client goes.
+                open.ended = client.batch_execute("ROLLBACK").await.is_ok();
+                return Err(e);
+            }
+        };
+        open.ended = result.is_ok();
+        result
+    }
+
     async fn reserve_once(&self, new: &NewAttempt) -> Result<Reservation, Fail> {
-        let mut conn = self.conn().await?;
-        let PgConn { client, st } = &mut *conn;
-        let tx = client.transaction().await?;
-        // The order's row is the lock: created by the first reservation (first snapshot wins),
-        // then locked by every writer of the order, in every process, until its commit.
-        let first = RawOrder::encode(&logic::first_order(new), new.now)?;
-        tx.execute(
-            &st.order_insert,
-            &[
+        self.in_transaction(async |client, st| {
+            // The order's row is the lock: created by the first reservation (first snapshot
+            // wins), then locked by every writer of the order, in every process, until its
+            // commit. The reads after the lock run after it is granted (a pipeline executes in
+            // order), each seeing every commit made before.
+            let first = RawOrder::encode(&logic::first_order(new), new.now)?;
+            let insert_order: [&(dyn ToSql + Sync); 10] = [
                 &first.merchant,
                 &first.platform,
                 &first.order_id,
@@ -391,36 +477,37 @@ impl PostgresStore {
                 &first.held_minor,
                 &first.in_flight,
                 &first.updated_at,
-            ],
-        )
-        .await?;
-        let row = tx.query_one(&st.order_for_update, &[&new.merchant, &new.platform, &new.order_id]).await?;
-        let order = decode_order(&row)?;
-        let by_key =
-            match tx.query_opt(&st.by_key, &[&new.merchant, &new.platform, &new.idempotency_key]).await? {
-                Some(row) => Some(decode(&row)?),
-                None => None,
+            ];
+            let order_key: [&(dyn ToSql + Sync); 3] = [&new.merchant, &new.platform, &new.order_id];
+            let key: [&(dyn ToSql + Sync); 3] = [&new.merchant, &new.platform, &new.idempotency_key];
+            let attempt_id: [&(dyn ToSql + Sync); 1] = [&new.id];
+            let (r0, r1, r2, r3, r4, r5) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.execute(&st.order_insert, &insert_order),
+                client.query_one(&st.order_for_update, &order_key),
+                client.query_opt(&st.by_key, &key),
+                client.query_opt(&st.id_owner, &attempt_id),
+                client.query_opt(&st.busy, &order_key),
+            );
+            // The first failure in statement order: the later ones only say the transaction was aborted.
+            let (_, _, locked, by_key, id_owner, busy) = (r0?, r1?, r2?, r3?, r4?, r5?);
+            let order = decode_order(&locked)?;
+            let busy = busy.map(|row| decode(&row)).transpose()?;
+            let by_key = by_key.map(|row| decode(&row)).transpose()?;
+            let id_owner: Option<String> = match (&by_key, id_owner) {
+                (None, Some(row)) => Some(row.try_get(0)?),
+                _ => None,
             };
-        let id_owner: Option<String> = match &by_key {
-            Some(_) => None,
-            None => match tx.query_opt(&st.id_owner, &[&new.id]).await? {
-                Some(row) => Some(row.try_get(0)?),
-                None => None,
-            },
-        };
-        let busy = match (&by_key, &order.in_flight) {
-            (None, Some(id)) => tx.query_opt(&st.by_id, &[id]).await?.map(|r| decode(&r)).transpose()?,
-            _ => None,
-        };
-        match logic::plan_reserve(new, by_key, id_owner, order, busy)? {
-            Plan::Answer(answer) => Ok(answer),
-            Plan::Insert { attempt, order } => {
-                let r = RawRow::encode(&attempt)?;
-                // A concurrent reservation of the same key for another order locks another order
-                // row: the UNIQUE constraint stops one of them, which then retries and sees the key.
-                tx.execute(
-                    &st.insert,
-                    &[
+            let busy = if by_key.is_none() { busy } else { None };
+            match logic::plan_reserve(new, by_key, id_owner, order, busy)? {
+                Plan::Answer(answer) => Ok(Ended::Untouched(answer)),
+                Plan::Insert { attempt, order } => {
+                    let r = RawRow::encode(&attempt)?;
+                    let o = RawOrder::encode(&order, new.now)?;
+                    // A concurrent reservation of the same key for another order locks another
+                    // order row: the UNIQUE constraint stops one of them, which then retries and
+                    // sees the key.
+                    let insert: [&(dyn ToSql + Sync); NCOLUMNS] = [
                         &r.id,
                         &r.merchant,
                         &r.platform,
@@ -446,24 +533,26 @@ impl PostgresStore {
                         &r.lease_until,
                         &r.created_at,
                         &r.updated_at,
-                    ],
-                )
-                .await?;
-                Self::write_order(&tx, st, &order, new.now).await?;
-                tx.commit().await?;
-                Ok(Reservation::Reserved(attempt.attempt))
+                    ];
+                    let (r0, r1) =
+                        tokio::join!(client.execute(&st.insert, &insert), Self::write_order(client, st, &o));
+                    // The first failure in statement order: the later ones only say the transaction was aborted.
+                    let (_, changed) = (r0?, r1?);
+                    one_row("order", &o.order_id, changed)?;
+                    client.batch_execute("COMMIT").await?;
+                    Ok(Ended::Committed(Reservation::Reserved(attempt.attempt)))
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn write_order(
-        tx: &tokio_postgres::Transaction<'_>,
+        client: &Client,
         st: &Statements,
-        order: &OrderRecord,
-        now: Timestamp,
-    ) -> Result<(), Fail> {
-        let o = RawOrder::encode(order, now)?;
-        let changed = tx
+        o: &RawOrder,
+    ) -> Result<u64, tokio_postgres::Error> {
+        client
             .execute(
                 &st.order_update,
                 &[
@@ -476,24 +565,15 @@ impl PostgresStore {
                     &o.updated_at,
                 ],
             )
-            .await?;
-        if changed != 1 {
-            return Err(StoreError::Database(format!(
-                "postgres: updating order {} changed {changed} rows",
-                o.order_id
-            ))
-            .into());
-        }
-        Ok(())
+            .await
     }
 
     async fn write_attempt(
-        tx: &tokio_postgres::Transaction<'_>,
+        client: &Client,
         st: &Statements,
-        next: &Stored,
-    ) -> Result<(), Fail> {
-        let r = RawRow::encode(next)?;
-        let changed = tx
+        r: &RawRow,
+    ) -> Result<u64, tokio_postgres::Error> {
+        client
             .execute(
                 &st.update,
                 &[
@@ -515,13 +595,7 @@ impl PostgresStore {
                     &r.updated_at,
                 ],
             )
-            .await?;
-        if changed != 1 {
-            return Err(
-                StoreError::Database(format!("postgres: updating {} changed {changed} rows", r.id)).into()
-            );
-        }
-        Ok(())
+            .await
     }
 
     async fn transition_once(
@@ -533,30 +607,41 @@ impl PostgresStore {
         update: AttemptUpdate,
         now: Timestamp,
     ) -> Result<Attempt, Fail> {
-        let mut conn = self.conn().await?;
-        let PgConn { client, st } = &mut *conn;
-        let tx = client.transaction().await?;
-        // Row locks, always attempt then order (reservations lock only the order and insert a
-        // row nobody else can lock yet): no cycle.
-        let row = tx.query_opt(&st.by_id_for_update, &[&id]).await?;
-        let current = decode(&row.ok_or_else(|| StoreError::NotFound(id.to_owned()))?)?;
-        let a = &current.attempt;
-        let order = match tx.query_opt(&st.order_for_update, &[&a.merchant, &a.platform, &a.order_id]).await?
-        {
-            Some(row) => decode_order(&row)?,
-            None => {
-                return Err(StoreError::Corrupt {
-                    id: id.to_owned(),
-                    message: format!("order {} has no order row", a.order_id),
+        self.in_transaction(async |client, st| {
+            // Row locks, always attempt then order (reservations lock only the order and insert
+            // a row nobody else can lock yet): no cycle.
+            let attempt_id: [&(dyn ToSql + Sync); 1] = [&id];
+            let (r0, r1) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query_opt(&st.attempt_and_order_for_update, &attempt_id)
+            );
+            // The first failure in statement order: the later ones only say the transaction was aborted.
+            let (_, row) = (r0?, r1?);
+            let Some(row) = row else {
+                // No attempt, or (a corrupt ledger) an attempt without its order row.
+                return Err(match client.query_opt(&st.by_id, &[&id]).await? {
+                    Some(_) => StoreError::Corrupt {
+                        id: id.to_owned(),
+                        message: "its order has no order row".into(),
+                    },
+                    None => StoreError::NotFound(id.to_owned()),
                 }
                 .into());
-            }
-        };
-        let (next, order) = logic::plan_transition(current, order, fence, from, to, update, now)?;
-        Self::write_attempt(&tx, st, &next).await?;
-        Self::write_order(&tx, st, &order, now).await?;
-        tx.commit().await?;
-        Ok(next.attempt)
+            };
+            let current = decode(&row)?;
+            let order = decode_order_at(&row, NCOLUMNS)?;
+            let (next, order) = logic::plan_transition(current, order, fence, from, to, update, now)?;
+            let (r, o) = (RawRow::encode(&next)?, RawOrder::encode(&order, now)?);
+            let (r0, r1) =
+                tokio::join!(Self::write_attempt(client, st, &r), Self::write_order(client, st, &o));
+            // The first failure in statement order: the later ones only say the transaction was aborted.
+            let (attempt_rows, order_rows) = (r0?, r1?);
+            one_row("attempt", &r.id, attempt_rows)?;
+            one_row("order", &o.order_id, order_rows)?;
+            client.batch_execute("COMMIT").await?;
+            Ok(Ended::Committed(next.attempt))
+        })
+        .await
     }
 
     async fn take_lease_once(
@@ -567,19 +652,26 @@ impl PostgresStore {
         min_age_ms: Option<u64>,
         now: Timestamp,
     ) -> Result<LeaseGrant, Fail> {
-        let mut conn = self.conn().await?;
-        let PgConn { client, st } = &mut *conn;
-        let tx = client.transaction().await?;
-        let row = tx.query_opt(&st.by_id_for_update, &[&id]).await?;
-        let current = decode(&row.ok_or_else(|| StoreError::NotFound(id.to_owned()))?)?;
-        match logic::plan_take_lease(current, owner, lease_ms, min_age_ms, now)? {
-            LeasePlan::Answer(grant) => Ok(grant),
-            LeasePlan::Write(next, grant) => {
-                Self::write_attempt(&tx, st, &next).await?;
-                tx.commit().await?;
-                Ok(grant)
+        self.in_transaction(async |client, st| {
+            let attempt_id: [&(dyn ToSql + Sync); 1] = [&id];
+            let (r0, r1) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query_opt(&st.by_id_for_update, &attempt_id)
+            );
+            // The first failure in statement order: the later ones only say the transaction was aborted.
+            let (_, row) = (r0?, r1?);
+            let current = decode(&row.ok_or_else(|| StoreError::NotFound(id.to_owned()))?)?;
+            match logic::plan_take_lease(current, owner, lease_ms, min_age_ms, now)? {
+                LeasePlan::Answer(grant) => Ok(Ended::Untouched(grant)),
+                LeasePlan::Write(next, grant) => {
+                    let r = RawRow::encode(&next)?;
+                    one_row("attempt", &r.id, Self::write_attempt(client, st, &r).await?)?;
+                    client.batch_execute("COMMIT").await?;
+                    Ok(Ended::Committed(grant))
+                }
             }
-        }
+        })
+        .await
     }
 
     /// A read, retried like every write: under SERIALIZABLE (a server or database whose default
@@ -598,6 +690,21 @@ impl PostgresStore {
             decode_all(&rows)
         })
         .await
+    }
+}
+
+/// How a transaction body ended: committed, or without a write (rolled back by the caller).
+enum Ended<T> {
+    Committed(T),
+    Untouched(T),
+}
+
+/// An update of a row this transaction has locked changes exactly that row.
+fn one_row(what: &str, id: &str, changed: u64) -> Result<(), Fail> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Database(format!("postgres: updating {what} {id} changed {changed} rows")).into())
     }
 }
 

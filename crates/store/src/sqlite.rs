@@ -1,11 +1,20 @@
-//! The SQLite backend: one file, WAL journal, `BEGIN IMMEDIATE` for every write.
+//! The SQLite backend: one file, WAL journal, `synchronous=FULL`, group commit.
 //!
-//! rusqlite is blocking, so every call runs on `tokio::task::spawn_blocking` with the one
-//! connection behind a `std::sync::Mutex` (calls of one process are serialized there; other
-//! processes are serialized by SQLite's write lock, waited for up to [`BUSY_TIMEOUT`]).
+//! rusqlite is blocking, so one writer thread per store owns the connection and runs every call
+//! (reads too). Calls that arrive while it is busy are run together: the writer takes every call
+//! waiting in its queue (up to [`MAX_GROUP`]), opens one `BEGIN IMMEDIATE` transaction, runs each
+//! call inside its own `SAVEPOINT` (a call that fails or is refused is rolled back to it, alone),
+//! commits once and only then answers every call of the group. So concurrent captures share one
+//! commit and one fsync, a call's effects are durable before its answer leaves the store (an
+//! outcome is never reported, a request never sent, on a record that could still be lost), and
+//! the calls of a group see each other in the order they arrived, exactly as if run one by one.
+//! If the commit fails, every call of the group gets the error, reads included. Other processes
+//! are serialized by SQLite's write lock, waited for up to [`BUSY_TIMEOUT`].
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use capture_core::Timestamp;
@@ -21,6 +30,9 @@ use crate::{
 
 /// How long a write waits for another process's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most calls one group commit carries.
+pub const MAX_GROUP: usize = 256;
 
 /// The schema version this build writes.
 const SCHEMA_VERSION: i64 = 2;
@@ -76,7 +88,10 @@ CREATE INDEX IF NOT EXISTS capture_attempts_state ON capture_attempts (state);
 
 /// The ledger in a SQLite file (or in memory, for tests).
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    /// The writer thread's queue; the thread ends when the store (the last sender) is dropped.
+    calls: mpsc::Sender<Box<dyn Call>>,
+    /// Groups committed so far (each one transaction, one fsync).
+    commits: Arc<AtomicU64>,
     target: String,
 }
 
@@ -160,7 +175,19 @@ impl SqliteStore {
             Some(_) => {}
         }
         tx.commit().map_err(|e| fail(e.to_string()))?;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), target })
+        let (calls, queue) = mpsc::channel::<Box<dyn Call>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&commits);
+        std::thread::Builder::new()
+            .name("capture-sqlite".into())
+            .spawn(move || writer(conn, queue, &counted))
+            .map_err(|e| fail(format!("starting the writer thread: {e}")))?;
+        Ok(SqliteStore { calls, commits, target })
+    }
+
+    /// How many group commits this store has made: with concurrent callers, fewer than calls.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// The file this store was opened on (`:memory:` for [`SqliteStore::in_memory`]).
@@ -168,21 +195,129 @@ impl SqliteStore {
         PathBuf::from(&self.target)
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` on the writer thread, in the next group commit, and answers once that group is
+    /// committed.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves no transaction open (rusqlite rolls back on
-            // drop), so a poisoned lock still guards a usable connection.
-            let mut guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("sqlite task: {e}")))?
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let call = Box::new(Pending { run: Some(f), result: None, answer });
+        self.calls
+            .send(call)
+            .map_err(|_| StoreError::Database("sqlite: the writer thread has stopped".into()))?;
+        answered.await.map_err(|_| StoreError::Database("sqlite: the writer thread dropped a call".into()))?
+    }
+}
+
+/// One call waiting in the writer's queue: run inside the group's transaction, answered after
+/// its commit.
+trait Call: Send {
+    /// Runs the call inside its own savepoint of the open transaction.
+    fn run(&mut self, conn: &Connection);
+    /// Answers the caller: the call's result if the group committed, else the group's error.
+    fn answer(self: Box<Self>, committed: Result<(), &str>);
+}
+
+struct Pending<T, F> {
+    run: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    answer: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Call for Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) {
+        let Some(f) = self.run.take() else { return };
+        self.result = Some(in_savepoint(conn, f));
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &str>) {
+        let result = match committed {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(StoreError::Database("sqlite: the call was not run".into()))),
+            Err(message) => Err(StoreError::Database(message.to_owned())),
+        };
+        // An error here means the caller stopped waiting (its future was dropped): nobody to
+        // tell, and the call's effects stand (committed, or failed with the group).
+        if let Err(unread) = self.answer.send(result) {
+            drop(unread);
+        }
+    }
+}
+
+/// Runs `f` inside a savepoint: released when it succeeds, rolled back to (undoing only this
+/// call's writes) when it fails, is refused or panics.
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT capture_call").map_err(db)?;
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
+        Ok(r) => r,
+        Err(_) => {
+            Err(StoreError::Database("sqlite: a ledger call panicked; its writes were rolled back".into()))
+        }
+    };
+    let end = match &result {
+        Ok(_) => conn.execute_batch("RELEASE capture_call"),
+        Err(_) => conn.execute_batch("ROLLBACK TO capture_call; RELEASE capture_call"),
+    };
+    match end {
+        Ok(()) => result,
+        // The savepoint could not be closed: the group's transaction is in an unknown shape, so
+        // fail this call; the commit that follows fails too or carries only what succeeded.
+        Err(e) => Err(db(e)),
+    }
+}
+
+/// The writer thread: groups waiting calls into one transaction and one commit.
+fn writer(conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, commits: &AtomicU64) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(call) => group.push(call),
+                Err(_) => break,
+            }
+        }
+        let committed = commit_group(&conn, &mut group);
+        if committed.is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for call in group {
+            call.answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+}
+
+fn commit_group(conn: &Connection, group: &mut [Box<dyn Call>]) -> Result<(), String> {
+    // IMMEDIATE takes SQLite's write lock now, so the reads and writes of every call are one
+    // serialized step for every connection to this file, in any process.
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| format!("sqlite: beginning a transaction: {e}"))?;
+    for call in group.iter_mut() {
+        call.run(conn);
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let error = format!("sqlite: committing a group of {} calls: {e}", group.len());
+            // A failed commit may leave the transaction open (SQLITE_BUSY) or rolled back (an I/O
+            // error): end it either way, so the next group starts clean.
+            if !conn.is_autocommit() {
+                // A failed ROLLBACK adds nothing: the error below already fails every call, and
+                // the next group's BEGIN fails (and fails its calls) while a transaction is open.
+                if let Err(also) = conn.execute_batch("ROLLBACK") {
+                    drop(also);
+                }
+            }
+            Err(error)
+        }
     }
 }
 
@@ -323,13 +458,11 @@ fn write_order(conn: &Connection, order: &OrderRecord, now: Timestamp) -> Result
     Ok(())
 }
 
-fn reserve_blocking(conn: &mut Connection, new: &NewAttempt) -> Result<Reservation, StoreError> {
+/// Runs inside the group's transaction (see [`commit_group`]), as every call below.
+fn reserve_blocking(tx: &Connection, new: &NewAttempt) -> Result<Reservation, StoreError> {
     logic::validate(new)?;
-    // IMMEDIATE takes SQLite's write lock now, so the reads below and the writes are one
-    // serialized step for every connection to this file, in any process.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
     let by_key = select_one(
-        &tx,
+        tx,
         "merchant = ?1 AND platform = ?2 AND idempotency_key = ?3",
         params![new.merchant, new.platform, new.idempotency_key],
     )?;
@@ -339,18 +472,17 @@ fn reserve_blocking(conn: &mut Connection, new: &NewAttempt) -> Result<Reservati
         .query_row([&new.id], |r| r.get(0))
         .optional()
         .map_err(db)?;
-    let order = select_order(&tx, &new.merchant, &new.platform, &new.order_id)?
+    let order = select_order(tx, &new.merchant, &new.platform, &new.order_id)?
         .unwrap_or_else(|| logic::first_order(new));
     let busy = match &order.in_flight {
-        Some(id) => select_one(&tx, "id = ?1", [id])?,
+        Some(id) => select_one(tx, "id = ?1", [id])?,
         None => None,
     };
     match logic::plan_reserve(new, by_key, id_owner, order, busy)? {
         Plan::Answer(answer) => Ok(answer),
         Plan::Insert { attempt, order } => {
-            insert(&tx, &attempt)?;
-            write_order(&tx, &order, new.now)?;
-            tx.commit().map_err(db)?;
+            insert(tx, &attempt)?;
+            write_order(tx, &order, new.now)?;
             Ok(Reservation::Reserved(attempt.attempt))
         }
     }
@@ -433,7 +565,7 @@ fn update(conn: &Connection, stored: &Stored) -> Result<(), StoreError> {
 }
 
 fn transition_blocking(
-    conn: &mut Connection,
+    tx: &Connection,
     id: &str,
     fence: &Fence,
     from: &[AttemptState],
@@ -441,34 +573,30 @@ fn transition_blocking(
     upd: AttemptUpdate,
     now: Timestamp,
 ) -> Result<Attempt, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-    let current = select_one(&tx, "id = ?1", [id])?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    let current = select_one(tx, "id = ?1", [id])?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
     let a = &current.attempt;
-    let order = select_order(&tx, &a.merchant, &a.platform, &a.order_id)?.ok_or_else(|| {
+    let order = select_order(tx, &a.merchant, &a.platform, &a.order_id)?.ok_or_else(|| {
         StoreError::Corrupt { id: id.to_owned(), message: format!("order {} has no order row", a.order_id) }
     })?;
     let (next, order) = logic::plan_transition(current, order, fence, from, to, upd, now)?;
-    update(&tx, &next)?;
-    write_order(&tx, &order, now)?;
-    tx.commit().map_err(db)?;
+    update(tx, &next)?;
+    write_order(tx, &order, now)?;
     Ok(next.attempt)
 }
 
 fn take_lease_blocking(
-    conn: &mut Connection,
+    tx: &Connection,
     id: &str,
     owner: &str,
     lease_ms: u64,
     min_age_ms: Option<u64>,
     now: Timestamp,
 ) -> Result<LeaseGrant, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-    let current = select_one(&tx, "id = ?1", [id])?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    let current = select_one(tx, "id = ?1", [id])?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
     match logic::plan_take_lease(current, owner, lease_ms, min_age_ms, now)? {
         LeasePlan::Answer(grant) => Ok(grant),
         LeasePlan::Write(next, grant) => {
-            update(&tx, &next)?;
-            tx.commit().map_err(db)?;
+            update(tx, &next)?;
             Ok(grant)
         }
     }
@@ -559,5 +687,186 @@ impl CaptureStore for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The group commit: deterministic groups (a first call holds the writer while the others
+    //! queue behind it, each polled once so it is in the queue, in a known order), a refused or
+    //! panicking call rolled back alone, a failed commit failing every call of its group.
+
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use super::*;
+    use capture_core::{Currency, Money};
+
+    use crate::{Authorization, Reservation};
+
+    fn attempt(n: u32) -> NewAttempt {
+        let usd = Currency::from_code("USD").expect("USD");
+        let amount = Money::from_minor(1_000, usd);
+        let order = format!("ord-{n}");
+        let payments = vec![(format!("pay-{n}"), amount)];
+        NewAttempt {
+            id: format!("cap-{n}"),
+            merchant: "m".into(),
+            platform: "optty".into(),
+            idempotency_key: format!("key-{n}"),
+            fingerprint: crate::fingerprint("optty", &order, &amount, &payments),
+            order_id: order,
+            payment_ids: vec![payments[0].0.clone()],
+            amount,
+            authorization: Authorization::from_payments(payments.clone(), usd),
+            external: Money::zero(usd),
+            owner: "engine-a".into(),
+            lease_ms: 30_000,
+            now: Timestamp(1_790_000_000_000),
+        }
+    }
+
+    type Sent<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+    /// Polls a store call once: it is then in the writer's queue (a call is sent on its first
+    /// poll), behind every call sent before it.
+    async fn sent<'a, T>(call: impl Future<Output = T> + Send + 'a) -> Sent<'a, T> {
+        let mut call: Sent<'a, T> = Box::pin(call);
+        std::future::poll_fn(|cx| {
+            assert!(call.as_mut().poll(cx).is_pending(), "a queued call cannot be answered yet");
+            Poll::Ready(())
+        })
+        .await;
+        call
+    }
+
+    /// Holds the writer thread inside a call until `release` is sent, so every call sent
+    /// meanwhile waits in the queue and the next group carries all of them.
+    async fn hold(store: &SqliteStore) -> (mpsc::Sender<()>, Sent<'_, Result<(), StoreError>>) {
+        let (release, wait) = mpsc::channel::<()>();
+        let (entered, inside) = mpsc::channel::<()>();
+        let held = sent(store.with(move |_: &Connection| {
+            entered.send(()).map_err(|_| StoreError::Database("nobody waits".into()))?;
+            wait.recv().map_err(|_| StoreError::Database("never released".into()))
+        }))
+        .await;
+        // The writer has taken the held call out of the queue and runs it.
+        inside.recv().expect("the writer runs the held call");
+        (release, held)
+    }
+
+    fn reserved(r: Result<Reservation, StoreError>) -> Attempt {
+        match r {
+            Ok(Reservation::Reserved(a)) => a,
+            other => panic!("expected a reservation, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_calls_share_one_commit_and_see_each_other_in_order() {
+        let store = SqliteStore::in_memory().expect("store");
+        let news: Vec<NewAttempt> = (0..20).map(attempt).collect();
+        let before = store.commits();
+        let (release, held) = hold(&store).await;
+        let mut calls = Vec::new();
+        for new in &news {
+            calls.push(sent(store.reserve(new)).await);
+        }
+        // The same key again, behind the first: it must see that reservation, not yet committed
+        // but earlier in the same group.
+        let again = sent(store.reserve(&news[0])).await;
+        release.send(()).expect("release");
+        held.await.expect("held call ok");
+        for call in calls {
+            reserved(call.await);
+        }
+        match again.await {
+            Ok(Reservation::Existing(a)) => assert_eq!(a.id, "cap-0"),
+            other => panic!("the same key again must find the first reservation, got {other:?}"),
+        }
+        // One group for the held call, one for the 21 queued behind it.
+        assert_eq!(store.commits() - before, 2);
+        assert_eq!(store.all().await.expect("all").len(), 20);
+    }
+
+    #[tokio::test]
+    async fn a_refused_or_panicking_call_is_rolled_back_alone() {
+        let store = SqliteStore::in_memory().expect("store");
+        let first = reserved(store.reserve(&attempt(1)).await);
+        let fence = first.fence().expect("lease");
+        let stale = Fence { token: fence.token + 1, ..fence.clone() };
+        let (two, three) = (attempt(2), attempt(3));
+        let before = store.commits();
+        let (release, held) = hold(&store).await;
+        let a = sent(store.reserve(&two)).await;
+        let refused = sent(store.transition(
+            &first.id,
+            &stale,
+            &[AttemptState::Reserved],
+            AttemptState::Sent,
+            AttemptUpdate { count_send: true, ..Default::default() },
+            Timestamp(1_790_000_000_001),
+        ))
+        .await;
+        let panicking = sent(store.with(|conn| -> Result<(), StoreError> {
+            conn.execute_batch("DELETE FROM capture_attempts").map_err(db)?;
+            panic!("a bug in a ledger call");
+        }))
+        .await;
+        let b = sent(store.reserve(&three)).await;
+        release.send(()).expect("release");
+        held.await.expect("held call ok");
+        reserved(a.await);
+        let refusal = refused.await;
+        assert!(
+            matches!(refusal, Err(StoreError::LeaseLost { .. })),
+            "a stale fence is refused: {refusal:?}"
+        );
+        match panicking.await {
+            Err(StoreError::Database(m)) => assert!(m.contains("panicked"), "{m}"),
+            other => panic!("a panicking call fails, got {other:?}"),
+        }
+        reserved(b.await);
+        assert_eq!(store.commits() - before, 2);
+        // The panicking call's delete and the refused transition left nothing behind.
+        let all = store.all().await.expect("all");
+        assert_eq!(all.len(), 3, "{all:?}");
+        let kept = store.get(&first.id).await.expect("get").expect("kept");
+        assert_eq!((kept.state, kept.sends), (AttemptState::Reserved, 0));
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_call_of_its_group_and_keeps_none() {
+        // A deferred foreign key is checked at COMMIT: a call that breaks it makes the group's
+        // commit fail after every call of the group has succeeded.
+        let conn = Connection::open_in_memory().expect("conn");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .expect("tables");
+        let store = SqliteStore::init(conn, ":memory:".into()).expect("store");
+        let one = attempt(1);
+        let (release, held) = hold(&store).await;
+        let a = sent(store.reserve(&one)).await;
+        let breaking =
+            sent(store.with(|conn| conn.execute_batch("INSERT INTO child VALUES (42)").map_err(db))).await;
+        let read = sent(store.all()).await;
+        release.send(()).expect("release");
+        held.await.expect("the held call's own group commits");
+        match a.await {
+            Err(StoreError::Database(m)) => {
+                assert!(m.contains("committing a group of 3 calls") && m.contains("FOREIGN KEY"), "{m}")
+            }
+            other => panic!("a reservation whose commit failed must fail, got {other:?}"),
+        }
+        assert!(matches!(breaking.await, Err(StoreError::Database(_))));
+        assert!(matches!(read.await, Err(StoreError::Database(_))), "reads of the group fail too");
+        // Nothing of that group is in the ledger, and the next group works.
+        assert!(store.all().await.expect("all").is_empty());
+        reserved(store.reserve(&attempt(2)).await);
+        assert_eq!(store.all().await.expect("all").len(), 1);
     }
 }

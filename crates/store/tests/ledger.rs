@@ -1138,3 +1138,59 @@ async fn both_backends_refuse_a_version_1_ledger() {
         r => panic!("expected Open error, got {r:?}"),
     }
 }
+
+/// A call given up inside its transaction (its future dropped while it waits for a row lock, as
+/// a caller's timeout does) must not leave that transaction open on a pooled client: it would
+/// keep the order's row locked and a later call on that client would run inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_call_dropped_inside_its_transaction_leaves_no_transaction_open() {
+    let fx = common::postgres().await;
+    let store = fx.store().await;
+    let usd = |t: &str| money(t, "USD");
+    let first = reserve_ok(&store, &attempt("drop-0", "ord-drop", usd("5.00"), usd("20.00"))).await;
+    walk(&store, &first.id, &[Sent, Captured]).await;
+
+    let (locker, conn) = tokio_postgres::connect(&fx.target, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; SELECT 1 FROM capture_orders WHERE order_id = 'ord-drop' FOR UPDATE")
+        .await
+        .unwrap();
+    let given_up = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        store.reserve(&attempt("drop-1", "ord-drop", usd("5.00"), usd("20.00"))),
+    )
+    .await;
+    assert!(given_up.is_err(), "the reservation must have been waiting for the order's lock: {given_up:?}");
+    locker.batch_execute("ROLLBACK").await.unwrap();
+
+    // The order is not left locked by the abandoned transaction: a reservation of it goes
+    // through (bounded only so that a regression fails instead of hanging).
+    let again = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        store.reserve(&attempt("drop-2", "ord-drop", usd("5.00"), usd("20.00"))),
+    )
+    .await
+    .expect("the order's row lock was released");
+    assert!(matches!(again, Ok(Reservation::Reserved(_))), "{again:?}");
+    // Every pooled client then commits its own calls: another session sees them all at once.
+    for i in 0..40 {
+        reserve_ok(
+            &store,
+            &attempt(&format!("after-{i}"), &format!("ord-after-{i}"), usd("1.00"), usd("1.00")),
+        )
+        .await;
+    }
+    let committed: i64 = locker
+        .query_one("SELECT count(*) FROM capture_attempts WHERE idempotency_key LIKE 'after-%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(committed, 40);
+    let abandoned: i64 = locker
+        .query_one("SELECT count(*) FROM capture_attempts WHERE idempotency_key = 'drop-1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(abandoned, 0, "the abandoned reservation was never committed");
+}
