@@ -237,8 +237,9 @@ enum Command {
         /// Write the reports (NDJSON, one per line) here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// On start, resolve what an earlier run left sent or reserved if older than this
-        /// (seconds). 0 when no other process shares the ledger (a rerun after a crash).
+        /// On start (the engine's bounded reconcile-on-start policy), take over what an earlier
+        /// run left sent or reserved if older than this (seconds). 0 when no other process
+        /// shares the ledger (a rerun after a crash).
         #[arg(long, default_value_t = 60)]
         abandoned_after: u64,
         /// Progress: `auto` (a bar on a terminal, lines otherwise), `bar`, `lines` or `none`.
