@@ -142,9 +142,13 @@ impl Summary {
 
     /// One line for the progress display.
     pub fn line(&self, total: u64, elapsed: Duration) -> String {
+        format!("{}/{total} done: {}", self.done, self.counts(elapsed))
+    }
+
+    /// The outcomes so far and the rate, for the line and beside the bar.
+    fn counts(&self, elapsed: Duration) -> String {
         format!(
-            "{}/{total} done: {} captured, {} pending, {} failed, {} rejected or held, {} invalid; {}/s",
-            self.done,
+            "{} captured, {} pending, {} failed, {} rejected or held, {} invalid; {}/s",
             self.count("captured") + self.count("already_captured"),
             self.count("pending"),
             self.count("failed"),
@@ -267,7 +271,10 @@ impl Display {
                     indicatif::ProgressDrawTarget::stderr(),
                 );
                 // The template is a constant: a mistake in it is a bug the tests see at once.
-                if let Ok(style) = indicatif::ProgressStyle::with_template("[{bar:30}] {msg}") {
+                // `wide_msg` is cut to the terminal's width: a narrow terminal never wraps the line.
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} {wide_msg}")
+                {
                     bar.set_style(style.progress_chars("#>-"));
                 }
                 Display::Bar(bar)
@@ -280,8 +287,8 @@ impl Display {
     fn tick(&mut self, s: &Summary, total: u64, started: Instant, force: bool) {
         match self {
             Display::Bar(bar) => {
+                bar.set_message(s.counts(started.elapsed()));
                 bar.set_position(s.done);
-                bar.set_message(s.line(total, started.elapsed()));
             }
             Display::Lines { last } => {
                 if !force && last.elapsed() < Duration::from_secs(2) {
@@ -305,6 +312,10 @@ impl Display {
     fn finish(&self) {
         if let Display::Bar(bar) = self {
             bar.finish();
+            // The bar's line stays; the summary goes below it.
+            if !bar.is_hidden() {
+                eprintln!();
+            }
         }
     }
 }
