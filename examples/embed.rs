@@ -99,6 +99,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .build()?;
     anyhow::ensure!(engine.has_ledger(), "from_config opens the ledger");
+    // Once, before the first capture: resolve what an earlier run left unresolved (a crash, a
+    // lost answer), within the engine's bound; what lies beyond it waits for `capture reconcile`.
+    let started = engine.reconcile_on_start().await.map_err(anyhow::Error::msg)?;
+    println!("reconciled on start: {} attempt(s), {} left for later", started.examined.len(), started.left);
 
     let shipped = engine.capture_json(request("ORD-1001", "120.00").as_bytes()).await?;
     let waiting = engine.capture_json(request("ORD-1005", "45.00").as_bytes()).await?;

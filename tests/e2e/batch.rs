@@ -109,6 +109,29 @@ async fn a_batch_writes_ndjson_reports_and_a_summary_and_replays_when_run_again(
     assert_eq!(emu.captures("ORD-1002").len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_on_a_pipe_is_plain_lines_never_the_bar() {
+    let emu = emulator().await;
+    let dir = scratch("batch-progress");
+    let cfg = config(&dir, &emu.base_url(), None);
+    let requests = dir.join("requests.ndjson");
+    std::fs::write(&requests, format!("{}\n", one_line(&sample("full-capture.json")))).expect("write");
+    // `--progress auto` (the default) with standard error a pipe, as in CI or a log file.
+    let out = Command::new(artifact("capture"))
+        .args(["batch", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("reports.ndjson"))
+        .arg(&requests)
+        .env(OPTTY_ENV, TOKEN)
+        .output()
+        .expect("run batch");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("batch: 1/1 done: 1 captured"), "{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains("[#"), "no bar drawn on a pipe: {stderr:?}");
+}
+
 #[test]
 fn a_batch_demands_only_the_credentials_of_the_platforms_it_uses() {
     let dir = scratch("batch-credentials");

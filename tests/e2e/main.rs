@@ -17,6 +17,7 @@ mod medusa;
 mod plugin_kit;
 mod plugins;
 mod processes;
+mod reconcile_on_start;
 mod rules;
 mod scenarios;
 mod secrets;

@@ -1,5 +1,5 @@
-//! `capture serve` as a real process: authentication, the body limit, the HTTP status of every
-//! outcome, the recorded capture by key, metrics, the OpenAPI document against the routes,
+//! `capture serve` as a real process: authentication, the body limit, the header, body and
+//! capture timeouts, the HTTP status of every outcome, the recorded capture by key, metrics, the OpenAPI document against the routes,
 //! refusal to start without a token, graceful shutdown on SIGTERM mid-capture, rules reloaded
 //! on SIGHUP.
 
@@ -302,6 +302,67 @@ async fn the_openapi_document_matches_the_routes() {
     // And what is not documented is not served.
     assert_eq!(http(server.addr, "GET", "/v1/nothing", Some(API_TOKEN), b"").await.status, 404);
     assert_eq!(http(server.addr, "DELETE", "/v1/captures", Some(API_TOKEN), b"").await.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cuts_off_slow_headers_and_slow_bodies_and_answers_a_long_capture_with_504() {
+    let emu = emulator().await;
+    // The platform applies the capture and answers after 1.5 s.
+    emu.faults().push([Fault::delay(1500)]);
+    let dir = scratch("serve-timeouts");
+    let cfg = config(&dir, &emu.base_url(), None);
+    let server = Server::start(
+        &cfg,
+        &["--header-timeout-ms", "300", "--body-timeout-ms", "300", "--capture-timeout-ms", "200"],
+    );
+    let addr = server.addr;
+    // A guard, not a measure: a server without a header timeout would hold these for ever.
+    let guard = Duration::from_secs(60);
+
+    // Slow loris: a request line and a header, never the blank line that ends the headers.
+    let mut loris = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    loris.write_all(b"POST /v1/captures HTTP/1.1\r\nHost: capture\r\n").await.expect("send");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(guard, loris.read_to_end(&mut answer))
+        .await
+        .expect("the server cuts off a client that never finishes its headers");
+    // Closed, with hyper's 408 or without an answer (a reset counts as closed too).
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_err() || answer.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    // Meanwhile the server serves everyone else.
+    assert_eq!(http(addr, "GET", "/healthz", None, b"").await.status, 200);
+
+    // A body slower than --body-timeout-ms: 408, nothing captured.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/captures HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"platform\""
+    );
+    slow.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(guard, slow.read_to_end(&mut answer))
+        .await
+        .expect("the server answers a slow body")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"body_timeout\""), "{text}");
+
+    // A capture longer than --capture-timeout-ms: 504 `in_progress`; it goes on and is recorded.
+    let long = capture(addr, &sample("full-capture.json")).await;
+    assert_eq!(long.status, 504, "{long:?}");
+    assert_eq!(long.json()["error"]["kind"], "in_progress");
+    let mut recorded = None;
+    for _ in 0..1200 {
+        let r = http(addr, "GET", "/v1/captures/optty/ORD-1001-capture-1", Some(API_TOKEN), b"").await;
+        if r.status == 200 && r.json()["state"] == "captured" {
+            recorded = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded = recorded.unwrap_or_else(|| panic!("never recorded; stderr: {}", server.stderr()));
+    assert_eq!(recorded.json()["outcome"]["status"], "captured");
+    assert_eq!(emu.captures("ORD-1001").len(), 1, "captured once");
 }
 
 #[test]

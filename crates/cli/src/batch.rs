@@ -4,13 +4,14 @@
 //!
 //! Reports go to `--out` (or standard output) as NDJSON, one per line in the order they finish; a
 //! line that is not a valid request gives `{"line": N, "error": {...}}` instead. Progress goes to
-//! standard error: a bar on a terminal, a plain line every two seconds otherwise. A summary ends
+//! standard error: a bar (indicatif) on a terminal, a plain line every two seconds otherwise. A summary ends
 //! the run: outcomes by platform, captured amounts per currency, duration, captures per second,
 //! retries and replays.
 //!
 //! Resumable: every capture goes through the ledger, so running the same file again replays
-//! what is final (nothing sent) and resolves what was left unknown. On start the batch
-//! reconciles what an earlier run left sent or reserved, if older than `--abandoned-after`.
+//! what is final (nothing sent) and resolves what was left unknown. On start the batch runs the
+//! engine's bounded reconcile-on-start policy, taking over what an earlier run left sent or
+//! reserved if older than `--abandoned-after`.
 //! Ctrl-C stops starting captures, lets the running ones finish and record, writes their
 //! reports and the summary, and exits 130.
 
@@ -141,9 +142,13 @@ impl Summary {
 
     /// One line for the progress display.
     pub fn line(&self, total: u64, elapsed: Duration) -> String {
+        format!("{}/{total} done: {}", self.done, self.counts(elapsed))
+    }
+
+    /// The outcomes so far and the rate, for the line and beside the bar.
+    fn counts(&self, elapsed: Duration) -> String {
         format!(
-            "{}/{total} done: {} captured, {} pending, {} failed, {} rejected or held, {} invalid; {}/s",
-            self.done,
+            "{} captured, {} pending, {} failed, {} rejected or held, {} invalid; {}/s",
             self.count("captured") + self.count("already_captured"),
             self.count("pending"),
             self.count("failed"),
@@ -230,37 +235,60 @@ impl Sink {
     }
 }
 
+/// What progress display a `--progress` choice gives, on a terminal or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Bar,
+    Lines,
+    Nothing,
+}
+
+fn shown(p: Progress, stderr_is_terminal: bool) -> Shown {
+    match (p, stderr_is_terminal) {
+        (Progress::Bar, _) | (Progress::Auto, true) => Shown::Bar,
+        (Progress::Lines, _) | (Progress::Auto, false) => Shown::Lines,
+        (Progress::None, _) => Shown::Nothing,
+    }
+}
+
 /// Progress on standard error.
 enum Display {
-    Bar { width: usize, last: Instant },
-    Lines { last: Instant },
+    /// indicatif's bar, redrawn in place (at most 20 times a second; drawn only on a terminal).
+    Bar(indicatif::ProgressBar),
+    /// A plain line every two seconds, for logs and pipes.
+    Lines {
+        last: Instant,
+    },
     None,
 }
 
 impl Display {
-    fn new(p: Progress) -> Display {
-        let tty = std::io::stderr().is_terminal();
-        match (p, tty) {
-            (Progress::Bar, _) | (Progress::Auto, true) => Display::Bar { width: 30, last: Instant::now() },
-            (Progress::Lines, _) | (Progress::Auto, false) => Display::Lines { last: Instant::now() },
-            (Progress::None, _) => Display::None,
+    fn new(p: Progress, total: u64) -> Display {
+        match shown(p, std::io::stderr().is_terminal()) {
+            Shown::Bar => {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    Some(total),
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                // The template is a constant: a mistake in it is a bug the tests see at once.
+                // `wide_msg` is cut to the terminal's width: a narrow terminal never wraps the line.
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} {wide_msg}")
+                {
+                    bar.set_style(style.progress_chars("#>-"));
+                }
+                Display::Bar(bar)
+            }
+            Shown::Lines => Display::Lines { last: Instant::now() },
+            Shown::Nothing => Display::None,
         }
     }
 
     fn tick(&mut self, s: &Summary, total: u64, started: Instant, force: bool) {
         match self {
-            Display::Bar { width, last } => {
-                if !force && last.elapsed() < Duration::from_millis(100) {
-                    return;
-                }
-                *last = Instant::now();
-                let filled = if total == 0 { *width } else { (s.done as usize * *width) / total as usize };
-                eprint!(
-                    "\r[{}{}] {}",
-                    "#".repeat(filled),
-                    "-".repeat(width.saturating_sub(filled)),
-                    s.line(total, started.elapsed())
-                );
+            Display::Bar(bar) => {
+                bar.set_message(s.counts(started.elapsed()));
+                bar.set_position(s.done);
             }
             Display::Lines { last } => {
                 if !force && last.elapsed() < Duration::from_secs(2) {
@@ -273,9 +301,21 @@ impl Display {
         }
     }
 
+    /// A line of its own on standard error (above the bar, if one is drawn).
+    fn say(&self, text: &str) {
+        match self {
+            Display::Bar(bar) => bar.suspend(|| eprintln!("{text}")),
+            _ => eprintln!("{text}"),
+        }
+    }
+
     fn finish(&self) {
-        if let Display::Bar { .. } = self {
-            eprintln!();
+        if let Display::Bar(bar) = self {
+            bar.finish();
+            // The bar's line stays; the summary goes below it.
+            if !bar.is_hidden() {
+                eprintln!();
+            }
         }
     }
 }
@@ -295,7 +335,13 @@ pub async fn run(opts: Options, now: Option<&str>) -> anyhow::Result<u8> {
         }
         lines.push((i + 1, CaptureRequest::from_json(line.as_bytes())));
     }
-    let engine = Arc::new(crate::engine_from(&cfg, now).await?);
+    // The engine's reconcile-on-start policy, taking over what an earlier run left older than
+    // `--abandoned-after`.
+    let policy = capture_engine::ReconcileOnStart {
+        takeover_after: Some(opts.abandoned_after),
+        ..capture_engine::ReconcileOnStart::DEFAULT
+    };
+    let engine = Arc::new(crate::builder(&cfg, now).await?.reconcile_on_start(policy).build()?);
     // Credentials of the platforms this batch uses, and only those, before anything is sent.
     let mut used: Vec<&str> =
         lines.iter().filter_map(|(_, r)| r.as_ref().ok().map(|r| r.platform.as_str())).collect();
@@ -306,21 +352,7 @@ pub async fn run(opts: Options, now: Option<&str>) -> anyhow::Result<u8> {
             return Err(e.into());
         }
     }
-    match engine.reconcile(Some(opts.abandoned_after)).await {
-        Ok(done) => {
-            for r in done.iter().filter(|r| r.before != r.after) {
-                eprintln!(
-                    "reconciled {} ({} {}): {} -> {}",
-                    r.attempt,
-                    r.platform,
-                    r.order_id,
-                    r.before.as_str(),
-                    r.after.as_str()
-                );
-            }
-        }
-        Err(e) => eprintln!("batch: not reconciled: {e}"),
-    }
+    crate::reconcile_on_start(&engine, "batch").await;
 
     let started = Instant::now();
     let buckets: Arc<Mutex<BTreeMap<String, Bucket>>> = Arc::new(Mutex::new(
@@ -335,7 +367,7 @@ pub async fn run(opts: Options, now: Option<&str>) -> anyhow::Result<u8> {
     let sink = Arc::new(Mutex::new(Sink(sink)));
     let summary = Arc::new(Mutex::new(Summary::default()));
     let total = lines.len() as u64;
-    let mut display = Display::new(opts.progress);
+    let mut display = Display::new(opts.progress, total);
     let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut interrupted = false;
@@ -414,7 +446,7 @@ pub async fn run(opts: Options, now: Option<&str>) -> anyhow::Result<u8> {
             },
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
-                eprintln!("\nbatch: interrupted: letting {} running capture(s) finish and record", tasks.len());
+                display.say(&format!("batch: interrupted: letting {} running capture(s) finish and record", tasks.len()));
             }
         }
     }
@@ -474,6 +506,88 @@ mod tests {
         b.pause_until(ms(1500));
         assert_eq!(b.take(ms(100)), ms(1400), "nothing before the reset");
         assert_eq!(b.take(ms(100)), ms(1500));
+    }
+
+    /// A report of a capture that met the given answers, with the given engine retries and outcome.
+    fn report(statuses: &[u16], retry_waits_ms: &[u64], outcome: Outcome) -> CaptureReport {
+        use capture_core::report::{Exchange, RecordedRequest, RecordedResponse, Requested};
+        let step = |name: &str, detail: String| capture_core::Step {
+            stage: capture_core::Stage::Capture,
+            source: capture_core::StepSource::Builtin,
+            name: name.into(),
+            version: None,
+            verdict: "ok".into(),
+            decision: None,
+            detail: Some(detail),
+        };
+        CaptureReport {
+            schema: capture_core::REPORT_SCHEMA,
+            capture_id: "c".into(),
+            started_at: capture_core::Timestamp(0),
+            platform: "optty".into(),
+            order_id: "o".into(),
+            idempotency_key: "k".into(),
+            requested: Requested::Full(capture_core::report::FullMarker),
+            amount: None,
+            rules_version: None,
+            connector: None,
+            steps: retry_waits_ms
+                .iter()
+                .enumerate()
+                .map(|(i, ms)| step("retry", format!("send {} of at most 3 after {ms} ms", i + 2)))
+                .collect(),
+            exchanges: statuses
+                .iter()
+                .map(|s| Exchange {
+                    request: RecordedRequest {
+                        method: "POST".into(),
+                        url: "http://127.0.0.1:9/".into(),
+                        headers: Vec::new(),
+                        body: None,
+                    },
+                    response: Some(RecordedResponse { status: *s, body: String::new() }),
+                })
+                .collect(),
+            outcome,
+            tags: Vec::new(),
+            notes: Vec::new(),
+            follow_ups: Vec::new(),
+            anomalies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_429_pauses_the_platform_for_its_hint_whether_retried_or_final() {
+        let usd = capture_core::Currency::from_code("USD").expect("USD");
+        let captured =
+            Outcome::Captured { amount: capture_core::Money::zero(usd), platform_capture_id: None };
+        // The engine waited out a 429 (its retry step says how long), then captured.
+        assert_eq!(rate_limit_hint(&report(&[429, 200], &[1500], captured.clone())), Some(ms(1500)));
+        // The final outcome is the 429, with the platform's hint (or a second without one).
+        let limited = |hint| Outcome::Failed {
+            kind: FailureKind::RateLimited,
+            retryable: true,
+            platform_code: None,
+            message: String::new(),
+            retry_after_ms: hint,
+        };
+        assert_eq!(rate_limit_hint(&report(&[429], &[], limited(Some(700)))), Some(ms(700)));
+        assert_eq!(rate_limit_hint(&report(&[429], &[], limited(None))), Some(ms(1000)));
+        // A retry after a 5xx is no rate limit: the bucket is left alone.
+        assert_eq!(rate_limit_hint(&report(&[503, 200], &[200], captured)), None);
+        // And the pause holds the whole bucket back by the hint.
+        let mut b = Bucket::new(RateBudget { per_second: 100, burst: None });
+        b.pause_until(ms(10) + ms(1500));
+        assert_eq!(b.take(ms(10)), ms(1500));
+    }
+
+    #[test]
+    fn a_terminal_gets_the_bar_anything_else_plain_lines() {
+        assert_eq!(shown(Progress::Auto, true), Shown::Bar);
+        assert_eq!(shown(Progress::Auto, false), Shown::Lines);
+        assert_eq!(shown(Progress::Lines, true), Shown::Lines);
+        assert_eq!(shown(Progress::Bar, false), Shown::Bar);
+        assert_eq!(shown(Progress::None, true), Shown::Nothing);
     }
 
     #[test]

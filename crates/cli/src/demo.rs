@@ -115,31 +115,11 @@ fn short(order: &str) -> &str {
     if order.len() > 10 { order.split('-').next().unwrap_or(order) } else { order }
 }
 
-/// One line about an outcome.
-/// One line about an outcome for people, control characters escaped (a platform's message or a
-/// rule's reason cannot clear the screen or forge a line).
+/// One line about an outcome for people (the engine's, [`capture_engine::describe_outcome`]),
+/// control characters escaped (a platform's message or a rule's reason cannot clear the screen
+/// or forge a line).
 pub(crate) fn describe(outcome: &Outcome) -> String {
-    capture_core::text::escape(&describe_raw(outcome)).into_owned()
-}
-
-fn describe_raw(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Captured { amount, platform_capture_id } => {
-            format!("{amount} captured (id {})", platform_capture_id.as_deref().unwrap_or("-"))
-        }
-        Outcome::Pending { amount, .. } => format!("{amount} pending at the platform"),
-        Outcome::Rejected { by, reason, .. } => format!("by {by}: {reason}"),
-        Outcome::Held { by, reason } => format!("by {by}: {reason}"),
-        Outcome::AlreadyCaptured { platform_code, message } => {
-            format!("already captured ({}): {message}", platform_code.as_deref().unwrap_or("-"))
-        }
-        Outcome::Failed { kind, platform_code, message, retryable, retry_after_ms } => format!(
-            "{kind:?} ({}){}{}: {message}",
-            platform_code.as_deref().unwrap_or("no answer"),
-            if *retryable { ", retryable" } else { "" },
-            retry_after_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default()
-        ),
-    }
+    capture_core::text::escape(&capture_engine::describe_outcome(outcome)).into_owned()
 }
 
 fn plugin_file(dir: &Path, crate_name: &str) -> PathBuf {

@@ -210,6 +210,10 @@ enum Command {
         /// Largest request body, in bytes.
         #[arg(long, default_value_t = 64 * 1024)]
         max_body: usize,
+        /// How long a client may take to send a request's headers, in milliseconds (a client
+        /// that holds a connection open without finishing them is cut off).
+        #[arg(long, default_value_t = 10_000)]
+        header_timeout_ms: u64,
         /// How long a client may take to send a request body, in milliseconds.
         #[arg(long, default_value_t = 10_000)]
         body_timeout_ms: u64,
@@ -233,8 +237,9 @@ enum Command {
         /// Write the reports (NDJSON, one per line) here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// On start, resolve what an earlier run left sent or reserved if older than this
-        /// (seconds). 0 when no other process shares the ledger (a rerun after a crash).
+        /// On start (the engine's bounded reconcile-on-start policy), take over what an earlier
+        /// run left sent or reserved if older than this (seconds). 0 when no other process
+        /// shares the ledger (a rerun after a crash).
         #[arg(long, default_value_t = 60)]
         abandoned_after: u64,
         /// Progress: `auto` (a bar on a terminal, lines otherwise), `bar`, `lines` or `none`.
@@ -365,6 +370,7 @@ fn main() -> ExitCode {
                 token_env,
                 insecure_no_auth,
                 max_body,
+                header_timeout_ms,
                 body_timeout_ms,
                 capture_timeout_ms,
                 now,
@@ -375,6 +381,7 @@ fn main() -> ExitCode {
                     token_env,
                     insecure_no_auth,
                     max_body,
+                    header_timeout: std::time::Duration::from_millis(header_timeout_ms),
                     body_timeout: std::time::Duration::from_millis(body_timeout_ms),
                     capture_timeout: std::time::Duration::from_millis(capture_timeout_ms),
                 };
@@ -441,23 +448,7 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
     // The request is validated before anything is loaded, so a bad request never costs a plugin load.
     let req = capture_core::CaptureRequest::from_json(&body)?;
     let engine = engine(config, now).await?;
-    // On start: resolve what an earlier run left unresolved (a crash, a lost answer).
-    match engine.reconcile(None).await {
-        Err(e) => eprintln!("warning: reconciling on start failed: {}", capture_core::text::escape(&e)),
-        Ok(done) => {
-            for r in done.iter().filter(|r| r.before != r.after) {
-                let line = format!(
-                    "reconciled {} ({} {}): {} -> {}",
-                    r.attempt,
-                    r.platform,
-                    r.order_id,
-                    r.before.as_str(),
-                    r.after.as_str()
-                );
-                eprintln!("{}", capture_core::text::escape(&line));
-            }
-        }
-    }
+    reconcile_on_start(&engine, "capture run").await;
     let report = engine.capture(req).await?;
     let code = report_exit_code(&report);
     print!("{}", report.to_json());
@@ -470,27 +461,14 @@ async fn run(config: &Path, now: Option<&str>, request: &Path) -> anyhow::Result
 /// Builds the engine a configuration file describes, with its capture ledger.
 pub(crate) async fn engine(config: &Path, now: Option<&str>) -> anyhow::Result<capture_engine::Engine> {
     let cfg = EngineConfig::load(config)?;
-    engine_from(&cfg, now).await
+    Ok(builder(&cfg, now).await?.build()?)
 }
 
-/// Builds the engine a loaded configuration describes (its ledger and merchant included).
-pub(crate) async fn engine_from(
-    cfg: &EngineConfig,
-    now: Option<&str>,
-) -> anyhow::Result<capture_engine::Engine> {
-    engine_from_with(cfg, now, None).await
-}
-
-/// Same, with an observer of every capture (metrics).
-pub(crate) async fn engine_from_with(
-    cfg: &EngineConfig,
-    now: Option<&str>,
-    observer: Option<Arc<dyn capture_engine::Observer>>,
-) -> anyhow::Result<capture_engine::Engine> {
+/// The builder of the engine a loaded configuration describes (its ledger and merchant
+/// included, the engine's default reconcile-on-start policy), with `--now` and the crash
+/// suite's test hook applied.
+pub(crate) async fn builder(cfg: &EngineConfig, now: Option<&str>) -> anyhow::Result<EngineBuilder> {
     let mut builder = EngineBuilder::from_config(cfg).await?;
-    if let Some(o) = observer {
-        builder = builder.observer(o);
-    }
     if let Some(now) = now {
         let t = Timestamp::parse_rfc3339(now).map_err(|e| UsageError(format!("--now: {e}")))?;
         builder = builder.clock(Arc::new(FixedClock(t)));
@@ -501,7 +479,54 @@ pub(crate) async fn engine_from_with(
             .ok_or_else(|| anyhow::anyhow!("CAPTURE_CRASH_AT: `{at}` is not reserved, sent or answered"))?;
         builder = builder.crash_at(Some(point));
     }
-    Ok(builder.build()?)
+    Ok(builder)
+}
+
+/// Runs the engine's reconcile-on-start policy ([`capture_engine::Engine::reconcile_on_start`])
+/// and says on standard error what it changed, what it could not resolve, what its bound left
+/// for later, and that it failed if it did: nothing of it goes unreported. The command goes on
+/// either way (its own captures go through the ledger, which keeps them exactly-once).
+pub(crate) async fn reconcile_on_start(engine: &capture_engine::Engine, who: &str) {
+    let say = |line: String| eprintln!("{}", capture_core::text::escape(&line));
+    match engine.reconcile_on_start().await {
+        Err(e) => say(format!(
+            "warning: {who}: reconciling on start failed: {e}; what the ledger holds unresolved stays for `capture reconcile`"
+        )),
+        Ok(done) => {
+            for r in &done.examined {
+                if r.before != r.after {
+                    say(format!(
+                        "{who}: reconciled {} ({} {}): {} -> {}",
+                        r.attempt,
+                        r.platform,
+                        r.order_id,
+                        r.before.as_str(),
+                        r.after.as_str()
+                    ));
+                }
+                if r.blocking {
+                    let what =
+                        format!("{} ({} {}) stays {}", r.attempt, r.platform, r.order_id, r.after.as_str());
+                    say(match r.frees_at {
+                        // Another live process holds it: in flight there, not stuck.
+                        Some(t) => format!("{who}: on start, {what}: held until {}", t.to_rfc3339()),
+                        None => format!("warning: {who}: on start, {what}, not resolved: {}", r.detail),
+                    });
+                }
+            }
+            if done.left > 0 {
+                let bound = match done.stopped_by {
+                    Some(capture_engine::ReconcileBound::Duration) => "its time bound",
+                    _ => "its bound on attempts",
+                };
+                say(format!(
+                    "{who}: reconcile on start stopped at {bound} after {} attempt(s); {} more unresolved wait in the ledger for `capture reconcile`",
+                    done.examined.len(),
+                    done.left
+                ));
+            }
+        }
+    }
 }
 
 async fn reconcile(config: &Path, now: Option<&str>, abandoned_after: Option<u64>) -> anyhow::Result<u8> {

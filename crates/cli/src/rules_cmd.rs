@@ -35,9 +35,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use capture_core::{
-    CaptureRequest, Decision, FailureKind, Money, Outcome, RequestedAmount, Timestamp, merge,
-};
+use capture_core::{CaptureRequest, Decision, FailureKind, Money, Outcome, RequestedAmount, Timestamp};
+use capture_engine::Merged;
 use capture_rules::check::check_dir;
 use capture_rules::{Limits, RuleContext, RuleSet, RuleStage, RuleVerdict};
 use clap::Subcommand;
@@ -435,15 +434,12 @@ fn capturable(req: &CaptureRequest) -> Money {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
-/// One stage of a rule set on one capture, merged as the engine merges it.
+/// One stage of a rule set on one capture, merged by the engine's own merge
+/// ([`capture_engine::Merged`]).
 struct Evaluated<'r> {
     stage: RuleStage,
     verdicts: Vec<RuleVerdict<'r>>,
-    merged: Decision,
-    by: Option<String>,
-    tags: BTreeSet<String>,
-    notes: Vec<String>,
-    follow_ups: Vec<BTreeMap<String, String>>,
+    merged: Merged,
 }
 
 fn evaluate<'r>(
@@ -453,27 +449,18 @@ fn evaluate<'r>(
     outcome: Option<&Outcome>,
 ) -> Evaluated<'r> {
     let ctx = RuleContext { request: req, amount: intended_amount(req), capturable: capturable(req), now };
-    let (stage, verdicts) = match outcome {
-        None => (RuleStage::PreValidate, rules.decide(&ctx)),
-        Some(o) => (RuleStage::PostCapture, rules.observe(&ctx, o)),
-    };
-    let merged = match stage {
-        RuleStage::PreValidate => merge(verdicts.iter().map(|v| &v.decision)),
-        // A post-capture rule never decides; a failed one's hold is only its error.
-        RuleStage::PostCapture => Decision::Allow,
-    };
-    let by = (merged != Decision::Allow)
-        .then(|| verdicts.iter().find(|v| v.decision == merged).map(|v| v.rule.to_string()))
-        .flatten();
-    let mut tags = BTreeSet::new();
-    let mut notes = Vec::new();
-    let mut follow_ups = Vec::new();
-    for v in &verdicts {
-        tags.extend(v.tags.iter().cloned());
-        notes.extend(v.notes.iter().map(|n| format!("{}: {n}", v.rule)));
-        follow_ups.extend(v.follow_ups.iter().cloned());
+    match outcome {
+        None => {
+            let verdicts = rules.decide(&ctx);
+            let merged = Merged::of_rules(&verdicts);
+            Evaluated { stage: RuleStage::PreValidate, verdicts, merged }
+        }
+        Some(o) => {
+            let verdicts = rules.observe(&ctx, o);
+            let merged = Merged::of_observations(&verdicts);
+            Evaluated { stage: RuleStage::PostCapture, verdicts, merged }
+        }
     }
-    Evaluated { stage, verdicts, merged, by, tags, notes, follow_ups }
 }
 
 fn decision_json(d: &Decision) -> Value {
@@ -484,11 +471,11 @@ fn evaluated_json(rules: &RuleSet, e: &Evaluated<'_>) -> Value {
     json!({
         "rules_version": rules.version(),
         "stage": e.stage.as_str(),
-        "decision": decision_json(&e.merged),
-        "by": e.by,
-        "tags": e.tags,
-        "notes": e.notes,
-        "follow_ups": e.follow_ups,
+        "decision": decision_json(&e.merged.decision),
+        "by": e.merged.by,
+        "tags": e.merged.tags,
+        "notes": e.merged.notes,
+        "follow_ups": e.merged.follow_ups,
         "verdicts": e.verdicts.iter().map(|v| json!({
             "rule": v.rule,
             "file": v.file,
@@ -537,16 +524,17 @@ fn differences(x: &Expect, e: &Evaluated<'_>) -> Vec<(String, String, String)> {
             out.push((field.to_owned(), want, got));
         }
     };
+    let m = &e.merged;
     if let Some(d) = &x.decision
-        && d != e.merged.verdict()
+        && d != m.decision.verdict()
     {
-        let by = e.by.as_ref().map(|b| format!(" (by {b})")).unwrap_or_default();
-        differ("decision", d.clone(), format!("{}{by}", e.merged.verdict()));
+        let by = m.by.as_ref().map(|b| format!(" (by {b})")).unwrap_or_default();
+        differ("decision", d.clone(), format!("{}{by}", m.decision.verdict()));
     }
     if let Some(by) = &x.by {
-        differ("by", by.clone(), e.by.clone().unwrap_or_else(|| "(no rule: every rule allowed)".into()));
+        differ("by", by.clone(), m.by.clone().unwrap_or_else(|| "(no rule: every rule allowed)".into()));
     }
-    let (reason, code, amount) = match &e.merged {
+    let (reason, code, amount) = match &m.decision {
         Decision::Hold { reason } => (Some(reason.as_str()), None, None),
         Decision::Reject { code, reason } => (Some(reason.as_str()), Some(code.as_str()), None),
         Decision::Adjust { amount } => (None, None, Some(amount.to_decimal_string())),
@@ -572,20 +560,20 @@ fn differences(x: &Expect, e: &Evaluated<'_>) -> Vec<(String, String, String)> {
     }
     if let Some(want) = &x.tags {
         let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
-        let got: BTreeSet<&str> = e.tags.iter().map(String::as_str).collect();
+        let got: BTreeSet<&str> = m.tags.iter().map(String::as_str).collect();
         if want != got {
             out.push(("tags".into(), format!("{want:?}"), format!("{got:?}")));
         }
     }
     for want in &x.notes_contain {
-        if !e.notes.iter().any(|n| n.contains(want.as_str())) {
-            out.push(("notes".into(), format!("one containing {want:?}"), format!("{:?}", e.notes)));
+        if !m.notes.iter().any(|n| n.contains(want.as_str())) {
+            out.push(("notes".into(), format!("one containing {want:?}"), format!("{:?}", m.notes)));
         }
     }
     if let Some(want) = &x.follow_ups
-        && *want != e.follow_ups
+        && *want != m.follow_ups
     {
-        out.push(("follow_ups".into(), format!("{want:?}"), format!("{:?}", e.follow_ups)));
+        out.push(("follow_ups".into(), format!("{want:?}"), format!("{:?}", m.follow_ups)));
     }
     let errors: Vec<String> =
         e.verdicts.iter().filter_map(|v| v.error.as_ref().map(|err| format!("{}: {err}", v.rule))).collect();
@@ -788,9 +776,9 @@ fn backtest(
             .transpose()?;
         let now = fixed_now.or(started).map_or_else(|| parse_now(DEFAULT_NOW, "now"), Ok)?;
         let e = evaluate(&rules, &c.request, now, None);
-        let kind = e.merged.verdict();
+        let kind = e.merged.decision.verdict();
         *totals.entry(kind).or_default() += 1;
-        let decided = describe_by(&e.merged, e.by.as_deref());
+        let decided = describe_by(&e.merged.decision, e.merged.by.as_deref());
         let was = match &c.report {
             Some(report) => {
                 let (before, by) = recorded_decision(report);

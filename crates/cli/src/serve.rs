@@ -65,6 +65,9 @@ pub struct Options {
     pub insecure_no_auth: bool,
     /// Largest request body, in bytes.
     pub max_body: usize,
+    /// How long a client may take to send a request's headers (from its first byte, or from
+    /// the previous answer on a kept-alive connection); then the connection is closed.
+    pub header_timeout: Duration,
     /// How long a client may take to send its body.
     pub body_timeout: Duration,
     /// How long a capture may take before the answer is 504 (the capture goes on).
@@ -504,7 +507,10 @@ pub async fn run(opts: Options, now: Option<&str>) -> anyhow::Result<u8> {
     })?;
     let cfg = EngineConfig::load(&opts.config)?;
     let metrics = Arc::new(Metrics::new());
-    let engine = Arc::new(crate::engine_from_with(&cfg, now, Some(metrics.clone())).await?);
+    let engine = Arc::new(crate::builder(&cfg, now).await?.observer(metrics.clone()).build()?);
+    // Before listening: a restarted server first resolves (within the engine's bound) what it or
+    // another process left in flight.
+    crate::reconcile_on_start(&engine, "capture serve").await;
     let app = Arc::new(App {
         engine: engine.clone(),
         metrics: metrics.clone(),
@@ -549,12 +555,58 @@ pub async fn run(opts: Options, now: Option<&str>) -> anyhow::Result<u8> {
         draining.draining.store(true, Ordering::SeqCst);
         eprintln!("capture serve: stopping: no new connections; finishing the captures in flight");
     };
-    axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown).await.context("serving")?;
+    serve_connections(listener, router(app.clone()), opts.header_timeout, shutdown).await;
     // Captures whose client went away are still running: wait for every one.
     let all = app.captures.acquire_many(MAX_CAPTURES).await.context("waiting for the captures in flight")?;
     drop(all);
     eprintln!("capture serve: stopped; every capture finished and recorded");
     Ok(crate::Exit::Ok.code())
+}
+
+/// Accepts connections until `shutdown` resolves, each served by hyper's HTTP/1 connection with
+/// a timer, so that its header-read timeout applies (a client that opens a connection and never
+/// finishes its headers is cut off); then stops accepting and waits for every connection to
+/// finish what it is answering (idle kept-alive connections close at once). This is
+/// `axum::serve` with the one setting it does not expose.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: passing; do not spin.
+                    eprintln!("capture serve: accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A connection cut off (header timeout, a client gone) is that client's business.
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// The default listen address.

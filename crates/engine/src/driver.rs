@@ -45,6 +45,62 @@ pub struct Reconciled {
     pub frees_at: Option<Timestamp>,
 }
 
+/// The engine's reconcile-on-start policy: how much of what the ledger holds unresolved a
+/// process resolves when it starts ([`crate::EngineBuilder::reconcile_on_start`],
+/// [`Engine::reconcile_on_start`]). A bound keeps a start quick after a bad day (thousands of
+/// attempts left unknown): the rest waits, untouched, for `capture reconcile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileOnStart {
+    /// At most this many attempts are examined, oldest first (0: none; the start only counts
+    /// what waits).
+    pub max_attempts: usize,
+    /// No attempt is started once this much time has passed since the pass began (an attempt
+    /// started is finished).
+    pub max_duration: Duration,
+    /// Take over attempts whose lease was taken at least this long ago even if it has not
+    /// expired (their holder is known to be dead); `None`: only free or expired leases.
+    pub takeover_after: Option<Duration>,
+}
+
+impl ReconcileOnStart {
+    /// The default: at most 100 attempts and 10 seconds, expired leases only.
+    pub const DEFAULT: ReconcileOnStart =
+        ReconcileOnStart { max_attempts: 100, max_duration: Duration::from_secs(10), takeover_after: None };
+
+    /// No reconciliation on start (what waits is still counted).
+    pub const OFF: ReconcileOnStart =
+        ReconcileOnStart { max_attempts: 0, max_duration: Duration::ZERO, takeover_after: None };
+}
+
+impl Default for ReconcileOnStart {
+    fn default() -> Self {
+        ReconcileOnStart::DEFAULT
+    }
+}
+
+/// Which bound of [`ReconcileOnStart`] ended a pass early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileBound {
+    /// `max_attempts` were examined.
+    Attempts,
+    /// `max_duration` passed.
+    Duration,
+}
+
+/// What [`Engine::reconcile_on_start`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "report what reconciling on start did, and what it left"]
+pub struct StartReconciled {
+    /// The attempts examined, oldest first, with what became of each (those still `blocking`
+    /// could not be resolved yet).
+    pub examined: Vec<Reconciled>,
+    /// Unresolved attempts of this merchant the bound left unexamined: still in the ledger, as
+    /// they were, for a later reconcile.
+    pub left: usize,
+    /// The bound that ended the pass, if one did.
+    pub stopped_by: Option<ReconcileBound>,
+}
+
 fn record_json(outcome: &Outcome) -> Option<String> {
     serde_json::to_string(&OutcomeRecord::from(outcome)).ok()
 }
@@ -523,16 +579,62 @@ impl Engine {
     /// (expired, released, or — with `takeover_after` — taken at least that long ago): a reserved
     /// one never sent is released, a sent or unknown one is resolved from the platform's state or
     /// by sending the same key to a platform that deduplicates by key, a pending one is read
-    /// again. What it cannot resolve is listed with when it frees up.
+    /// again. What it cannot resolve is listed with when it frees up. Unbounded: every
+    /// unresolved attempt of this merchant (see [`Engine::reconcile_on_start`] for the bounded
+    /// pass a process makes when it starts).
     pub async fn reconcile(&self, takeover_after: Option<Duration>) -> Result<Vec<Reconciled>, String> {
+        Ok(self.reconcile_within(takeover_after, usize::MAX, None).await?.examined)
+    }
+
+    /// The engine's reconcile-on-start policy ([`crate::EngineBuilder::reconcile_on_start`]; by
+    /// default [`ReconcileOnStart::DEFAULT`]): the same work as [`Engine::reconcile`], oldest
+    /// attempt first, but at most `max_attempts` attempts, and none started once `max_duration`
+    /// has passed (one started is finished: each is bounded by its in-flight window). The
+    /// attempts beyond the bound are not touched: they stay in the ledger as they were, for a
+    /// later reconcile (the next start, `capture reconcile`, `POST /v1/reconcile`), and
+    /// [`StartReconciled::left`] counts them. `capture run`, `capture serve` and `capture batch`
+    /// call it once before their first capture.
+    ///
+    /// An engine without a ledger has nothing to reconcile (an empty answer). An error (the
+    /// ledger could not list its attempts) is returned, never swallowed: the caller reports it.
+    pub async fn reconcile_on_start(&self) -> Result<StartReconciled, String> {
+        if self.store.is_none() {
+            return Ok(StartReconciled { examined: Vec::new(), left: 0, stopped_by: None });
+        }
+        let p = self.reconcile_on_start;
+        self.reconcile_within(p.takeover_after, p.max_attempts, Some(p.max_duration)).await
+    }
+
+    async fn reconcile_within(
+        &self,
+        takeover_after: Option<Duration>,
+        max_attempts: usize,
+        max_duration: Option<Duration>,
+    ) -> Result<StartReconciled, String> {
         let Some(store) = self.store.as_deref() else {
             return Err("no capture ledger is configured".into());
         };
+        // Monotonic time, for the bound only (never in a report or the ledger).
+        let deadline = max_duration.map(|d| tokio::time::Instant::now() + d);
         let takeover_after = takeover_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mine: Vec<Attempt> = store
+            .unresolved()
+            .await
+            .map_err(|e| self.scrubber.scrub(&e.to_string()).into_owned())?
+            .into_iter()
+            .filter(|a| a.merchant == self.merchant)
+            .collect();
+        let total = mine.len();
         let mut out = Vec::new();
-        for a in store.unresolved().await.map_err(|e| e.to_string())? {
-            if a.merchant != self.merchant {
-                continue;
+        let mut stopped_by = None;
+        for a in mine {
+            if out.len() >= max_attempts {
+                stopped_by = Some(ReconcileBound::Attempts);
+                break;
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                stopped_by = Some(ReconcileBound::Duration);
+                break;
             }
             let before = a.state;
             let Some(platform) = self.platforms.get(&a.platform) else {
@@ -562,11 +664,12 @@ impl Engine {
                 order_id: a.order_id.clone(),
                 before,
                 after: after.state,
-                detail: self.scrubber.scrub(&crate::io::describe_outcome(&outcome)).into_owned(),
+                detail: self.scrubber.scrub(&crate::merged::describe_outcome(&outcome)).into_owned(),
                 blocking: after.state.in_flight(),
                 frees_at,
             });
         }
-        Ok(out)
+        let left = total - out.len();
+        Ok(StartReconciled { examined: out, left, stopped_by })
     }
 }

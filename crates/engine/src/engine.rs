@@ -1,19 +1,21 @@
 //! The engine and its pipeline: pre-validate -> capture -> post-capture.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use capture_connector_api::{Manifest, PartialCapture};
 use capture_core::{
     CaptureReport, CaptureRequest, ConnectorRef, Decision, Exchange, Money, Outcome, REPORT_SCHEMA,
-    RequestError, Requested, RequestedAmount, Stage, Step, StepSource, merge,
+    RequestError, Requested, RequestedAmount, Stage, Step, StepSource,
 };
-use capture_rules::{RuleContext, RuleSet, RuleVerdict};
+use capture_rules::{RuleContext, RuleSet};
 
 use crate::clock::{Clock, DerivedIds, IdGenerator, SystemClock};
 use crate::config::{ConfigError, EngineConfig, Secret};
+use crate::driver::ReconcileOnStart;
 use crate::hooks::{Hook, HookContext};
+use crate::merged::Merged;
 use crate::plugin::{Plugin, PluginLoadError, host_allowed, is_loopback};
 use crate::policy::{CrashPoint, Random, RetryPolicy, SeededRandom, Sleeper, TokioSleeper};
 use crate::scrub::{ScrubbedStore, Scrubber};
@@ -125,6 +127,7 @@ pub struct EngineBuilder {
     max_clock_skew: Duration,
     crash_at: Option<CrashPoint>,
     observer: Option<Arc<dyn crate::observe::Observer>>,
+    reconcile_on_start: ReconcileOnStart,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -154,6 +157,7 @@ impl Default for EngineBuilder {
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             crash_at: None,
             observer: None,
+            reconcile_on_start: ReconcileOnStart::DEFAULT,
         }
     }
 }
@@ -323,6 +327,14 @@ impl EngineBuilder {
         self
     }
 
+    /// The reconcile-on-start policy: how much of what the ledger holds unresolved
+    /// [`Engine::reconcile_on_start`] resolves (default [`ReconcileOnStart::DEFAULT`]: at most
+    /// 100 attempts and 10 seconds, expired leases only; [`ReconcileOnStart::OFF`] for none).
+    pub fn reconcile_on_start(mut self, policy: ReconcileOnStart) -> Self {
+        self.reconcile_on_start = policy;
+        self
+    }
+
     /// Test hook: abort the process at this point of every capture (crash tests).
     pub fn crash_at(mut self, at: Option<CrashPoint>) -> Self {
         self.crash_at = at;
@@ -420,6 +432,7 @@ impl EngineBuilder {
             max_clock_skew: self.max_clock_skew,
             crash_at: self.crash_at,
             observer: self.observer,
+            reconcile_on_start: self.reconcile_on_start,
         })
     }
 }
@@ -455,6 +468,8 @@ pub struct Engine {
     pub(crate) max_clock_skew: Duration,
     pub(crate) crash_at: Option<CrashPoint>,
     observer: Option<Arc<dyn crate::observe::Observer>>,
+    /// What [`Engine::reconcile_on_start`] examines.
+    pub(crate) reconcile_on_start: ReconcileOnStart,
     /// Every configured secret, scrubbed from what leaves the engine (`scrub`).
     pub(crate) scrubber: Scrubber,
 }
@@ -473,9 +488,8 @@ impl std::fmt::Debug for Engine {
 pub(crate) struct Run {
     pub(crate) steps: Vec<Step>,
     pub(crate) exchanges: Vec<Exchange>,
-    tags: BTreeSet<String>,
-    notes: Vec<String>,
-    follow_ups: Vec<BTreeMap<String, String>>,
+    /// The pre-validate decision so far, and every stage's tags, notes and follow-ups.
+    merged: Merged,
     /// The span of the stage running, parent of the `step` events.
     stage_span: Option<tracing::Span>,
 }
@@ -816,7 +830,6 @@ impl Engine {
 
         // ---- pre-validate ----
         let outcome = 'pre: {
-            let mut decisions: Vec<(String, Decision)> = Vec::new();
             if req.amount == RequestedAmount::Full && capturable.is_zero() {
                 let d = Decision::Reject {
                     code: "nothing_to_capture".into(),
@@ -835,7 +848,7 @@ impl Engine {
             for hook in &self.hooks {
                 let d = hook.pre_validate(&ctx).instrument(pre_span.clone()).await;
                 run.decision(StepSource::Hook, hook.name(), hook.version(), &d, None);
-                decisions.push((format!("hook:{}", hook.name()), d));
+                run.merged.decide(&format!("hook:{}", hook.name()), &d);
             }
             let verdicts =
                 pre_span.in_scope(|| rules.decide(&RuleContext { request: &req, amount, capturable, now }));
@@ -847,11 +860,11 @@ impl Engine {
                     &v.decision,
                     v.error.clone().map(|e| format!("failed closed: {e}")),
                 );
-                decisions.push((format!("rule:{}", v.rule), v.decision.clone()));
-                self.collect(&mut run, v);
+                run.merged.decide(&format!("rule:{}", v.rule), &v.decision);
+                run.merged.collect(v);
             }
-            let merged = merge(decisions.iter().map(|(_, d)| d));
-            let by = decisions.iter().find(|(_, d)| *d == merged).map(|(n, _)| n.clone()).unwrap_or_default();
+            let merged = run.merged.decision.clone();
+            let by = run.merged.by.clone().unwrap_or_default();
             match &merged {
                 Decision::Allow => None,
                 Decision::Reject { .. } | Decision::Hold { .. } => Some(self.refusal(&by, &merged)),
@@ -916,8 +929,8 @@ impl Engine {
         for hook in &self.hooks {
             let obs = hook.post_capture(&ctx, &outcome).instrument(post_span.clone()).await;
             run.step(Stage::PostCapture, StepSource::Hook, hook.name(), hook.version(), "observed", None);
-            run.tags.extend(obs.tags);
-            run.notes.extend(obs.notes);
+            run.merged.tags.extend(obs.tags);
+            run.merged.notes.extend(obs.notes);
         }
         let observed = post_span
             .in_scope(|| rules.observe(&RuleContext { request: &req, amount, capturable, now }, &outcome));
@@ -931,7 +944,7 @@ impl Engine {
                 verdict,
                 v.error.clone(),
             );
-            self.collect(&mut run, &v);
+            run.merged.collect(&v);
         }
 
         stage_done(Stage::PostCapture);
@@ -953,21 +966,15 @@ impl Engine {
             steps: run.steps,
             exchanges: run.exchanges,
             outcome,
-            tags: run.tags.into_iter().collect(),
-            notes: run.notes,
-            follow_ups: run.follow_ups,
+            tags: run.merged.tags.into_iter().collect(),
+            notes: run.merged.notes,
+            follow_ups: run.merged.follow_ups,
             anomalies: anomaly.into_iter().collect(),
         });
         if let Some(o) = &self.observer {
             o.capture(&report, started.elapsed());
         }
         Ok(report)
-    }
-
-    fn collect(&self, run: &mut Run, v: &RuleVerdict<'_>) {
-        run.tags.extend(v.tags.iter().cloned());
-        run.notes.extend(v.notes.iter().map(|n| format!("{}: {n}", v.rule)));
-        run.follow_ups.extend(v.follow_ups.iter().cloned());
     }
 
     fn refusal(&self, by: &str, d: &Decision) -> Outcome {

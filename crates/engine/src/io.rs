@@ -503,15 +503,3 @@ impl Engine {
         })
     }
 }
-
-/// One line about an outcome, for logs and reconciliation summaries.
-pub(crate) fn describe_outcome(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Captured { amount, .. } => format!("captured {amount}"),
-        Outcome::Pending { amount, .. } => format!("pending {amount}"),
-        Outcome::AlreadyCaptured { message, .. } => format!("already captured: {message}"),
-        Outcome::Rejected { reason, .. } => format!("rejected: {reason}"),
-        Outcome::Held { reason, .. } => format!("held: {reason}"),
-        Outcome::Failed { kind, message, .. } => format!("failed ({kind:?}): {message}"),
-    }
-}

@@ -35,6 +35,7 @@ mod engine;
 mod hooks;
 mod io;
 pub mod machine;
+mod merged;
 pub mod observe;
 pub mod plugin;
 mod policy;
@@ -48,11 +49,12 @@ pub use config::config_schema;
 pub use config::{
     ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, RateBudget, Secret,
 };
-pub use driver::Reconciled;
+pub use driver::{ReconcileBound, ReconcileOnStart, Reconciled, StartReconciled};
 pub use engine::{
     CaptureError, DEFAULT_MAX_CLOCK_SKEW, Engine, EngineBuilder, EngineError, PlatformSetup, StatusQuery,
 };
 pub use hooks::{Hook, HookContext, Observation};
+pub use merged::{Merged, describe_outcome};
 pub use observe::{Metrics, Observer};
 pub use plugin::{
     DEFAULT_CALL_TIMEOUT, LoadOptions, MAX_PLUGIN_OUTPUT, Plugin, PluginCallError, PluginFunction,
