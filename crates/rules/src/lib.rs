@@ -181,7 +181,7 @@ use capture_core::{CaptureRequest, Decision, Money, Outcome, Timestamp};
 use sha2::{Digest, Sha256};
 
 pub use error::RulesError;
-use sandbox::{EvalCurrency, Source, State};
+use sandbox::{Source, State};
 
 /// How many idle Lua states a [`RuleSet`] keeps for reuse.
 const MAX_POOLED_STATES: usize = 64;
@@ -556,7 +556,6 @@ impl RuleSet {
             Err(e) => return all_failed(format!("cannot prepare the rules: {e}")),
         };
         let cur = ctx.request.order.currency;
-        state.lua().set_app_data(EvalCurrency(cur));
         let stage = if outcome.is_some() { RuleStage::PostCapture } else { RuleStage::PreValidate };
         let verdict = |rule: &'s RuleInfo, p: convert::Parts| RuleVerdict {
             rule: Cow::Borrowed(&rule.name),
@@ -573,8 +572,8 @@ impl RuleSet {
             rules.iter().map(|r| verdict(r, convert::plain_allow())).collect();
         let mut delivered = vec![false; rules.len()];
         let start = range.start;
-        let progress = context::Encoder::encode(ctx, outcome).and_then(|encoded| {
-            state.evaluate(range, stage, cur, encoded, |index, result| {
+        let progress = context::Fill::new(ctx, outcome).and_then(|fill| {
+            state.evaluate(range, stage, cur, &fill, |index, result| {
                 let k = index.wrapping_sub(start);
                 if let (Some(rule), Some(slot)) = (rules.get(k), verdicts.get_mut(k)) {
                     *slot = match result {
