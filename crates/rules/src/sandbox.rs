@@ -320,8 +320,9 @@ unsafe extern "C-unwind" fn begin(l: *mut ffi::lua_State) -> c_int {
 }
 
 /// `plain(r, observe)`, a Lua C function: true if `r` is exactly `{ decision = "allow" }` (one
-/// key, read raw, no metamethod runs), or `nil` when `observe` is true. What `batch` calls for
-/// every rule's result instead of `type`, `next` and `next` again.
+/// key, read raw, no metamethod runs), or `nil` when `observe` is true; and, second, true if `r`
+/// is such a table without a metatable (`allow()` may hand it out again). What `batch` calls
+/// for every rule's result instead of `type`, `next` and `next` again.
 ///
 /// # Safety
 /// Called by Lua only, with two arguments.
@@ -344,28 +345,35 @@ unsafe extern "C-unwind" fn plain(l: *mut ffi::lua_State) -> c_int {
     }
     // SAFETY: the contract above; `lua_next` on a table with the key it just returned cannot
     // raise; 3 stack slots are checked.
-    let yes = unsafe {
+    let (yes, spare) = unsafe {
         match ffi::lua_type(l, 1) {
-            ffi::LUA_TNIL => ffi::lua_toboolean(l, 2) != 0,
+            ffi::LUA_TNIL => (ffi::lua_toboolean(l, 2) != 0, false),
             ffi::LUA_TTABLE => {
                 ffi::luaL_checkstack(l, 3, std::ptr::null());
                 ffi::lua_settop(l, 1);
                 ffi::lua_pushnil(l);
-                if ffi::lua_next(l, 1) == 0 {
+                let yes = if ffi::lua_next(l, 1) == 0 {
                     false
                 } else if is_text(l, 2, b"decision") && is_text(l, 3, b"allow") {
                     ffi::lua_settop(l, 2);
                     ffi::lua_next(l, 1) == 0
                 } else {
                     false
-                }
+                };
+                ffi::lua_settop(l, 1);
+                // `lua_getmetatable` pushes nothing when there is none.
+                (yes, yes && ffi::lua_getmetatable(l, 1) == 0)
             }
-            _ => false,
+            _ => (false, false),
         }
     };
-    // SAFETY: a free slot remains (the checks above left at most 3 values of 3).
-    unsafe { ffi::lua_pushboolean(l, c_int::from(yes)) };
-    1
+    // SAFETY: two free slots remain (at most 2 values are on the stack of the 3 checked).
+    unsafe {
+        ffi::lua_settop(l, 1);
+        ffi::lua_pushboolean(l, c_int::from(yes));
+        ffi::lua_pushboolean(l, c_int::from(spare));
+    }
+    2
 }
 
 fn sandbox_err(e: mlua::Error) -> RulesError {
