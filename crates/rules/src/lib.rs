@@ -359,8 +359,14 @@ fn sha256_hex16(parts: &[&[u8]]) -> String {
         h.update(p);
     }
     let digest = h.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(7 + 16);
+    out.push_str("sha256:");
+    for b in digest.iter().take(8) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// The name and content of every `*.lua` file of `dir` (other entries are skipped).

@@ -24,6 +24,9 @@ const LUA_MEMORY_MESSAGE: &[u8] = b"not enough memory";
 /// The hook runs at most every this many VM instructions.
 const HOOK_STEP: u64 = 1000;
 const PRELUDE: &str = include_str!("prelude.lua");
+/// The same prelude compiled by `build.rs` (the same vendored Lua, debug information kept):
+/// loading it costs a fraction of parsing the text, which was most of building a state.
+const PRELUDE_BYTECODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prelude.luac"));
 /// The prelude's chunk name as Lua shows it in error positions.
 const PRELUDE_NAME: &str = "capture-rules prelude";
 
@@ -376,6 +379,17 @@ unsafe extern "C-unwind" fn plain(l: *mut ffi::lua_State) -> c_int {
     2
 }
 
+/// The prelude as a function: its bytecode from `build.rs`, or its text should the bytecode not
+/// load (a Lua built differently; it never happens with the vendored one).
+fn load_prelude(lua: &Lua) -> mlua::Result<Function> {
+    let name = format!("={PRELUDE_NAME}");
+    lua.load(PRELUDE_BYTECODE)
+        .set_name(name.as_str())
+        .set_mode(ChunkMode::Binary)
+        .into_function()
+        .or_else(|_| lua.load(PRELUDE).set_name(name).set_mode(ChunkMode::Text).into_function())
+}
+
 fn sandbox_err(e: mlua::Error) -> RulesError {
     RulesError::Sandbox { message: error_text(&e) }
 }
@@ -436,10 +450,8 @@ impl State {
             .create_function(|_, (t, mt): (Table, Option<Table>)| t.set_metatable(mt))
             .map_err(sandbox_err)?;
         type Helpers = (Function, Function, Function, Function, Function, Function);
-        let (new_env, run, run_stage, batch, rerun, entry_slot): Helpers = lua
-            .load(PRELUDE)
-            .set_name(format!("={PRELUDE_NAME}"))
-            .set_mode(ChunkMode::Text)
+        let (new_env, run, run_stage, batch, rerun, entry_slot): Helpers = load_prelude(&lua)
+            .map_err(sandbox_err)?
             .call((
                 raw_minor,
                 is_fatal,
@@ -854,6 +866,19 @@ pub(crate) fn describe(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prelude_loads_from_its_bytecode() {
+        // The bytecode path is the one every state takes (the text is only a fallback).
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8,
+            LuaOptions::default(),
+        )
+        .unwrap();
+        let f = lua.load(PRELUDE_BYTECODE).set_mode(ChunkMode::Binary).into_function().unwrap();
+        assert_eq!(f.info().source.as_deref(), Some(format!("={PRELUDE_NAME}").as_str()));
+        assert!(PRELUDE_BYTECODE.len() > 1000 && PRELUDE_BYTECODE[0] == 0x1b);
+    }
 
     #[test]
     fn locations_are_split_off_messages() {
