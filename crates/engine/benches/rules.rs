@@ -9,6 +9,10 @@
 //! ```
 //!
 //! The goal (issue 4) is 200,000 captures per second with 10 rules, about 5 µs per capture.
+//!
+//! Instruction counts of the same work, stable on a shared machine, come from
+//! `crates/rules/examples/rules_instructions.rs` under callgrind (figures and commands in
+//! `crates/rules/README.md`).
 
 use capture_core::{CaptureRequest, Decision, Money, Timestamp};
 use capture_engine::{RuleLimits, RuleSet};

@@ -181,7 +181,7 @@ use capture_core::{CaptureRequest, Decision, Money, Outcome, Timestamp};
 use sha2::{Digest, Sha256};
 
 pub use error::RulesError;
-use sandbox::{EvalCurrency, Source, State};
+use sandbox::{Source, State};
 
 /// How many idle Lua states a [`RuleSet`] keeps for reuse.
 const MAX_POOLED_STATES: usize = 64;
@@ -359,8 +359,14 @@ fn sha256_hex16(parts: &[&[u8]]) -> String {
         h.update(p);
     }
     let digest = h.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(7 + 16);
+    out.push_str("sha256:");
+    for b in digest.iter().take(8) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// The name and content of every `*.lua` file of `dir` (other entries are skipped).
@@ -556,7 +562,6 @@ impl RuleSet {
             Err(e) => return all_failed(format!("cannot prepare the rules: {e}")),
         };
         let cur = ctx.request.order.currency;
-        state.lua().set_app_data(EvalCurrency(cur));
         let stage = if outcome.is_some() { RuleStage::PostCapture } else { RuleStage::PreValidate };
         let verdict = |rule: &'s RuleInfo, p: convert::Parts| RuleVerdict {
             rule: Cow::Borrowed(&rule.name),
@@ -573,8 +578,8 @@ impl RuleSet {
             rules.iter().map(|r| verdict(r, convert::plain_allow())).collect();
         let mut delivered = vec![false; rules.len()];
         let start = range.start;
-        let progress = context::Encoder::encode(ctx, outcome).and_then(|encoded| {
-            state.evaluate(range, stage, cur, encoded, |index, result| {
+        let progress = context::Fill::new(ctx, outcome).and_then(|fill| {
+            state.evaluate(range, stage, cur, &fill, |index, result| {
                 let k = index.wrapping_sub(start);
                 if let (Some(rule), Some(slot)) = (rules.get(k), verdicts.get_mut(k)) {
                     *slot = match result {

@@ -12,17 +12,24 @@
 --   step_limit      integer                   most steps a C library loop may risk (pattern
 --                                             matching, table.sort, table.move...): the
 --                                             instruction budget
---   begin(i)                                  a fresh instruction budget for rule i
+--   begin(budget, i)                          a fresh instruction budget for rule i (a C
+--                                             function; `budget` is the light userdata below)
 --   deliver(i, ok, ...) -> i                  hands Rust the results of rule i (only when they
 --                                             are not a plain allow); i nil: the rule begun
 --                                             last, whose index it returns
 --   raw_metatable(t) -> table                 t's metatable, even a protected one
 --   raw_set_metatable(t, mt)                  sets it (even over a protected one)
---   hook(on)                                  installs or removes the budget hook
+--   fill(f, slots)  -> currency code          fills the ctx data tables `slots` (CTX_SLOTS)
+--                                             from the capture `f` points at (a C function,
+--                                             context.rs)
 --   charge(n)                                 charges n instructions of work done in C (raises
 --                                             the budget error once the budget is spent)
 --   charge_bytes    integer                   output bytes charged as one instruction
-local raw_minor, is_fatal, step_limit, begin, deliver, raw_metatable, raw_set_metatable, hook, charge, charge_bytes = ...
+--   budget          light userdata            the state's budget, for begin
+--   plain(r, observe) -> boolean, boolean     r is a plain allow: exactly { decision = "allow" }
+--                                             (raw access), or nil when observe; and r is such
+--                                             a table without a metatable (a C function)
+local raw_minor, is_fatal, step_limit, begin, deliver, raw_metatable, raw_set_metatable, fill, charge, charge_bytes, budget, plain = ...
 
 local type, error, next, rawget, rawlen, tostring = type, error, next, rawget, rawlen, tostring
 local getmetatable, select, raw_pairs = getmetatable, select, pairs
@@ -534,7 +541,7 @@ end
 -- state a rule could observe; it is bounded and only ever holds successful conversions.
 local MINOR_MEMO_MAX = 256
 local minor_memo, minor_memo_size = {}, 0
-local current_currency = nil -- set by make_ctx for the capture being evaluated
+local current_currency = nil -- set by run_stage for the capture being evaluated
 local function to_minor(text)
   if current_currency == nil or type(text) ~= "string" then
     return raw_minor(text)
@@ -581,7 +588,18 @@ local function want_string(v, what, fname)
     error(fname .. ": " .. what .. " must be a string, got " .. type(v), 3)
   end
 end
+-- A plain allow table a rule returned, handed out again by the next allow() (see batch): most
+-- rules return allow(), and making, then collecting, a table for each was a tenth of a small
+-- rule set's cost. Rules cannot tell: only a table that came back exactly
+-- { decision = "allow" } (raw) with no metatable is kept, after its rule call ended (nothing
+-- of a rule call survives it), and it is handed out at most once at a time.
+local spare_allow = nil
 local function allow()
+  local t = spare_allow
+  if t ~= nil then
+    spare_allow = nil
+    return t
+  end
   return { decision = "allow" }
 end
 local function reject(code, reason)
@@ -670,8 +688,8 @@ local function new_env()
   return raw_setmetatable({}, env_mt)
 end
 
--- ctx: filled from two flat sequences written by `context.rs` (`Encoder`): strings S and
--- scalars N (integers and booleans). Both sides read and write the same fields in the same order.
+-- ctx: data tables filled by Rust (`fill`, context.rs) through the C API, straight from the
+-- capture: no intermediate encoding, no Lua code copying fields.
 --
 -- Rules see read-only views of the ctx tables: an empty table whose metatable reads the data
 -- table (`__index` is the table itself, so a field read runs no function) and refuses writes
@@ -683,7 +701,7 @@ end
 -- The tables are made once per state and filled again for every evaluation: building some
 -- forty tables per capture was most of the cost of a small rule set. Rules cannot tell: they
 -- cannot write the tables, and cannot keep a reference from one capture to the next (no
--- global, upvalue or table of theirs survives a capture). make_ctx therefore sets every field
+-- global, upvalue or table of theirs survives a capture). `fill` therefore sets every field
 -- of every table it shows on each call, nil included, so nothing of an earlier capture remains.
 -- A data table and its view (and the view's metatable).
 local function slot()
@@ -712,127 +730,31 @@ root.currency, root.amount, root.capturable = currency_view, amount_view, captur
 root.order, root.metadata, root.now = order_view, metadata_view, now_view
 
 -- One table per list entry, made when a capture first has that many entries: [n] = { data,
--- view, amount data }.
+-- view, amount data }. `fill` calls this (an exempt function: see run_stage) for a new entry.
 local payment_slots, capture_slots = {}, {}
 local function entry_slot(slots, n)
-  local e = slots[n]
-  if e == nil then
-    local data, view = slot()
-    local money, money_view = slot()
-    data.amount = money_view
-    e = { data, view, money }
-    slots[n] = e
-  end
+  local data, view = slot()
+  local money, money_view = slot()
+  data.amount = money_view
+  local e = { data, view, money }
+  slots[n] = e
   return e
 end
-local payments_count, captures_count = 0, 0
+-- `fill` keeps each list a proper sequence (entries past the capture's count are nil), so its
+-- raw length is the count.
 payments_mt.__len = function()
-  return payments_count
+  return rawlen(payments)
 end
 captures_mt.__len = function()
-  return captures_count
+  return rawlen(captures)
 end
 
-local function make_ctx(S, N)
-  -- S: strings, N: scalars, each in the order Encoder::encode wrote them. Fixed head: S[1..9]
-  -- platform, idempotency_key, description, currency code, amount, capturable, order id, order
-  -- amount, surcharge; N[1..6] exponent, amount minor, requested_full, capturable minor, order
-  -- minor, surcharge minor. Cursors point at the next unread entry. Also sets the currency
-  -- `capture.minor` memoises under.
-  root.platform, root.idempotency_key, root.description = S[1], S[2], S[3]
-  currency.code, currency.exponent = S[4], N[1]
-  amount.value, amount.minor = S[5], N[2]
-  root.requested_full = N[3]
-  capturable.value, capturable.minor = S[6], N[4]
-  order.id = S[7]
-  order_amount.value, order_amount.minor = S[8], N[5]
-  surcharge.value, surcharge.minor = S[9], N[6]
-  local si, ni = 10, 7
-
-  -- payments: id, amount, method | amount minor, partial_capture
-  local count = N[ni]
-  ni = ni + 1
-  for n = 1, count do
-    local e = entry_slot(payment_slots, n)
-    local p, money = e[1], e[3]
-    p.id, money.value, p.method = S[si], S[si + 1], S[si + 2]
-    money.minor, p.partial_capture = N[ni], N[ni + 1]
-    payments[n] = e[2]
-    si, ni = si + 3, ni + 2
-  end
-  for n = count + 1, payments_count do
-    payments[n] = nil
-  end
-  payments_count = count
-
-  -- captures: reference, payment_id, amount | amount minor
-  count = N[ni]
-  ni = ni + 1
-  for n = 1, count do
-    local e = entry_slot(capture_slots, n)
-    local c, money = e[1], e[3]
-    c.reference, c.payment_id, money.value = S[si], S[si + 1], S[si + 2]
-    money.minor = N[ni]
-    captures[n] = e[2]
-    si, ni = si + 3, ni + 1
-  end
-  for n = count + 1, captures_count do
-    captures[n] = nil
-  end
-  captures_count = count
-
-  -- shipping: | present; company, method, tracking_number
-  if N[ni] then
-    shipping.company, shipping.method, shipping.tracking_number = S[si], S[si + 1], S[si + 2]
-    root.shipping = shipping_view
-    si = si + 3
-  else
-    root.shipping = nil
-  end
-  ni = ni + 1
-
-  -- metadata: | count; per entry key | kind, then the value (0: a string, 1: a scalar). A new
-  -- table: its keys differ from one capture to the next.
-  local metadata = {}
-  count = N[ni]
-  ni = ni + 1
-  for _ = 1, count do
-    local key, kind = S[si], N[ni]
-    si, ni = si + 1, ni + 1
-    if kind == 0 then
-      metadata[key] = S[si]
-      si = si + 1
-    else
-      metadata[key] = N[ni]
-      ni = ni + 1
-    end
-  end
-  metadata_mt.__index = metadata
-
-  -- now: rfc3339 | unix
-  now.unix, now.rfc3339 = N[ni], S[si]
-  si, ni = si + 1, ni + 1
-
-  -- outcome: | present; status, kind, message, by, code, platform_capture_id | retryable,
-  -- has amount; then the amount's text | minor
-  if N[ni] then
-    outcome.status, outcome.kind, outcome.message = S[si], S[si + 1], S[si + 2]
-    outcome.by, outcome.code, outcome.platform_capture_id = S[si + 3], S[si + 4], S[si + 5]
-    outcome.retryable = N[ni + 1]
-    if N[ni + 2] then
-      outcome_amount.value, outcome_amount.minor = S[si + 6], N[ni + 3]
-      outcome.amount = outcome_amount_view
-    else
-      outcome.amount = nil
-    end
-    root.outcome = outcome_view
-  else
-    root.outcome = nil
-  end
-
-  current_currency = S[4]
-  return root_view
-end
+-- The data tables `fill` writes, in the order of `context::slots` (context.rs).
+local CTX_SLOTS = {
+  root, currency, amount, capturable, order, order_amount, surcharge, payments, captures, shipping,
+  shipping_view, now, outcome, outcome_view, outcome_amount, outcome_amount_view, metadata_mt,
+  payment_slots, capture_slots, entry_slot,
+}
 
 -- What a rule returned, taken apart here with raw access (no metamethod of the rule's table
 -- runs) so that the Rust side needs no further calls into Lua for the usual results.
@@ -899,39 +821,44 @@ end
 -- file may name `_ENV` to replace it.
 --
 -- A plain `{ decision = "allow" }` (what allow() returns), or nil from an observe function, is
--- the usual result and costs nothing more; any other result goes to Rust (deliver). An error
+-- the usual result and costs one C call (plain); any other result goes to Rust (deliver). An error
 -- leaves this function: run_stage reports it for the rule begun last and carries on after it.
 local function batch(targets, method, ctx, first, last)
+  local observe = method == "observe"
   for i = first, last do
-    begin(i)
+    begin(budget, i)
     local r = targets[i](ctx)
-    if type(r) == "table" then
-      local k, v = next(r)
-      if k ~= "decision" or v ~= "allow" or next(r, k) ~= nil then
+    -- plain(r, observe): r is exactly { decision = "allow" } (raw access), or nil from observe;
+    -- spare: r is such a table without a metatable, which allow() may hand out again.
+    local yes, spare = plain(r, observe)
+    if spare then
+      spare_allow = r
+    elseif not yes then
+      if type(r) == "table" then
         deliver(i, true, take_apart(method, r))
+      else
+        deliver(i, true, false, r)
       end
-    elseif r ~= nil or method ~= "observe" then
-      deliver(i, true, false, r)
     end
   end
 end
 
--- One stage of one capture, the one call Rust makes per stage: fills ctx from the two
--- sequences (without the budget hook: make_ctx is the sandbox's own code, its loops bounded by
--- the request), then runs rules first..last (batch). A rule that raises is reported (deliver
--- with no index: Rust knows the rule begun last, and returns its index) and the next one starts
--- in a fresh protected call. Returns nil, or the message of an error building ctx.
+-- One stage of one capture, the one call Rust makes per stage: fills ctx (`fill`: Rust
+-- writes the tables), then runs rules first..last (batch). A rule that raises is reported
+-- (deliver with no index: Rust knows the rule begun last, and returns its index) and the next
+-- one starts in a fresh protected call. Returns nil, or the message of an error building ctx.
 --
--- The budget hook never raises in run_stage or batch themselves (Rust exempts them): their own
--- few instructions between two rules cannot make a rule fail, and the next begin resets the
--- budget. Rule code, and the prelude functions it calls, are never exempt.
-local function run_stage(targets, method, first, last, S, N)
-  hook(false)
-  local built, ctx = raw_xpcall(make_ctx, plain_error, S, N)
-  hook(true)
+-- The budget hook never raises in run_stage, batch or entry_slot themselves (Rust exempts
+-- them): their own few instructions between two rules, or before the first, cannot make a rule
+-- fail, and the next begin resets the budget. Rule code, and the prelude functions it calls,
+-- are never exempt.
+local function run_stage(targets, method, first, last, f)
+  local built, code = raw_xpcall(fill, plain_error, f, CTX_SLOTS)
   if not built then
-    return plain_error(ctx)
+    return plain_error(code)
   end
+  current_currency = code -- what capture.minor memoises under
+  local ctx = root_view
   local i = first
   while i <= last do
     local ok, e = raw_xpcall(batch, plain_error, targets, method, ctx, i, last)
@@ -943,4 +870,4 @@ local function run_stage(targets, method, first, last, S, N)
   return nil
 end
 
-return new_env, run, run_stage, batch, rerun
+return new_env, run, run_stage, batch, rerun, entry_slot

@@ -1,14 +1,17 @@
 //! One prepared Lua state: the sandbox, the instruction budget, the compiled rule files.
 
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use capture_core::{Currency, Money};
 use mlua::chunk::ChunkMode;
 use mlua::debug::Debug;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, LuaString, StdLib, Table, Value, VmState};
+use mlua::{
+    Function, HookTriggers, LightUserData, Lua, LuaOptions, LuaString, StdLib, Table, Value, VmState, ffi,
+};
 
-use crate::context::Encoder;
+use crate::context::Fill;
 use crate::convert::{self, Parts};
 use crate::{Limits, RuleStage, RulesError};
 
@@ -21,19 +24,21 @@ const LUA_MEMORY_MESSAGE: &[u8] = b"not enough memory";
 /// The hook runs at most every this many VM instructions.
 const HOOK_STEP: u64 = 1000;
 const PRELUDE: &str = include_str!("prelude.lua");
+/// The same prelude compiled by `build.rs` (the same vendored Lua, debug information kept):
+/// loading it costs a fraction of parsing the text, which was most of building a state.
+const PRELUDE_BYTECODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prelude.luac"));
 /// The prelude's chunk name as Lua shows it in error positions.
 const PRELUDE_NAME: &str = "capture-rules prelude";
-
-/// The currency of the capture being evaluated (Lua app data, read by `capture.minor`).
-pub(crate) struct EvalCurrency(pub(crate) Currency);
 
 /// Instruction counting for the current rule call, shared with the hook.
 struct Budget {
     limit: u64,
     /// Wall-clock time per rule call.
     time: std::time::Duration,
-    /// When the current rule call began.
-    started: Mutex<std::time::Instant>,
+    /// What `started` counts from.
+    base: std::time::Instant,
+    /// When the current rule call began, in nanoseconds after `base`.
+    started: AtomicU64,
     /// Sticky like `exceeded`: the budget ran out because of the time limit.
     timed_out: AtomicBool,
     /// The state's memory limit (for messages).
@@ -47,11 +52,12 @@ struct Budget {
     memory: AtomicBool,
     /// Where the budget ran out: (chunk short name, line).
     at: Mutex<Option<(Option<String>, Option<usize>)>>,
-    /// The addresses of the prelude's `run_stage` and `batch` (0 until they exist). The hook
-    /// never raises while one of these functions itself runs: they are the loop between rule
-    /// calls (a few instructions per rule; every error of a rule leaves them at once), and the
-    /// next `begin` resets the budget.
-    exempt: [AtomicUsize; 2],
+    /// The addresses of the prelude's `run_stage`, `batch` and `entry_slot` (0 until they
+    /// exist). The hook never raises while one of these functions itself runs: they are the loop
+    /// between rule calls and the making of ctx tables before the first rule (a few
+    /// instructions per rule; every error of a rule leaves them at once), and the next `begin`
+    /// resets the budget.
+    exempt: [AtomicUsize; 3],
     /// The rule `run_stage` called last (1-based; 0 before the first).
     current: AtomicUsize,
 }
@@ -61,7 +67,8 @@ impl Budget {
         Budget {
             limit,
             time,
-            started: Mutex::new(std::time::Instant::now()),
+            base: std::time::Instant::now(),
+            started: AtomicU64::new(0),
             timed_out: AtomicBool::new(false),
             memory_bytes,
             step: limit.clamp(1, HOOK_STEP),
@@ -69,7 +76,7 @@ impl Budget {
             exceeded: AtomicBool::new(false),
             memory: AtomicBool::new(false),
             at: Mutex::new(None),
-            exempt: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            exempt: [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)],
             current: AtomicUsize::new(0),
         }
     }
@@ -79,11 +86,17 @@ impl Budget {
         self.exceeded.store(false, Relaxed);
         self.timed_out.store(false, Relaxed);
         self.memory.store(false, Relaxed);
-        *self.started.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
+        self.started.store(self.nanos(), Relaxed);
+    }
+
+    /// Nanoseconds since `base` (saturating: 584 years).
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn late(&self) -> bool {
-        self.started.lock().unwrap_or_else(PoisonError::into_inner).elapsed() > self.time
+        let elapsed = self.nanos().saturating_sub(self.started.load(Relaxed));
+        u128::from(elapsed) > self.time.as_nanos()
     }
 
     /// Charges `n` instructions of work done in C; false once the budget is spent.
@@ -265,7 +278,6 @@ pub(crate) struct Source {
 /// A prepared Lua state. Used by one thread at a time (the pool hands it out).
 pub(crate) struct State {
     lua: Lua,
-    limits: Limits,
     budget: Arc<Budget>,
     sink: Arc<Mutex<Sink>>,
     new_env: Function,
@@ -289,6 +301,95 @@ fn install_hook(lua: &Lua, budget: &Arc<Budget>) -> mlua::Result<()> {
     lua.set_hook(HookTriggers::new().every_nth_instruction(step), move |_, debug| budget.on_hook(debug))
 }
 
+/// `begin(budget, i)`, a Lua C function the prelude's `batch` calls before rule `i`: a fresh
+/// instruction budget and wall-clock start for that rule call. A plain C function (no mlua
+/// callback: those cost a protected call, a lock and a boxed closure call each, which was a
+/// tenth of a small rule's cost).
+///
+/// # Safety
+/// Called by Lua only, with the light userdata of a live [`Budget`] (the prelude keeps it, and
+/// `begin`, as locals no rule can reach).
+unsafe extern "C-unwind" fn begin(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: the contract above; `lua_tointegerx` accepts a null `isnum`.
+    unsafe {
+        let budget = ffi::lua_touserdata(l, 1) as *const Budget;
+        let i = ffi::lua_tointegerx(l, 2, std::ptr::null_mut());
+        if let Some(budget) = budget.as_ref() {
+            budget.reset();
+            budget.current.store(usize::try_from(i).unwrap_or(0), Relaxed);
+        }
+    }
+    0
+}
+
+/// `plain(r, observe)`, a Lua C function: true if `r` is exactly `{ decision = "allow" }` (one
+/// key, read raw, no metamethod runs), or `nil` when `observe` is true; and, second, true if `r`
+/// is such a table without a metatable (`allow()` may hand it out again). What `batch` calls
+/// for every rule's result instead of `type`, `next` and `next` again.
+///
+/// # Safety
+/// Called by Lua only, with two arguments.
+unsafe extern "C-unwind" fn plain(l: *mut ffi::lua_State) -> c_int {
+    /// True if the value at `idx` is the string `text` (no conversion of numbers).
+    ///
+    /// # Safety
+    /// `l` is a valid Lua state and `idx` a valid index.
+    unsafe fn is_text(l: *mut ffi::lua_State, idx: c_int, text: &[u8]) -> bool {
+        // SAFETY: the caller's contract; the value is a string, so `lua_tolstring` does not
+        // convert it, and the bytes stay valid while it is on the stack.
+        unsafe {
+            if ffi::lua_type(l, idx) != ffi::LUA_TSTRING {
+                return false;
+            }
+            let mut len = 0usize;
+            let p = ffi::lua_tolstring(l, idx, &mut len);
+            !p.is_null() && std::slice::from_raw_parts(p.cast::<u8>(), len) == text
+        }
+    }
+    // SAFETY: the contract above; `lua_next` on a table with the key it just returned cannot
+    // raise; 3 stack slots are checked.
+    let (yes, spare) = unsafe {
+        match ffi::lua_type(l, 1) {
+            ffi::LUA_TNIL => (ffi::lua_toboolean(l, 2) != 0, false),
+            ffi::LUA_TTABLE => {
+                ffi::luaL_checkstack(l, 3, std::ptr::null());
+                ffi::lua_settop(l, 1);
+                ffi::lua_pushnil(l);
+                let yes = if ffi::lua_next(l, 1) == 0 {
+                    false
+                } else if is_text(l, 2, b"decision") && is_text(l, 3, b"allow") {
+                    ffi::lua_settop(l, 2);
+                    ffi::lua_next(l, 1) == 0
+                } else {
+                    false
+                };
+                ffi::lua_settop(l, 1);
+                // `lua_getmetatable` pushes nothing when there is none.
+                (yes, yes && ffi::lua_getmetatable(l, 1) == 0)
+            }
+            _ => (false, false),
+        }
+    };
+    // SAFETY: two free slots remain (at most 2 values are on the stack of the 3 checked).
+    unsafe {
+        ffi::lua_settop(l, 1);
+        ffi::lua_pushboolean(l, c_int::from(yes));
+        ffi::lua_pushboolean(l, c_int::from(spare));
+    }
+    2
+}
+
+/// The prelude as a function: its bytecode from `build.rs`, or its text should the bytecode not
+/// load (a Lua built differently; it never happens with the vendored one).
+fn load_prelude(lua: &Lua) -> mlua::Result<Function> {
+    let name = format!("={PRELUDE_NAME}");
+    lua.load(PRELUDE_BYTECODE)
+        .set_name(name.as_str())
+        .set_mode(ChunkMode::Binary)
+        .into_function()
+        .or_else(|_| lua.load(PRELUDE).set_name(name).set_mode(ChunkMode::Text).into_function())
+}
+
 fn sandbox_err(e: mlua::Error) -> RulesError {
     RulesError::Sandbox { message: error_text(&e) }
 }
@@ -300,20 +401,27 @@ impl State {
         let lua = Lua::new_with(libs, LuaOptions::default()).map_err(sandbox_err)?;
         lua.set_memory_limit(limits.memory_bytes).map_err(sandbox_err)?;
         let budget = Arc::new(Budget::new(limits.instructions, limits.memory_bytes, limits.time));
-        install_hook(&lua, &budget).map_err(sandbox_err)?;
-        let raw_minor = lua.create_function(raw_minor).map_err(sandbox_err)?;
+        let sink = Arc::new(Mutex::new(Sink::default()));
+        let minor_sink = Arc::clone(&sink);
+        let raw_minor = lua
+            .create_function(move |_, v: Value| {
+                let currency = minor_sink.lock().unwrap_or_else(PoisonError::into_inner).currency;
+                raw_minor(currency, v)
+            })
+            .map_err(sandbox_err)?;
         let fatal_budget = Arc::clone(&budget);
         let is_fatal =
             lua.create_function(move |_, e: Value| Ok(fatal_budget.is_fatal(&e))).map_err(sandbox_err)?;
-        let begin_budget = Arc::clone(&budget);
-        let begin = lua
-            .create_function(move |_, i: usize| {
-                begin_budget.reset();
-                begin_budget.current.store(i, Relaxed);
-                Ok(())
-            })
-            .map_err(sandbox_err)?;
-        let sink = Arc::new(Mutex::new(Sink::default()));
+        // SAFETY: `begin` and `fill` are C functions following Lua's calling convention.
+        let (begin, fill, plain) = unsafe {
+            (
+                lua.create_c_function(begin).map_err(sandbox_err)?,
+                lua.create_c_function(crate::context::fill).map_err(sandbox_err)?,
+                lua.create_c_function(plain).map_err(sandbox_err)?,
+            )
+        };
+        // The budget outlives the Lua state: the hook (owned by the state) holds it too.
+        let budget_ptr = Value::LightUserData(LightUserData(Arc::as_ptr(&budget) as *mut c_void));
         let (deliver_sink, deliver_budget) = (Arc::clone(&sink), Arc::clone(&budget));
         let deliver = lua
             .create_function(move |lua, (i, ok, rest): (Option<usize>, bool, RunResultTail)| {
@@ -325,17 +433,6 @@ impl State {
                     .and_then(|returned| convert_returned(returned, sink.observe, sink.currency));
                 sink.results.push((index, result));
                 Ok(i)
-            })
-            .map_err(sandbox_err)?;
-        let hook_budget = Arc::clone(&budget);
-        let hook = lua
-            .create_function(move |lua, on: bool| {
-                if on {
-                    install_hook(lua, &hook_budget)
-                } else {
-                    lua.remove_hook();
-                    Ok(())
-                }
             })
             .map_err(sandbox_err)?;
         let raw_metatable = lua.create_function(|_, t: Table| Ok(t.metatable())).map_err(sandbox_err)?;
@@ -352,11 +449,9 @@ impl State {
         let raw_set_metatable = lua
             .create_function(|_, (t, mt): (Table, Option<Table>)| t.set_metatable(mt))
             .map_err(sandbox_err)?;
-        budget.reset();
-        let (new_env, run, run_stage, batch, rerun): (Function, Function, Function, Function, Function) = lua
-            .load(PRELUDE)
-            .set_name(format!("={PRELUDE_NAME}"))
-            .set_mode(ChunkMode::Text)
+        type Helpers = (Function, Function, Function, Function, Function, Function);
+        let (new_env, run, run_stage, batch, rerun, entry_slot): Helpers = load_prelude(&lua)
+            .map_err(sandbox_err)?
             .call((
                 raw_minor,
                 is_fatal,
@@ -365,19 +460,24 @@ impl State {
                 deliver,
                 raw_metatable,
                 raw_set_metatable,
-                hook,
+                fill,
                 charge,
                 i64::try_from(crate::CHARGE_BYTES).unwrap_or(64),
+                budget_ptr,
+                plain,
             ))
             .map_err(sandbox_err)?;
+        // The prelude (the sandbox's own code, its loops bounded) runs before the budget hook
+        // is installed: the hook is for rule code.
+        install_hook(&lua, &budget).map_err(sandbox_err)?;
         budget.exempt[0].store(run_stage.to_pointer() as usize, Relaxed);
         budget.exempt[1].store(batch.to_pointer() as usize, Relaxed);
+        budget.exempt[2].store(entry_slot.to_pointer() as usize, Relaxed);
         let decide = lua.create_string("decide").map_err(sandbox_err)?;
         let observe = lua.create_string("observe").map_err(sandbox_err)?;
         let targets = lua.create_table().map_err(sandbox_err)?;
         Ok(State {
             lua,
-            limits,
             budget,
             sink,
             new_env,
@@ -592,21 +692,17 @@ impl State {
     }
 
     /// Evaluates the rules `range` (indexes into the state's rules, all of one stage) with the
-    /// ctx `encoded` describes: one call into Lua, which builds the read-only ctx and calls
-    /// every rule under its own budget (see `run_stage` in the prelude). `result` gets
-    /// (rule index, result) for every rule whose result was not a plain allow; the others
-    /// returned a plain allow, except those from [`Progress::reached`] on. `Err` when no rule
-    /// could run (the ctx could not be built).
-    ///
-    /// While Rust fills the two input sequences the memory limit is lifted: with a limit, mlua
-    /// wraps every allocating C-API call in a protected call, which made this the most expensive
-    /// part of an evaluation. The data is the engine's own (not rule code) and small.
+    /// ctx `fill` describes: one call into Lua, in which Rust fills the state's read-only ctx
+    /// tables (`context::fill`) and the prelude calls every rule under its own budget (see
+    /// `run_stage` in the prelude). `result` gets (rule index, result) for every rule whose
+    /// result was not a plain allow; the others returned a plain allow, except those from
+    /// [`Progress::reached`] on. `Err` when no rule could run (the ctx could not be built).
     pub(crate) fn evaluate(
         &self,
         range: std::ops::Range<usize>,
         stage: RuleStage,
         currency: Currency,
-        encoded: Encoder<'_>,
+        fill: &Fill<'_>,
         mut result: impl FnMut(usize, Result<Parts, Failure>),
     ) -> Result<Progress, String> {
         let observe = stage == RuleStage::PostCapture;
@@ -616,20 +712,17 @@ impl State {
             sink.currency = Some(currency);
             sink.results.clear();
         }
-        let _ = self.lua.set_memory_limit(0);
-        let tables = encoded.into_tables(&self.lua);
-        let _ = self.lua.set_memory_limit(self.limits.memory_bytes);
-        let (texts, scalars) = tables.map_err(|e| error_text(&e))?;
         self.budget.reset();
         self.budget.current.store(0, Relaxed);
         let method = if observe { &self.observe } else { &self.decide };
+        // Read by `context::fill` during the call only.
+        let fill = Value::LightUserData(LightUserData(fill as *const Fill<'_> as *mut c_void));
         let outcome = self.run_stage.call::<Option<LuaString>>((
             &self.targets,
             method,
             range.start + 1,
             range.end,
-            texts,
-            scalars,
+            fill,
         ));
         for (index, r) in self.sink_lock().results.drain(..) {
             result(index, r);
@@ -726,8 +819,8 @@ pub(crate) fn clip(mut message: String) -> String {
 
 /// `capture.minor` (Rust half): a decimal string in the capture's currency to minor units.
 /// Returns `minor` or `nil, message`; the Lua half raises the message at the caller's line.
-fn raw_minor(lua: &Lua, v: Value) -> mlua::Result<(Option<i64>, Option<String>)> {
-    let Some(cur) = lua.app_data_ref::<EvalCurrency>().map(|c| c.0) else {
+fn raw_minor(currency: Option<Currency>, v: Value) -> mlua::Result<(Option<i64>, Option<String>)> {
+    let Some(cur) = currency else {
         return Ok((
             None,
             Some("only available while a capture is evaluated (inside decide/observe)".into()),
@@ -773,6 +866,19 @@ pub(crate) fn describe(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prelude_loads_from_its_bytecode() {
+        // The bytecode path is the one every state takes (the text is only a fallback).
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8,
+            LuaOptions::default(),
+        )
+        .unwrap();
+        let f = lua.load(PRELUDE_BYTECODE).set_mode(ChunkMode::Binary).into_function().unwrap();
+        assert_eq!(f.info().source.as_deref(), Some(format!("={PRELUDE_NAME}").as_str()));
+        assert!(PRELUDE_BYTECODE.len() > 1000 && PRELUDE_BYTECODE[0] == 0x1b);
+    }
 
     #[test]
     fn locations_are_split_off_messages() {

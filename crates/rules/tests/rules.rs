@@ -711,6 +711,45 @@ fn no_state_survives_between_captures() {
 }
 
 #[test]
+fn allow_tables_carry_nothing_from_one_rule_to_the_next() {
+    // allow() may hand out again a table an earlier rule returned as a plain allow; nothing of
+    // that rule may show: not its metatable, not a field it added (either keeps the table from
+    // being reused), not its identity (a fresh table each time within one call).
+    let check = "local a, b = allow(), allow()
+      if rawequal(a, b) then return hold('same table twice') end
+      for _, t in ipairs({ a, b }) do
+        if getmetatable(t) ~= nil or t.secret ~= nil or t.tags ~= nil then return hold('leak') end
+        local k, v = next(t)
+        if k ~= 'decision' or v ~= 'allow' or next(t, k) ~= nil then return hold('not plain') end
+      end
+      return a";
+    let rules = set(&[
+        ("a.lua", &rule_file("a", "pre-validate", Some(1), "return allow()")),
+        ("b.lua", &rule_file("b", "pre-validate", Some(2), check)),
+        (
+            "c.lua",
+            &rule_file(
+                "c",
+                "pre-validate",
+                Some(3),
+                "return setmetatable(allow(), { __index = { secret = 1 } })",
+            ),
+        ),
+        ("d.lua", &rule_file("d", "pre-validate", Some(4), check)),
+        (
+            "e.lua",
+            &rule_file("e", "pre-validate", Some(5), "local a = allow() a.tags = { 'x' } return allow()"),
+        ),
+        ("f.lua", &rule_file("f", "pre-validate", Some(6), check)),
+    ]);
+    for _ in 0..3 {
+        let v = with_ctx(|ctx| rules.decide(ctx));
+        assert_eq!(v.len(), 6);
+        assert!(v.iter().all(|v| v.decision == Decision::Allow && v.error.is_none()), "{v:?}");
+    }
+}
+
+#[test]
 fn rule_sets_are_shared_across_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<RuleSet>();
