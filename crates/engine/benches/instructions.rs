@@ -25,8 +25,10 @@
 //!   request's JSON bytes.
 //! - `rules`: `RuleSet::decide` with the same 10 rules, against `bare_mlua`: mlua running the
 //!   same 10 rule sources with one context table built once and reused.
-//! - `abi`: Optty `build_capture` + `parse_capture` through the C ABI (`Plugin::load`), against
-//!   `linked`: the same connector linked statically (the `Connector` trait).
+//! - `abi`: Optty `build_capture` + `parse_capture` through the C ABI (`Plugin::load`), as the
+//!   engine calls them, against `linked`: the same connector linked statically (the `Connector`
+//!   trait). `abi_floor`: the least a binary ABI could cost, linked statically plus the copies
+//!   such an ABI cannot avoid and the host's URL check (see the case).
 //! - `ledger`: `reserve` + transition to sent + transition to captured on a SQLite store in
 //!   memory, against `bare_sqlite`: the same three transactions (an order row and an attempt row
 //!   inserted, then each updated twice) with prepared statements on bare rusqlite, in memory.
@@ -722,10 +724,17 @@ fn setup(case: &str) -> Box<dyn FnMut()> {
                 plugin.parse_capture(&parse).ok(),
                 capture_plugin_optty::Optty.parse_capture(&call, &response).ok()
             );
+            let built = plugin.build_capture_checked(&call, &[]).expect("builds");
+            assert_eq!(
+                plugin.parse_built(built.into_parts().2, &response).ok(),
+                plugin.parse_capture(&parse).ok()
+            );
+            // As the engine calls it: the call encoded once, the URL parsed once, by the checks.
             Box::new(move || {
-                let request = plugin.build_capture(black_box(&call)).expect("builds");
-                let result = plugin.parse_capture(black_box(&parse)).expect("parses");
-                black_box((request, result));
+                let built = plugin.build_capture_checked(black_box(&call), &[]).expect("builds");
+                let (request, url, sent) = built.into_parts();
+                let result = plugin.parse_built(sent, black_box(&response)).expect("parses");
+                black_box((request, url, result));
             })
         }
         "linked" => {
@@ -735,6 +744,26 @@ fn setup(case: &str) -> Box<dyn FnMut()> {
                 let request = optty.build_capture(black_box(&call)).expect("builds");
                 let result = optty.parse_capture(black_box(&call), black_box(&response)).expect("parses");
                 black_box((request, result));
+            })
+        }
+        "abi_floor" => {
+            // The least a binary ABI (a `#[repr(C)]` call of borrowed string slices in, the answers
+            // as slices of the plugin's out) could cost: the connector's own work, the copy the SDK
+            // makes of the borrowed call into the owned `CaptureCall` its trait takes (once: a
+            // per-call context keeps it for the parse), the host's copies of the two answers out
+            // of the plugin's buffers, and the host's URL check (one parse). Not counted: the two
+            // hand-offs to the plugin's worker thread (the deadline), measured apart.
+            let (call, response) = (abi_call(), abi_response());
+            let optty = capture_plugin_optty::Optty;
+            Box::new(move || {
+                let owned = black_box(&call).clone();
+                let request = optty.build_capture(&owned).expect("builds");
+                let url = url::Url::parse(&request.url).expect("url");
+                assert!(url.host_str().is_some());
+                let request = black_box(&request).clone();
+                let result = optty.parse_capture(&owned, black_box(&response)).expect("parses");
+                let result = black_box(&result).clone();
+                black_box((request, url, result));
             })
         }
         "ledger" => {
@@ -780,6 +809,7 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ("pipeline_json", "baseline_json", "pipeline from JSON bytes"),
     ("rules", "bare_mlua", "rules stage, 10 rules (RuleSet::decide vs bare mlua, reused context)"),
     ("abi", "linked", "Optty build + parse (C ABI vs linked statically)"),
+    ("abi_floor", "linked", "the least a binary ABI could cost (copies and URL check only)"),
     ("ledger", "bare_sqlite", "ledger: reserve + sent + captured, SQLite in memory (store vs bare rusqlite)"),
 ];
 
