@@ -248,6 +248,34 @@ fn a_1_1_descriptor_loads_and_its_calls_go_through_the_1_0_functions() {
 }
 
 #[test]
+fn per_call_contexts_go_back_once_to_the_parse_or_when_dropped_and_answers_match_the_1_0_path() {
+    let p = Plugin::load(&optty_plugin()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 2), DESCRIPTOR_SIZE_V1_2));
+    let c = call("ORD-1001", "http://127.0.0.1:9");
+    let answer = HttpResponse {
+        status: 200,
+        headers: vec![],
+        body: r#"{"captureReference":"ORD-1001-key","captureId":"cap_1","capturedAmount":120}"#.into(),
+    };
+    // Contexts made and released unparsed (a request refused, not sent or unanswered), many times.
+    for _ in 0..500 {
+        drop(p.build_capture_checked(&c, &[]).expect("builds"));
+    }
+    // One refused by the host check after the plugin made its context: released too.
+    let foreign = call("ORD-1001", "https://evil.example.com");
+    let err = p.build_capture_checked(&foreign, &[]).expect_err("a foreign host");
+    assert!(matches!(err, PluginCallError::ForeignHost { .. }), "{err:?}");
+    // Parsed through the context: the same request and result as through build/parse_capture.
+    let (request, url, sent) = p.build_capture_checked(&c, &[]).expect("builds").into_parts();
+    assert_eq!(Some(&request), p.build_capture(&c).ok().as_ref());
+    assert_eq!(url.as_str(), "http://127.0.0.1:9/orders/ORD-1001/capture");
+    let through_context = p.parse_built(sent, &answer).expect("parses");
+    let whole = ParseCall { schema: SCHEMA_VERSION, call: c.clone(), response: answer.clone() };
+    assert_eq!(Some(through_context), p.parse_capture(&whole).ok());
+    assert_eq!(p.unhealthy(), None);
+}
+
+#[test]
 fn a_1_2_descriptor_with_only_part_of_the_context_functions_is_refused() {
     let dir = scratch("abi-descriptor-context-partial");
     let file = descriptor_fixture(&dir, Some("FIXTURE_CONTEXT_PARTIAL"));
