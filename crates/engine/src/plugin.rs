@@ -35,7 +35,7 @@ use std::ffi::c_int;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use capture_connector_api::abi::{
@@ -437,6 +437,9 @@ pub struct Plugin {
 /// A job for a plugin's worker thread.
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Where a job's answer is left for its caller: (the answer, whether the job has finished).
+type AnswerSlot<O> = (Mutex<(Option<Result<O, PluginCallError>>, bool)>, Condvar);
+
 /// The thread a plugin's calls run on, and the plugin's health.
 struct Worker {
     file: String,
@@ -483,25 +486,45 @@ impl Worker {
         if let Some(reason) = self.unhealthy() {
             return Err(PluginCallError::Unhealthy { file: self.file.clone(), reason });
         }
-        let (answer, result) = mpsc::sync_channel(1);
+        // The answer's slot: a mutex and a condition variable (one plain allocation; a channel
+        // per call costs an aligned allocation and more). `None` until the job has run; a job
+        // that panicked out of the plugin's wrapper, or a worker gone, leaves it `None` and
+        // marks it `dropped`.
+        let slot: Arc<AnswerSlot<O>> = Arc::new((Mutex::new((None, false)), Condvar::new()));
+        let theirs = Arc::clone(&slot);
         let sent = self.jobs.send(Box::new(move || {
-            if answer.send(job()).is_err() {
-                // The caller stopped waiting (deadline): there is no one to give the result to.
+            // Filled even if the job unwinds (the guard marks it dropped), so the caller never
+            // waits out its deadline for a job that is gone.
+            struct Fill<'a, O>(&'a AnswerSlot<O>, Option<Result<O, PluginCallError>>);
+            impl<O> Drop for Fill<'_, O> {
+                fn drop(&mut self) {
+                    let (lock, ready) = self.0;
+                    let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                    *state = (self.1.take(), true);
+                    ready.notify_one();
+                }
             }
+            let mut fill = Fill(&theirs, None);
+            fill.1 = Some(job());
         }));
         let gone = || "its worker thread has ended".to_owned();
         if sent.is_err() {
             self.mark_unhealthy(gone());
             return Err(PluginCallError::Unhealthy { file: self.file.clone(), reason: gone() });
         }
-        match result.recv_timeout(self.timeout) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+        let (lock, ready) = &*slot;
+        let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut state, waited) = ready
+            .wait_timeout_while(state, self.timeout, |(_, done)| !*done)
+            .unwrap_or_else(PoisonError::into_inner);
+        match state.0.take() {
+            Some(r) => r,
+            None if waited.timed_out() && !state.1 => {
                 let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
                 self.mark_unhealthy(format!("{function} did not return within {ms} ms"));
                 Err(PluginCallError::Timeout { file: self.file.clone(), function, ms })
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
+            None => {
                 self.mark_unhealthy(gone());
                 Err(PluginCallError::Unhealthy { file: self.file.clone(), reason: gone() })
             }
@@ -1556,6 +1579,20 @@ mod tests {
         let encoded = serde_json::to_vec(&call).unwrap();
         let whole = ParseCall { schema: SCHEMA_VERSION, call, response: response.clone() };
         assert_eq!(parse_message(&encoded, &response).unwrap(), serde_json::to_vec(&whole).unwrap());
+    }
+
+    #[test]
+    fn a_job_that_unwinds_on_the_worker_answers_unhealthy_instead_of_leaving_its_caller_waiting() {
+        let worker = Worker::start("libunwinds.so", Duration::from_secs(600)).unwrap();
+        let r: Result<(), _> = worker.run("build_capture", || panic!("a fault outside the plugin's wrapper"));
+        assert_eq!(
+            r,
+            Err(PluginCallError::Unhealthy {
+                file: "libunwinds.so".into(),
+                reason: "its worker thread has ended".into()
+            })
+        );
+        assert_eq!(worker.unhealthy().as_deref(), Some("its worker thread has ended"));
     }
 
     #[test]
