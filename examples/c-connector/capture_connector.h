@@ -1,5 +1,5 @@
 /*
- * capture_connector.h: the capture engine's connector ABI, version 1.1, for plugins written in C
+ * capture_connector.h: the capture engine's connector ABI, version 1.2, for plugins written in C
  * (or any language with a C FFI).
  *
  * This header mirrors `capture_connector_api::abi` exactly; the normative specification is the
@@ -28,6 +28,9 @@
  *   what you return are refused. Amounts are decimal strings ("100.10"), never floats.
  * - Never let a C++ exception or a longjmp cross the boundary, and never abort(): the engine
  *   process would go down with the plugin.
+ * - 1.2 adds an optional per-call context (build_capture_with, parse_capture_with, free_context:
+ *   all three or none; NULL: the engine calls build_capture and parse_capture as before). A plugin
+ *   that sets them keeps what it read of a CaptureCall and gets only the HttpResponse to parse.
  */
 #ifndef CAPTURE_CONNECTOR_H
 #define CAPTURE_CONNECTOR_H
@@ -44,7 +47,7 @@ extern "C" {
 
 /* The ABI version this header describes. */
 #define CAPTURE_ABI_MAJOR 1
-#define CAPTURE_ABI_MINOR 1
+#define CAPTURE_ABI_MINOR 2
 /* 0x43415054 ("CAPT" in ASCII, most significant byte first), compared as a native-endian u32:
  * the first field of every descriptor. */
 #define CAPTURE_MAGIC 0x43415054u
@@ -83,6 +86,14 @@ typedef int (*capture_manifest_fn)(capture_buffer *out);
 typedef int (*capture_call_fn)(const uint8_t *input, size_t len, capture_buffer *out);
 /* Frees a buffer this plugin wrote (passed by value, as written). */
 typedef void (*capture_free_fn)(capture_buffer buf);
+/* 1.2: build_capture, and on CAPTURE_STATUS_OK also writes into *context an opaque value of the
+ * plugin's (what it keeps of the call; NULL allowed). */
+typedef int (*capture_build_with_fn)(const uint8_t *input, size_t len, capture_buffer *out, void **context);
+/* 1.2: reads the answer (HttpResponse JSON) to the request built with `context`; consumes it,
+ * whatever the status returned. */
+typedef int (*capture_parse_with_fn)(void *context, const uint8_t *input, size_t len, capture_buffer *out);
+/* 1.2: releases a context no parse consumed (the request was not sent or got no answer). */
+typedef void (*capture_free_context_fn)(void *context);
 
 /* The descriptor. Fields are only ever appended, in later minors. NULL function pointers are
  * allowed only where noted. */
@@ -96,18 +107,24 @@ typedef struct capture_connector_descriptor {
     /* ABI 1.1 (NULL: no status query; then the manifest must say "status_query": false) */
     capture_call_fn build_status;   /* StatusCall -> HttpRequest */
     capture_call_fn parse_status;   /* StatusParseCall -> CaptureResult */
+    /* ABI 1.2 (all three or none; NULL: build_capture and parse_capture are used) */
+    capture_build_with_fn build_capture_with;   /* CaptureCall -> HttpRequest, and a context */
+    capture_parse_with_fn parse_capture_with;   /* context, HttpResponse -> CaptureResult */
+    capture_free_context_fn free_context;       /* releases a context no parse consumed */
 } capture_connector_descriptor;
 
-/* The size of the 1.0 descriptor (up to free_buffer) and of the 1.1 descriptor. */
+/* The size of the 1.0 descriptor (up to free_buffer), of the 1.1 descriptor (up to
+ * parse_status) and of the 1.2 descriptor. */
 #define CAPTURE_DESCRIPTOR_SIZE_V1_0 offsetof(capture_connector_descriptor, build_status)
-#define CAPTURE_DESCRIPTOR_SIZE_V1_1 sizeof(capture_connector_descriptor)
+#define CAPTURE_DESCRIPTOR_SIZE_V1_1 offsetof(capture_connector_descriptor, build_capture_with)
+#define CAPTURE_DESCRIPTOR_SIZE_V1_2 sizeof(capture_connector_descriptor)
 
 /* The entry function's type, and the one symbol every plugin exports. */
 typedef const capture_connector_descriptor *(*capture_entry_fn)(void);
 const capture_connector_descriptor *capture_connector_entry(void);
 
 /* The layout, checked at compile time: the header is 12 bytes; the function pointers follow at
- * the pointer alignment; 1.0 has 4 of them and 1.1 has 6. */
+ * the pointer alignment; 1.0 has 4 of them, 1.1 has 6 and 1.2 has 9. */
 CAPTURE_STATIC_ASSERT(sizeof(capture_descriptor_header) == 12, "descriptor header is 12 bytes");
 CAPTURE_STATIC_ASSERT(offsetof(capture_descriptor_header, struct_size) == 4, "struct_size at 4");
 CAPTURE_STATIC_ASSERT(offsetof(capture_descriptor_header, abi_major) == 8, "abi_major at 8");
@@ -123,9 +140,13 @@ CAPTURE_STATIC_ASSERT(CAPTURE_DESCRIPTOR_SIZE_V1_0
 CAPTURE_STATIC_ASSERT(CAPTURE_DESCRIPTOR_SIZE_V1_1
                           == offsetof(capture_connector_descriptor, manifest) + 6 * sizeof(capture_call_fn),
                       "the 1.1 descriptor has six function pointers");
+CAPTURE_STATIC_ASSERT(CAPTURE_DESCRIPTOR_SIZE_V1_2
+                          == offsetof(capture_connector_descriptor, manifest) + 9 * sizeof(capture_call_fn),
+                      "the 1.2 descriptor has nine function pointers");
 #if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
 CAPTURE_STATIC_ASSERT(CAPTURE_DESCRIPTOR_SIZE_V1_0 == 48, "1.0 descriptor is 48 bytes on 64-bit");
 CAPTURE_STATIC_ASSERT(CAPTURE_DESCRIPTOR_SIZE_V1_1 == 64, "1.1 descriptor is 64 bytes on 64-bit");
+CAPTURE_STATIC_ASSERT(CAPTURE_DESCRIPTOR_SIZE_V1_2 == 88, "1.2 descriptor is 88 bytes on 64-bit");
 #endif
 
 #ifdef __cplusplus

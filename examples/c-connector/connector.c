@@ -771,6 +771,10 @@ static const capture_connector_descriptor DESCRIPTOR = {
     .free_buffer = c_free_buffer,
     .build_status = NULL, /* no status query: the manifest says "status_query": false */
     .parse_status = NULL,
+    /* No 1.2 per-call context: the engine sends the call again with the answer (ParseCall). */
+    .build_capture_with = NULL,
+    .parse_capture_with = NULL,
+    .free_context = NULL,
 };
 
 const capture_connector_descriptor *capture_connector_entry(void) { return &DESCRIPTOR; }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capture_core::Outcome;
-use capture_engine::connector_api::abi::{DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1};
+use capture_engine::connector_api::abi::{DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1, DESCRIPTOR_SIZE_V1_2};
 use capture_engine::connector_api::{
     CallPayment, CaptureCall, HttpResponse, ParseCall, SCHEMA_VERSION, StatusCall,
 };
@@ -231,9 +231,60 @@ fn the_descriptor_fixture_without_a_fault_loads() {
     let file = descriptor_fixture(&dir, None);
     let p = Plugin::load(&file).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.manifest().id, "descriptor_fixture");
-    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 1), DESCRIPTOR_SIZE_V1_1));
+    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 2), DESCRIPTOR_SIZE_V1_2));
     let refused = p.build_capture(&call("x", "https://api.example.com")).expect_err("refuses every call");
     assert!(matches!(refused, PluginCallError::Refused(ref e) if e.code == "unsupported"), "{refused:?}");
+}
+
+#[test]
+fn a_1_1_descriptor_loads_and_its_calls_go_through_the_1_0_functions() {
+    let dir = scratch("abi-descriptor-1-1");
+    let file = descriptor_fixture(&dir, Some("FIXTURE_MINOR_1_1"));
+    let p = Plugin::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 1), DESCRIPTOR_SIZE_V1_1));
+    let refused =
+        p.build_capture_checked(&call("x", "https://api.example.com"), &[]).expect_err("refuses every call");
+    assert!(matches!(refused, PluginCallError::Refused(ref e) if e.code == "unsupported"), "{refused:?}");
+}
+
+#[test]
+fn per_call_contexts_go_back_once_to_the_parse_or_when_dropped_and_answers_match_the_1_0_path() {
+    let p = Plugin::load(&optty_plugin()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 2), DESCRIPTOR_SIZE_V1_2));
+    let c = call("ORD-1001", "http://127.0.0.1:9");
+    let answer = HttpResponse {
+        status: 200,
+        headers: vec![],
+        body: r#"{"captureReference":"ORD-1001-key","captureId":"cap_1","capturedAmount":120}"#.into(),
+    };
+    // Contexts made and released unparsed (a request refused, not sent or unanswered), many times.
+    for _ in 0..500 {
+        drop(p.build_capture_checked(&c, &[]).expect("builds"));
+    }
+    // One refused by the host check after the plugin made its context: released too.
+    let foreign = call("ORD-1001", "https://evil.example.com");
+    let err = p.build_capture_checked(&foreign, &[]).expect_err("a foreign host");
+    assert!(matches!(err, PluginCallError::ForeignHost { .. }), "{err:?}");
+    // Parsed through the context: the same request and result as through build/parse_capture.
+    let (request, url, sent) = p.build_capture_checked(&c, &[]).expect("builds").into_parts();
+    assert_eq!(Some(&request), p.build_capture(&c).ok().as_ref());
+    assert_eq!(url.as_str(), "http://127.0.0.1:9/orders/ORD-1001/capture");
+    let through_context = p.parse_built(sent, &answer).expect("parses");
+    let whole = ParseCall { schema: SCHEMA_VERSION, call: c.clone(), response: answer.clone() };
+    assert_eq!(Some(through_context), p.parse_capture(&whole).ok());
+    assert_eq!(p.unhealthy(), None);
+}
+
+#[test]
+fn a_1_2_descriptor_with_only_part_of_the_context_functions_is_refused() {
+    let dir = scratch("abi-descriptor-context-partial");
+    let file = descriptor_fixture(&dir, Some("FIXTURE_CONTEXT_PARTIAL"));
+    let err = Plugin::load(&file).expect_err("a context without a way back");
+    assert!(
+        matches!(err, PluginLoadError::MissingFunction { function: "parse_capture_with", .. }),
+        "{err:?}"
+    );
+    assert_names(&err, &file, "descriptor function `parse_capture_with` is null");
 }
 
 #[tokio::test]
@@ -241,13 +292,13 @@ async fn abi_versions_a_major_or_a_newer_minor_are_refused() {
     let major = plugin_file("fixture_abi_major");
     let err = Plugin::load(&major).expect_err("ABI 2.0");
     assert!(matches!(err, PluginLoadError::AbiVersion { major: 2, minor: 0, .. }), "{err:?}");
-    assert_names(&err, &major, "built for connector ABI 2.0, this engine loads ABI 1.0 to 1.1");
+    assert_names(&err, &major, "built for connector ABI 2.0, this engine loads ABI 1.0 to 1.2");
 
     let dir = scratch("abi-minor-next");
     let minor = descriptor_fixture(&dir, Some("FIXTURE_MINOR_NEXT"));
-    let err = Plugin::load(&minor).expect_err("ABI 1.2");
-    assert!(matches!(err, PluginLoadError::AbiVersion { major: 1, minor: 2, .. }), "{err:?}");
-    assert_names(&err, &minor, "built for connector ABI 1.2");
+    let err = Plugin::load(&minor).expect_err("ABI 1.3");
+    assert!(matches!(err, PluginLoadError::AbiVersion { major: 1, minor: 3, .. }), "{err:?}");
+    assert_names(&err, &minor, "built for connector ABI 1.3");
     assert_names(&err, &minor, "the plugin is newer than this engine");
     optty_still_captures().await;
 }
@@ -606,12 +657,16 @@ fn the_c_header_mirrors_the_rust_abi() {
         r#"#include <stdio.h>
 #include "capture_connector.h"
 int main(void) {
-    printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %u %d %d %d %d %d\n",
+    printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %u %d %d %d %d %d\n",
         sizeof(capture_descriptor_header), sizeof(capture_buffer),
         offsetof(capture_connector_descriptor, manifest), offsetof(capture_connector_descriptor, build_capture),
         offsetof(capture_connector_descriptor, parse_capture), offsetof(capture_connector_descriptor, free_buffer),
         offsetof(capture_connector_descriptor, build_status), offsetof(capture_connector_descriptor, parse_status),
-        (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_0, (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_1, CAPTURE_MAGIC,
+        offsetof(capture_connector_descriptor, build_capture_with),
+        offsetof(capture_connector_descriptor, parse_capture_with),
+        offsetof(capture_connector_descriptor, free_context),
+        (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_0, (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_1,
+        (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_2, CAPTURE_MAGIC,
         CAPTURE_ABI_MAJOR, CAPTURE_ABI_MINOR, CAPTURE_STATUS_OK, CAPTURE_STATUS_ERROR, CAPTURE_STATUS_PANIC);
     return 0;
 }
@@ -634,7 +689,7 @@ int main(void) {
     use capture_engine::connector_api::abi::*;
     use std::mem::{offset_of, size_of};
     let rust = format!(
-        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
         size_of::<DescriptorHeader>(),
         size_of::<Buffer>(),
         offset_of!(ConnectorDescriptor, manifest),
@@ -643,8 +698,12 @@ int main(void) {
         offset_of!(ConnectorDescriptor, free_buffer),
         offset_of!(ConnectorDescriptor, build_status),
         offset_of!(ConnectorDescriptor, parse_status),
+        offset_of!(ConnectorDescriptor, build_capture_with),
+        offset_of!(ConnectorDescriptor, parse_capture_with),
+        offset_of!(ConnectorDescriptor, free_context),
         DESCRIPTOR_SIZE_V1_0,
         DESCRIPTOR_SIZE_V1_1,
+        DESCRIPTOR_SIZE_V1_2,
         MAGIC,
         ABI_MAJOR,
         ABI_MINOR,
@@ -672,7 +731,7 @@ async fn the_c_connector_captures_end_to_end_like_the_rust_one() {
     let dir = scratch("abi-c-connector");
     let c = c_connector(&dir);
     let p = Plugin::load(&c).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("optty_c", (1, 1)));
+    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("optty_c", (1, 2)));
 
     let (report, emu) = run_on(&c, "optty_c", "full-capture.json").await;
     match &report.outcome {
@@ -750,7 +809,7 @@ fn a_connector_built_outside_the_workspace_loads_and_verifies() {
 
     let lib = external_connector();
     let p = Plugin::load(&lib).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("acme", (1, 1)));
+    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("acme", (1, 2)));
     let built = p.build_capture(&call("A-1", "https://api.acme-pay.test")).expect("builds");
     assert_eq!(built.url, "https://api.acme-pay.test/captures");
     assert!(built.body.as_deref().is_some_and(|b| b.contains(r#""amount_minor":12000"#)), "{built:?}");
@@ -815,7 +874,7 @@ fn verify_fails_on_a_plugin_that_does_not_load_and_on_wrong_fixtures() {
     let dir = scratch("abi-verify-failures");
     let (code, text) = verify(&descriptor_fixture(&dir, Some("FIXTURE_MINOR_NEXT")), None);
     assert_eq!(code, Some(20), "{text}");
-    assert!(text.contains("FAIL  load") && text.contains("built for connector ABI 1.2"), "{text}");
+    assert!(text.contains("FAIL  load") && text.contains("built for connector ABI 1.3"), "{text}");
 
     // A fixture the connector does not honour is named, with the differing field.
     let fixtures = dir.join("fixtures");
@@ -842,7 +901,7 @@ fn inspect_prints_manifest_abi_capabilities_and_hash() {
     let sha = capture_engine::sha256_file(&file).expect("hash");
     for part in [
         format!("sha256         {sha}"),
-        "abi            1.1 (descriptor 64 bytes".into(),
+        "abi            1.2 (descriptor 88 bytes".into(),
         "connector      optty (Optty)".into(),
         "status query   not supported".into(),
         "max_currency_exponent: 2".into(),

@@ -1,11 +1,11 @@
 //! The C ABI: the entry symbol, the descriptor and the buffers. See the crate docs for the rules.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
 /// Major ABI version. A host loads only plugins with the same major.
 pub const ABI_MAJOR: u16 = 1;
 /// Minor ABI version. Minors only append fields to [`ConnectorDescriptor`].
-pub const ABI_MINOR: u16 = 1;
+pub const ABI_MINOR: u16 = 2;
 /// `"CAPT"` in ASCII, the first field of every descriptor: tells a descriptor from garbage.
 pub const MAGIC: u32 = 0x4341_5054;
 /// Name of the function every plugin exports (NUL-terminated for `dlsym`).
@@ -62,9 +62,20 @@ pub type ManifestFn = unsafe extern "C" fn(out: *mut Buffer) -> c_int;
 pub type CallFn = unsafe extern "C" fn(input: *const u8, len: usize, out: *mut Buffer) -> c_int;
 /// Frees a buffer the plugin wrote.
 pub type FreeFn = unsafe extern "C" fn(buf: Buffer);
+/// 1.2: like [`CallFn`] for `build_capture`, and on [`STATUS_OK`] also writes into `*context` an
+/// opaque value of the plugin's own (a pointer to what it keeps of the call; null is allowed).
+pub type BuildWithContextFn =
+    unsafe extern "C" fn(input: *const u8, len: usize, out: *mut Buffer, context: *mut *mut c_void) -> c_int;
+/// 1.2: reads the answer (an [`crate::HttpResponse`], JSON) to the request built with `context`,
+/// and writes a [`crate::CaptureResult`]. Consumes `context`, whatever the status returned.
+pub type ParseWithContextFn =
+    unsafe extern "C" fn(context: *mut c_void, input: *const u8, len: usize, out: *mut Buffer) -> c_int;
+/// 1.2: releases a context that no parse consumed (the request was not sent, or no answer came).
+pub type FreeContextFn = unsafe extern "C" fn(context: *mut c_void);
 
-/// The versioned descriptor (ABI 1.1). Fields are only ever appended, in later minors:
-/// 1.0 ends with `free_buffer`; 1.1 appends `build_status` and `parse_status`.
+/// The versioned descriptor (ABI 1.2). Fields are only ever appended, in later minors:
+/// 1.0 ends with `free_buffer`; 1.1 appends `build_status` and `parse_status`; 1.2 appends
+/// `build_capture_with`, `parse_capture_with` and `free_context` (all three or none).
 #[repr(C)]
 #[derive(Debug)]
 pub struct ConnectorDescriptor {
@@ -82,12 +93,22 @@ pub struct ConnectorDescriptor {
     pub build_status: Option<CallFn>,
     /// 1.1: [`crate::StatusParseCall`] in, [`crate::CaptureResult`] out (null: no status query).
     pub parse_status: Option<CallFn>,
+    /// 1.2: [`crate::CaptureCall`] in, [`crate::HttpRequest`] out, and a context kept for the
+    /// parse (null: the host uses `build_capture` and `parse_capture`).
+    pub build_capture_with: Option<BuildWithContextFn>,
+    /// 1.2: the context and [`crate::HttpResponse`] in, [`crate::CaptureResult`] out: the call
+    /// is not sent again.
+    pub parse_capture_with: Option<ParseWithContextFn>,
+    /// 1.2: releases a context no parse consumed.
+    pub free_context: Option<FreeContextFn>,
 }
 
 /// Size of the 1.0 descriptor (up to `free_buffer`): the smallest a host of this major accepts.
 pub const DESCRIPTOR_SIZE_V1_0: usize = std::mem::offset_of!(ConnectorDescriptor, build_status);
-/// Size of the 1.1 descriptor.
-pub const DESCRIPTOR_SIZE_V1_1: usize = std::mem::size_of::<ConnectorDescriptor>();
+/// Size of the 1.1 descriptor (up to `parse_status`).
+pub const DESCRIPTOR_SIZE_V1_1: usize = std::mem::offset_of!(ConnectorDescriptor, build_capture_with);
+/// Size of the 1.2 descriptor.
+pub const DESCRIPTOR_SIZE_V1_2: usize = std::mem::size_of::<ConnectorDescriptor>();
 
 #[cfg(test)]
 mod tests {
@@ -105,6 +126,7 @@ mod tests {
         assert_eq!(offset_of!(ConnectorDescriptor, manifest), first);
         assert_eq!(DESCRIPTOR_SIZE_V1_0, first + 4 * ptr);
         assert_eq!(DESCRIPTOR_SIZE_V1_1, first + 6 * ptr);
+        assert_eq!(DESCRIPTOR_SIZE_V1_2, first + 9 * ptr);
         assert_eq!(size_of::<Buffer>(), 3 * ptr);
         // Nullable function pointers are plain pointers (the niche of `Option<fn>`).
         assert_eq!(size_of::<Option<CallFn>>(), ptr);
@@ -113,7 +135,7 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn sizes_on_64_bit_targets() {
-        assert_eq!((DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1), (48, 64));
+        assert_eq!((DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1, DESCRIPTOR_SIZE_V1_2), (48, 64, 88));
     }
 
     #[test]

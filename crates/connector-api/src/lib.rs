@@ -43,7 +43,7 @@
 //! export_connector!(Echo);
 //! ```
 //!
-//! # The ABI specification (version 1.1)
+//! # The ABI specification (version 1.2)
 //!
 //! This section is normative. A C header that mirrors it exactly is
 //! `examples/c-connector/capture_connector.h` (the tests compile it and compare every size and
@@ -73,9 +73,13 @@
 //! | 40 | `free_buffer` | `fn(buf: Buffer)` (by value), required | 1.0 |
 //! | 48 | `build_status` | same as `build_capture`; null: no status query | 1.1 |
 //! | 56 | `parse_status` | same; null: no status query | 1.1 |
+//! | 64 | `build_capture_with` | `fn(input, len, out, context: *mut *mut c_void) -> c_int`; null: not used | 1.2 |
+//! | 72 | `parse_capture_with` | `fn(context: *mut c_void, input, len, out) -> c_int`; null: not used | 1.2 |
+//! | 80 | `free_context` | `fn(context: *mut c_void)`; null: not used | 1.2 |
 //!
 //! The 1.0 descriptor ends at `free_buffer`: [`abi::DESCRIPTOR_SIZE_V1_0`] = 48 bytes on 64-bit;
-//! the 1.1 descriptor is [`abi::DESCRIPTOR_SIZE_V1_1`] = 64 bytes. [`abi::Buffer`] is
+//! the 1.1 descriptor is [`abi::DESCRIPTOR_SIZE_V1_1`] = 64 bytes, the 1.2 descriptor
+//! [`abi::DESCRIPTOR_SIZE_V1_2`] = 88 bytes. [`abi::Buffer`] is
 //! `{ ptr: *mut u8, len: usize, cap: usize }`.
 //!
 //! ## Versions
@@ -132,6 +136,27 @@
 //! | `parse_capture` | [`ParseCall`] (the call and the platform's [`HttpResponse`]) | [`CaptureResult`] |
 //! | `build_status` (1.1) | [`StatusCall`] | [`HttpRequest`] |
 //! | `parse_status` (1.1) | [`StatusParseCall`] | [`CaptureResult`] |
+//! | `build_capture_with` (1.2) | [`CaptureCall`] | [`HttpRequest`], and a context |
+//! | `parse_capture_with` (1.2) | the context and [`HttpResponse`] | [`CaptureResult`] |
+//!
+//! ## The per-call context (1.2, optional)
+//! A connector may keep what it read of a [`CaptureCall`] for the parse of its answer, so that
+//! the host does not send the call a second time and the connector does not decode it again (the
+//! host's `ParseCall` repeats the whole call: for the Optty connector, 12k of the 106k
+//! instructions a capture cost through the ABI; see ARCHITECTURE.md, "Performance"). The three 1.2 functions
+//! are all set or all null; a plugin with them null (every 1.0 and 1.1 plugin, and a 1.2 plugin
+//! that does not want them) is called with `build_capture` and `parse_capture` as before.
+//! - `build_capture_with` is `build_capture` with one more argument: on [`abi::STATUS_OK`] the
+//!   plugin writes into `*context` an opaque value of its own (typically a pointer to what it
+//!   keeps; null is allowed). On any other status the host ignores `*context`.
+//! - The host hands each context back exactly once: to `parse_capture_with` with the platform's
+//!   answer (the [`HttpResponse`] JSON alone, no `schema` field), which consumes it whatever
+//!   status it returns, or, when no answer is parsed (the request was refused by the host's
+//!   checks, never sent, or got no answer), to `free_context`. A context may be handed back on
+//!   another thread than the one that made it.
+//! - The host still calls `build_capture` and `parse_capture` for tools (`capture plugins
+//!   verify`), so a 1.2 plugin implements both ways. The SDK does all of this for a Rust
+//!   [`Connector`]: the context is the decoded call, boxed.
 //!
 //! The manifest is validated at load: `id` of `[a-z0-9_-]` (the platform name in requests;
 //! two loaded plugins may not share one), a semantic `version`, `schema` = 1, consistent

@@ -64,8 +64,9 @@ pub trait Connector: Default + Send + Sync + 'static {
 }
 
 /// Exports a [`Connector`] type (which must implement `Default`) as a plugin: generates the
-/// `capture_connector_entry` symbol and an ABI 1.1 descriptor (with the status functions, which
-/// answer `unsupported` unless you implement them). The plugin crate needs
+/// `capture_connector_entry` symbol and an ABI 1.2 descriptor (with the status functions, which
+/// answer `unsupported` unless you implement them, and the 1.2 per-call context: the decoded call
+/// is kept for the parse of its answer, so the host does not send it twice). The plugin crate needs
 /// `crate-type = ["cdylib"]` (add `"rlib"` to test it directly). Use it once per library.
 ///
 /// The generated functions catch panics; that only works with `panic = "unwind"` (the default):
@@ -127,6 +128,28 @@ macro_rules! export_connector {
                 unsafe { $crate::__private::parse_status(__instance, input, len, out) }
             }
 
+            unsafe extern "C" fn __build_capture_with(
+                input: *const u8,
+                len: usize,
+                out: *mut $crate::abi::Buffer,
+                context: *mut *mut ::std::ffi::c_void,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: the host passes `len` readable bytes at `input`, a writable `out` and a
+                // writable `context`.
+                unsafe { $crate::__private::build_capture_with(__instance, input, len, out, context) }
+            }
+
+            unsafe extern "C" fn __parse_capture_with(
+                context: *mut ::std::ffi::c_void,
+                input: *const u8,
+                len: usize,
+                out: *mut $crate::abi::Buffer,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: `context` came from `__build_capture_with` and is handed back once; the
+                // host passes `len` readable bytes at `input` and a writable `out`.
+                unsafe { $crate::__private::parse_capture_with(__instance, context, input, len, out) }
+            }
+
             static DESCRIPTOR: $crate::abi::ConnectorDescriptor = $crate::abi::ConnectorDescriptor {
                 header: $crate::abi::DescriptorHeader {
                     magic: $crate::abi::MAGIC,
@@ -140,6 +163,9 @@ macro_rules! export_connector {
                 free_buffer: Some($crate::__private::free_buffer),
                 build_status: Some(__build_status),
                 parse_status: Some(__parse_status),
+                build_capture_with: Some(__build_capture_with),
+                parse_capture_with: Some(__parse_capture_with),
+                free_context: Some($crate::__private::free_context),
             };
 
             /// The build's panic strategy, read by `capture plugins verify`: 1 when a panic unwinds
@@ -170,7 +196,7 @@ pub mod __private {
     use super::Connector;
     use crate::abi::{Buffer, STATUS_ERROR, STATUS_OK, STATUS_PANIC};
     use crate::messages::{
-        CaptureCall, ConnectorError, ParseCall, SCHEMA_VERSION, StatusCall, StatusParseCall,
+        CaptureCall, ConnectorError, HttpResponse, ParseCall, SCHEMA_VERSION, StatusCall, StatusParseCall,
     };
 
     fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -189,7 +215,11 @@ pub mod __private {
     }
 
     fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ConnectorError> {
-        serde_json::to_vec(value).map_err(|e| ConnectorError::new("serialize", e.to_string()))
+        // One allocation for a typical answer (a request with its body, a result).
+        let mut bytes = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut bytes, value)
+            .map_err(|e| ConnectorError::new("serialize", e.to_string()))?;
+        Ok(bytes)
     }
 
     /// Runs `body` under `catch_unwind` and writes its result to `out`.
@@ -233,7 +263,11 @@ pub mod __private {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ConnectorError> {
-        serde_json::from_slice(bytes).map_err(|e| ConnectorError::new("invalid_call", format!("{what}: {e}")))
+        // UTF-8 checked once for the whole message; read from a `str`, serde_json does not check
+        // each string again.
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ConnectorError::new("invalid_call", format!("{what}: not UTF-8: {e}")))?;
+        serde_json::from_str(text).map_err(|e| ConnectorError::new("invalid_call", format!("{what}: {e}")))
     }
 
     /// # Safety
@@ -349,6 +383,91 @@ pub mod __private {
                 |m: &StatusParseCall| m.schema,
                 |m| instance().parse_status(&m.status, &m.response),
             )
+        }
+    }
+
+    /// `build_capture`, keeping the decoded call (boxed) as the context of its parse.
+    ///
+    /// # Safety
+    /// `input` must point to `len` readable bytes, `out` to a writable `Buffer` and `context` to
+    /// a writable pointer.
+    pub unsafe fn build_capture_with<C: Connector>(
+        instance: fn() -> &'static C,
+        input_ptr: *const u8,
+        len: usize,
+        out: *mut Buffer,
+        context: *mut *mut std::ffi::c_void,
+    ) -> c_int {
+        if context.is_null() {
+            return STATUS_ERROR;
+        }
+        let mut kept: Option<Box<CaptureCall>> = None;
+        // SAFETY: forwarded from the caller.
+        let status = unsafe {
+            handle(
+                input_ptr,
+                len,
+                out,
+                "capture call",
+                |m: &CaptureCall| m.schema,
+                |m| {
+                    let request = instance().build_capture(&m)?;
+                    kept = Some(Box::new(m));
+                    Ok(request)
+                },
+            )
+        };
+        let ptr = match kept {
+            Some(call) if status == STATUS_OK => Box::into_raw(call).cast::<std::ffi::c_void>(),
+            _ => std::ptr::null_mut(),
+        };
+        // SAFETY: checked non-null above; the caller guarantees it is writable.
+        unsafe { context.write(ptr) };
+        status
+    }
+
+    /// `parse_capture` with the call `build_capture_with` kept; consumes the context.
+    ///
+    /// # Safety
+    /// `context` must come from `build_capture_with` of this plugin and not have been handed back
+    /// before; `input` must point to `len` readable bytes and `out` to a writable `Buffer`.
+    pub unsafe fn parse_capture_with<C: Connector>(
+        instance: fn() -> &'static C,
+        context: *mut std::ffi::c_void,
+        input_ptr: *const u8,
+        len: usize,
+        out: *mut Buffer,
+    ) -> c_int {
+        if context.is_null() {
+            // SAFETY: forwarded from the caller.
+            return unsafe {
+                run(out, || Err(ConnectorError::new("invalid_call", "parse_capture_with without a context")))
+            };
+        }
+        // SAFETY: the context is a `Box<CaptureCall>` from `build_capture_with`, handed back once.
+        let call = unsafe { Box::from_raw(context.cast::<CaptureCall>()) };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            handle(
+                input_ptr,
+                len,
+                out,
+                "capture response",
+                |_: &HttpResponse| SCHEMA_VERSION,
+                |response| instance().parse_capture(&call, &response),
+            )
+        }
+    }
+
+    /// Releases a context no parse consumed.
+    ///
+    /// # Safety
+    /// `context` must come from `build_capture_with` of this plugin and not have been handed back
+    /// before (null is ignored).
+    pub unsafe extern "C" fn free_context(context: *mut std::ffi::c_void) {
+        if !context.is_null() {
+            // SAFETY: a `Box<CaptureCall>` from `build_capture_with`, handed back once.
+            drop(unsafe { Box::from_raw(context.cast::<CaptureCall>()) });
         }
     }
 

@@ -50,15 +50,50 @@ impl IdGenerator for DerivedIds {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        format!("cap_{}", &hex(&h.finalize())[..16])
+        let digest = h.finalize();
+        let mut id = String::with_capacity(4 + 16);
+        id.push_str("cap_");
+        push_hex(&mut id, &digest[..8]);
+        id
+    }
+}
+
+/// Appends `bytes` in lower-case hex (a table look-up per nibble, no formatting machinery).
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
 }
 
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn derived_ids_are_cap_and_the_first_16_hex_digits_of_the_hash() {
+        let request = CaptureRequest::from_json(
+            br#"{"platform":"optty","idempotency_key":"k1","amount":"full",
+                 "order":{"id":"ORD-1","currency":"USD","amount":"10.00","payments":[{"id":"p1","amount":"10.00"}]}}"#,
+        )
+        .expect("request");
+        let mut h = Sha256::new();
+        h.update(b"optty\0ORD-1\0k1\0");
+        let full = hex(&h.finalize());
+        assert_eq!(DerivedIds.capture_id(&request), format!("cap_{}", &full[..16]));
+    }
 }

@@ -135,7 +135,8 @@ impl Engine {
         let parse_step = format!("{}.parse_status", manifest.id);
         let version = Some(manifest.version.clone());
         let built = crate::trace::plugin_span(&manifest.id, "build_status")
-            .in_scope(|| plugin.build_status_allowing(&call, &platform.setup.allowed_hosts));
+            .in_scope(|| plugin.build_status_allowing(&call, &platform.setup.allowed_hosts))
+            .map(|request| (request, None));
         let outcome = match self
             .exchange(platform, Stage::Capture, &build_step, built, &mut run, None, &mut None)
             .await
@@ -234,16 +235,26 @@ impl Engine {
                 tracking_number: s.tracking_number.clone(),
             }),
         };
-        let built = crate::trace::plugin_span(&manifest.id, "build_capture")
-            .in_scope(|| plugin.build_capture_allowing(&call, &platform.setup.allowed_hosts));
+        // The call is encoded once: the parse message carries the same bytes (`parse_built`).
+        let (built, sent_call) = match crate::trace::plugin_span(&manifest.id, "build_capture")
+            .in_scope(|| plugin.build_capture_checked(&call, &platform.setup.allowed_hosts))
+        {
+            Ok(b) => {
+                let (request, url, sent_call) = b.into_parts();
+                (Ok((request, Some(url))), Some(sent_call))
+            }
+            Err(e) => (Err(e), None),
+        };
         let response =
             match self.exchange(platform, Stage::Capture, &build_step, built, run, gate, sent).await {
                 Ok(r) => r,
                 Err(result) => return result,
             };
         let status = response.status;
-        let parsed = crate::trace::plugin_span(&manifest.id, "parse_capture")
-            .in_scope(|| plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response }));
+        let parsed = crate::trace::plugin_span(&manifest.id, "parse_capture").in_scope(|| match sent_call {
+            Some(c) => plugin.parse_built(c, &response),
+            None => plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response }),
+        });
         let outcome = match parsed {
             Ok(result) => match self.outcome_of(result, amount.currency(), Some(amount)) {
                 Ok(outcome) => {
@@ -295,20 +306,20 @@ impl Engine {
         platform: &Platform,
         stage: Stage,
         build_step: &str,
-        built: Result<capture_connector_api::HttpRequest, PluginCallError>,
+        built: Result<(capture_connector_api::HttpRequest, Option<url::Url>), PluginCallError>,
         run: &mut Run,
         gate: Option<&Gate<'_>>,
         sent: &mut Option<Attempt>,
     ) -> Result<HttpResponse, CallResult> {
         let version = Some(platform.plugin.manifest().version.clone());
-        let http = match built {
+        let (http, parsed_url) = match built {
             Ok(h) => h,
             Err(e) => {
                 run.step(stage, StepSource::Connector, build_step, version, "error", Some(e.to_string()));
                 return Err(CallResult::NotSent(connector_failure(format!("{e} (nothing was sent)"))));
             }
         };
-        let outgoing = match self.check_request(platform, &http) {
+        let outgoing = match self.check_request(platform, &http, parsed_url) {
             Ok(o) => o,
             Err(problem) => {
                 let msg = format!("connector built an unacceptable request: {problem} (nothing was sent)");
@@ -453,11 +464,16 @@ impl Engine {
         &self,
         platform: &Platform,
         http: &capture_connector_api::HttpRequest,
+        parsed: Option<url::Url>,
     ) -> Result<OutgoingRequest, String> {
         if !matches!(http.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
             return Err(format!("method `{}` is not allowed", http.method));
         }
-        let url = url::Url::parse(&http.url).map_err(|e| format!("url `{}`: {e}", http.url))?;
+        // Parsed once: by the plugin's host check when it ran, otherwise here.
+        let url = match parsed {
+            Some(url) => url,
+            None => url::Url::parse(&http.url).map_err(|e| format!("url `{}`: {e}", http.url))?,
+        };
         if url.origin() != platform.origin {
             return Err(format!(
                 "url `{}` is outside the configured base URL {}",
@@ -497,7 +513,8 @@ impl Engine {
         }
         Ok(OutgoingRequest {
             method: http.method.clone(),
-            url: url.to_string(),
+            // The parsed URL's text, moved out (no formatting).
+            url: String::from(url),
             headers,
             body: http.body.clone(),
         })

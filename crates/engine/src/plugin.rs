@@ -35,16 +35,17 @@ use std::ffi::c_int;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use capture_connector_api::abi::{
-    ABI_MAJOR, ABI_MINOR, Buffer, CallFn, DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1, DescriptorHeader,
-    ENTRY_SYMBOL, EntryFn, FreeFn, MAGIC, ManifestFn, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+    ABI_MAJOR, ABI_MINOR, Buffer, BuildWithContextFn, CallFn, DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1,
+    DESCRIPTOR_SIZE_V1_2, DescriptorHeader, ENTRY_SYMBOL, EntryFn, FreeContextFn, FreeFn, MAGIC, ManifestFn,
+    ParseWithContextFn, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
 use capture_connector_api::{
-    CaptureCall, CaptureResult, ConnectorError, HttpRequest, Manifest, ParseCall, SCHEMA_VERSION, StatusCall,
-    StatusParseCall,
+    CaptureCall, CaptureResult, ConnectorError, HttpRequest, HttpResponse, Manifest, ParseCall,
+    SCHEMA_VERSION, StatusCall, StatusParseCall,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -331,6 +332,75 @@ pub enum PluginCallError {
     },
 }
 
+/// A capture request a plugin built and the host checked ([`Plugin::build_capture_checked`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BuiltCapture {
+    /// The request, as the plugin built it.
+    pub request: HttpRequest,
+    /// Its URL, parsed once by the checks.
+    pub url: url::Url,
+    call: BuiltCall,
+}
+
+impl BuiltCapture {
+    /// Splits off what [`Plugin::parse_built`] needs from the request.
+    pub fn into_parts(self) -> (HttpRequest, url::Url, BuiltCall) {
+        (self.request, self.url, self.call)
+    }
+}
+
+/// What reading the answer to a [`BuiltCapture`] needs (for [`Plugin::parse_built`]): the call's
+/// JSON as it was sent, or a 1.2 plugin's per-call context. Dropped without a parse, it hands the
+/// context back to the plugin (`free_context`, on the plugin's worker thread, without waiting).
+#[derive(Debug)]
+pub struct BuiltCall(CallState);
+
+enum CallState {
+    Sent(Vec<u8>),
+    Context { context: usize, free: FreeContextFn, jobs: mpsc::Sender<Job> },
+    Done,
+}
+
+impl std::fmt::Debug for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallState::Sent(bytes) => write!(f, "Sent({} bytes)", bytes.len()),
+            CallState::Context { context, .. } => write!(f, "Context({context:#x})"),
+            CallState::Done => f.write_str("Done"),
+        }
+    }
+}
+
+impl Drop for BuiltCall {
+    fn drop(&mut self) {
+        if let CallState::Context { context, free, jobs } = std::mem::replace(&mut self.0, CallState::Done)
+            && context != 0
+        {
+            // A stuck worker never runs it: the context leaks with the stuck call.
+            let _ = jobs.send(Box::new(move || {
+                // SAFETY: a context of this plugin's, handed back exactly once.
+                unsafe { free(context as *mut std::ffi::c_void) }
+            }));
+        }
+    }
+}
+
+/// The [`ParseCall`] JSON of an encoded call and an answer: what `serde_json` writes for
+/// `ParseCall { schema, call, response }`, with the call's bytes copied instead of encoded again.
+fn parse_message(call: &[u8], response: &HttpResponse) -> Result<Vec<u8>, serde_json::Error> {
+    const HEAD: &[u8] = b"{\"schema\":";
+    let mut bytes = Vec::with_capacity(call.len() + response.body.len() + 256);
+    bytes.extend_from_slice(HEAD);
+    serde_json::to_writer(&mut bytes, &SCHEMA_VERSION)?;
+    bytes.extend_from_slice(b",\"call\":");
+    bytes.extend_from_slice(call);
+    bytes.extend_from_slice(b",\"response\":");
+    serde_json::to_writer(&mut bytes, response)?;
+    bytes.push(b'}');
+    Ok(bytes)
+}
+
 /// A function of the descriptor that takes a JSON message, for [`Plugin::call_raw`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -359,11 +429,16 @@ pub struct Plugin {
     /// ABI 1.1; `None` for a 1.0 plugin or one that does not read status.
     build_status: Option<CallFn>,
     parse_status: Option<CallFn>,
+    /// ABI 1.2, all three or none: the per-call context.
+    with_context: Option<(BuildWithContextFn, ParseWithContextFn, FreeContextFn)>,
     worker: Worker,
 }
 
 /// A job for a plugin's worker thread.
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Where a job's answer is left for its caller: (the answer, whether the job has finished).
+type AnswerSlot<O> = (Mutex<(Option<Result<O, PluginCallError>>, bool)>, Condvar);
 
 /// The thread a plugin's calls run on, and the plugin's health.
 struct Worker {
@@ -411,25 +486,45 @@ impl Worker {
         if let Some(reason) = self.unhealthy() {
             return Err(PluginCallError::Unhealthy { file: self.file.clone(), reason });
         }
-        let (answer, result) = mpsc::sync_channel(1);
+        // The answer's slot: a mutex and a condition variable (one plain allocation; a channel
+        // per call costs an aligned allocation and more). `None` until the job has run; a job
+        // that panicked out of the plugin's wrapper, or a worker gone, leaves it `None` and
+        // marks it `dropped`.
+        let slot: Arc<AnswerSlot<O>> = Arc::new((Mutex::new((None, false)), Condvar::new()));
+        let theirs = Arc::clone(&slot);
         let sent = self.jobs.send(Box::new(move || {
-            if answer.send(job()).is_err() {
-                // The caller stopped waiting (deadline): there is no one to give the result to.
+            // Filled even if the job unwinds (the guard marks it dropped), so the caller never
+            // waits out its deadline for a job that is gone.
+            struct Fill<'a, O>(&'a AnswerSlot<O>, Option<Result<O, PluginCallError>>);
+            impl<O> Drop for Fill<'_, O> {
+                fn drop(&mut self) {
+                    let (lock, ready) = self.0;
+                    let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                    *state = (self.1.take(), true);
+                    ready.notify_one();
+                }
             }
+            let mut fill = Fill(&theirs, None);
+            fill.1 = Some(job());
         }));
         let gone = || "its worker thread has ended".to_owned();
         if sent.is_err() {
             self.mark_unhealthy(gone());
             return Err(PluginCallError::Unhealthy { file: self.file.clone(), reason: gone() });
         }
-        match result.recv_timeout(self.timeout) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+        let (lock, ready) = &*slot;
+        let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut state, waited) = ready
+            .wait_timeout_while(state, self.timeout, |(_, done)| !*done)
+            .unwrap_or_else(PoisonError::into_inner);
+        match state.0.take() {
+            Some(r) => r,
+            None if waited.timed_out() && !state.1 => {
                 let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
                 self.mark_unhealthy(format!("{function} did not return within {ms} ms"));
                 Err(PluginCallError::Timeout { file: self.file.clone(), function, ms })
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
+            None => {
                 self.mark_unhealthy(gone());
                 Err(PluginCallError::Unhealthy { file: self.file.clone(), reason: gone() })
             }
@@ -583,6 +678,26 @@ impl Plugin {
             } else {
                 (None, None)
             };
+        let with_context = if minor >= 2 && header.struct_size as usize >= DESCRIPTOR_SIZE_V1_2 {
+            // SAFETY: a 1.2 descriptor of at least the 1.2 size has these fields.
+            match unsafe { ((*desc).build_capture_with, (*desc).parse_capture_with, (*desc).free_context) } {
+                (Some(b), Some(p), Some(f)) => Some((b, p, f)),
+                (None, None, None) => None,
+                (b, p, _) => {
+                    let null = if b.is_none() {
+                        "build_capture_with"
+                    } else if p.is_none() {
+                        "parse_capture_with"
+                    } else {
+                        "free_context"
+                    };
+                    // The three come together: a context made must have a way back.
+                    return Err(missing(null));
+                }
+            }
+        } else {
+            None
+        };
 
         let manifest_file = file.clone();
         let manifest = worker.run("manifest", move || {
@@ -619,6 +734,7 @@ impl Plugin {
             free_buffer,
             build_status,
             parse_status,
+            with_context,
             worker,
         })
     }
@@ -679,9 +795,100 @@ impl Plugin {
         call: &CaptureCall,
         extra: &[String],
     ) -> Result<HttpRequest, PluginCallError> {
-        let request: HttpRequest = self.call("build_capture", self.build_capture, call)?;
-        self.check_host(&request, extra)?;
-        Ok(request)
+        self.build_capture_checked(call, extra).map(|built| built.request)
+    }
+
+    /// Like [`Plugin::build_capture_allowing`], and keeps what reading the answer needs: the URL
+    /// as the checks parsed it (so nothing parses it again) and the call's JSON (so the parse
+    /// message carries those bytes again instead of encoding the call a second time; see
+    /// [`Plugin::parse_built`]).
+    pub fn build_capture_checked(
+        &self,
+        call: &CaptureCall,
+        extra: &[String],
+    ) -> Result<BuiltCapture, PluginCallError> {
+        let bytes = self.encode(call)?;
+        if let Some((build_with, _, free_context)) = self.with_context {
+            let (file, free) = (self.file.clone(), self.free_buffer);
+            let (request, context) = self.worker.run("build_capture", move || {
+                let mut out = Buffer::empty();
+                let mut context: *mut std::ffi::c_void = std::ptr::null_mut();
+                // SAFETY: `bytes` is valid for the call, `out` and `context` are writable, as the
+                // ABI requires.
+                let status = unsafe { build_with(bytes.as_ptr(), bytes.len(), &mut out, &mut context) };
+                let context = if status == STATUS_OK { context } else { std::ptr::null_mut() };
+                match take_output::<HttpRequest>(&file, status, out, free) {
+                    // The pointer crosses threads as an address; the plugin allows it (ABI 1.2).
+                    Ok(request) => Ok((request, context as usize)),
+                    Err(e) => {
+                        if !context.is_null() {
+                            // SAFETY: a context this call made, handed back once.
+                            unsafe { free_context(context) };
+                        }
+                        Err(e)
+                    }
+                }
+            })?;
+            let call =
+                BuiltCall(CallState::Context { context, free: free_context, jobs: self.worker.jobs.clone() });
+            // A refused URL drops `call`, which releases the context.
+            let url = self.check_host(&request, extra)?;
+            return Ok(BuiltCapture { request, url, call });
+        }
+        // The input comes back from the worker with the answer: kept for the parse message.
+        let (file, free, f) = (self.file.clone(), self.free_buffer, self.build_capture);
+        let (request, bytes) = self.worker.run("build_capture", move || {
+            let mut out = Buffer::empty();
+            // SAFETY: `bytes` is valid for the call and `out` is writable, as the ABI requires.
+            let status = unsafe { f(bytes.as_ptr(), bytes.len(), &mut out) };
+            take_output::<HttpRequest>(&file, status, out, free).map(|request| (request, bytes))
+        })?;
+        let url = self.check_host(&request, extra)?;
+        Ok(BuiltCapture { request, url, call: BuiltCall(CallState::Sent(bytes)) })
+    }
+
+    /// Asks the connector to read the answer to a request [`Plugin::build_capture_checked`]
+    /// built: the same as [`Plugin::parse_capture`] with the [`ParseCall`] of that call and
+    /// `response`, byte for byte, without encoding the call again.
+    ///
+    /// With a 1.2 plugin's per-call context, only `response` is sent (`parse_capture_with`).
+    pub fn parse_built(
+        &self,
+        built: BuiltCall,
+        response: &HttpResponse,
+    ) -> Result<CaptureResult, PluginCallError> {
+        let mut built = built;
+        match std::mem::replace(&mut built.0, CallState::Done) {
+            CallState::Sent(call) => {
+                let bytes = parse_message(&call, response).map_err(|e| self.encode_error(&e))?;
+                self.call_bytes("parse_capture", self.parse_capture, bytes).and_then(|r| self.bounded(r))
+            }
+            CallState::Context { context, .. } => {
+                let Some((_, parse_with, _)) = self.with_context else {
+                    return Err(PluginCallError::Unsupported("per-call context"));
+                };
+                let bytes = self.encode(response)?;
+                let (file, free) = (self.file.clone(), self.free_buffer);
+                self.worker
+                    .run("parse_capture", move || {
+                        let mut out = Buffer::empty();
+                        // SAFETY: the context this plugin's `build_capture_with` made, handed back
+                        // exactly once (consumed whatever the status); `bytes` is valid for the
+                        // call and `out` is writable.
+                        let status = unsafe {
+                            parse_with(
+                                context as *mut std::ffi::c_void,
+                                bytes.as_ptr(),
+                                bytes.len(),
+                                &mut out,
+                            )
+                        };
+                        take_output(&file, status, out, free)
+                    })
+                    .and_then(|r| self.bounded(r))
+            }
+            CallState::Done => Err(PluginCallError::Unsupported("parsing a call twice")),
+        }
     }
 
     /// Asks the connector to read the platform's answer. The result's texts are bounded
@@ -753,11 +960,21 @@ impl Plugin {
         f: CallFn,
         input: &I,
     ) -> Result<O, PluginCallError> {
-        let bytes = serde_json::to_vec(input).map_err(|e| PluginCallError::Contract {
+        let bytes = self.encode(input)?;
+        self.call_bytes(function, f, bytes)
+    }
+
+    fn encode<I: Serialize>(&self, input: &I) -> Result<Vec<u8>, PluginCallError> {
+        let mut bytes = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut bytes, input).map_err(|e| self.encode_error(&e))?;
+        Ok(bytes)
+    }
+
+    fn encode_error(&self, e: &serde_json::Error) -> PluginCallError {
+        PluginCallError::Contract {
             file: self.file.clone(),
             problem: format!("the host could not encode the call: {e}"),
-        })?;
-        self.call_bytes(function, f, bytes)
+        }
     }
 
     /// Calls `f` on the plugin's worker thread, under the deadline.
@@ -808,7 +1025,7 @@ impl Plugin {
 
     /// The manifest's allow-list, checked on every request the plugin builds (the engine also
     /// checks that the URL's origin is the configured base URL's).
-    fn check_host(&self, request: &HttpRequest, extra: &[String]) -> Result<(), PluginCallError> {
+    fn check_host(&self, request: &HttpRequest, extra: &[String]) -> Result<url::Url, PluginCallError> {
         let invalid = |problem: String| PluginCallError::InvalidOutput { file: self.file.clone(), problem };
         if request.url.len() > MAX_URL {
             return Err(invalid(format!("url is {} bytes; the limit is {MAX_URL}", request.url.len())));
@@ -825,12 +1042,13 @@ impl Plugin {
         let url = url::Url::parse(&request.url)
             .map_err(|e| invalid(format!("url `{}` is not an absolute URL: {e}", request.url)))?;
         let host = url.host().ok_or_else(|| invalid(format!("url `{}` has no host", request.url)))?;
-        let host_text = host.to_string();
+        // The host as the URL writes it (brackets around IPv6), borrowed: no copy on this path.
+        let host_text = url.host_str().unwrap_or_default();
         if is_loopback(&host)
-            || host_allowed(&host_text, &self.manifest.allowed_hosts)
-            || host_allowed(&host_text, extra)
+            || host_allowed(host_text, &self.manifest.allowed_hosts)
+            || host_allowed(host_text, extra)
         {
-            return Ok(());
+            return Ok(url);
         }
         Err(PluginCallError::ForeignHost {
             file: self.file.clone(),
@@ -974,14 +1192,34 @@ pub(crate) fn url_path_problem(raw: &str) -> Option<String> {
     };
     let path = path.split(['?', '#']).next().unwrap_or(path);
     for segment in path.split('/') {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
+        if is_dot_segment(segment) {
             return Some(format!(
                 "has the dot segment `{segment}` in its path: it would be sent to another path than the one written"
             ));
         }
     }
     None
+}
+
+/// `.` or `..`, each dot possibly written `%2e` or `%2E` (what URL parsers resolve), read without
+/// allocating.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if let [b'.', tail @ ..] = rest {
+            rest = tail;
+        } else if let [b'%', b'2', b'e' | b'E', tail @ ..] = rest {
+            rest = tail;
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 /// Cuts `text` to at most `max` bytes (at a character boundary), ending with `…`.
@@ -1011,15 +1249,16 @@ pub(crate) fn is_loopback(host: &url::Host<&str>) -> bool {
 
 /// `host` matches an entry of `allowed`: exactly, or as a subdomain of a `*.suffix` entry.
 pub(crate) fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let host = host.to_ascii_lowercase();
-    allowed.iter().any(|pattern| {
-        let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(suffix) => {
-                host.strip_suffix(suffix).is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+    allowed.iter().any(|pattern| match pattern.strip_prefix("*.") {
+        Some(suffix) => {
+            // `head.` + suffix, case-insensitively, with a non-empty head.
+            let Some(split) = host.len().checked_sub(suffix.len()) else { return false };
+            host.is_char_boundary(split) && {
+                let (head, tail) = host.split_at(split);
+                tail.eq_ignore_ascii_case(suffix) && head.len() > 1 && head.ends_with('.')
             }
-            None => host == pattern,
         }
+        None => host.eq_ignore_ascii_case(pattern),
     })
 }
 
@@ -1070,8 +1309,9 @@ fn decode<O: DeserializeOwned>(
                 Some([]) => return Err(contract("success status with an empty buffer".into())),
                 Some(b) => b,
             };
-            std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
-            serde_json::from_slice(bytes).map_err(|e| invalid(describe_json_error::<O>(bytes, &e)))
+            // UTF-8 checked once, here: reading from a `str`, serde_json does not check it again.
+            let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
+            serde_json::from_str(text).map_err(|e| invalid(describe_json_error::<O>(bytes, &e)))
         }
         STATUS_ERROR => match bytes {
             None | Some([]) => Err(contract("error status without an error message".into())),
@@ -1311,6 +1551,48 @@ mod tests {
         assert!(matches!(later, Err(PluginCallError::Unhealthy { .. })), "{later:?}");
         assert!(!called.load(std::sync::atomic::Ordering::SeqCst), "an unhealthy plugin is not called");
         release.send(()).unwrap_or(());
+    }
+
+    #[test]
+    fn the_parse_message_is_the_parse_calls_json_byte_for_byte() {
+        let call = CaptureCall {
+            schema: SCHEMA_VERSION,
+            base_url: "http://127.0.0.1:9".into(),
+            settings: [("store".to_owned(), "s\"1".to_owned())].into(),
+            order_id: "ORD \u{e9}/1".into(),
+            currency: "USD".into(),
+            currency_exponent: 2,
+            amount: "1.00".into(),
+            full: true,
+            order_amount: "1.00".into(),
+            surcharge: "0.00".into(),
+            payments: vec![],
+            idempotency_key: "k".into(),
+            description: Some("line\nbreak".into()),
+            shipping: None,
+        };
+        let response = HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: r#"{"a":"\u0001"}"#.into(),
+        };
+        let encoded = serde_json::to_vec(&call).unwrap();
+        let whole = ParseCall { schema: SCHEMA_VERSION, call, response: response.clone() };
+        assert_eq!(parse_message(&encoded, &response).unwrap(), serde_json::to_vec(&whole).unwrap());
+    }
+
+    #[test]
+    fn a_job_that_unwinds_on_the_worker_answers_unhealthy_instead_of_leaving_its_caller_waiting() {
+        let worker = Worker::start("libunwinds.so", Duration::from_secs(600)).unwrap();
+        let r: Result<(), _> = worker.run("build_capture", || panic!("a fault outside the plugin's wrapper"));
+        assert_eq!(
+            r,
+            Err(PluginCallError::Unhealthy {
+                file: "libunwinds.so".into(),
+                reason: "its worker thread has ended".into()
+            })
+        );
+        assert_eq!(worker.unhealthy().as_deref(), Some("its worker thread has ended"));
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Transport for TracedTransport {
         timeout: Duration,
     ) -> Result<HttpResponse, TransportError> {
         // The path only: no host (ports vary), no query (it may carry ids a platform wants private).
-        let path = url::Url::parse(&request.url).map(|u| u.path().to_owned()).unwrap_or_default();
+        let path = url_path(&request.url);
         let span = tracing::info_span!("http", method = %request.method, path = %path, status = tracing::field::Empty);
         let answer = self.0.send(request, timeout).instrument(span.clone()).await;
         match &answer {
@@ -188,4 +188,35 @@ pub(crate) fn capture_span(req: &capture_core::CaptureRequest) -> tracing::Span 
         order = %req.order.id,
         key = %req.idempotency_key
     )
+}
+
+/// The path of a URL the engine checked (`scheme://authority/path?query#fragment`, as the URL
+/// parser writes it), read without parsing it again: the authority of a serialized URL holds no
+/// `/`, `?` or `#` (they are percent-encoded), so the path runs from the first `/` after `://` to
+/// the first `?` or `#`. `/` when there is no path.
+fn url_path(url: &str) -> &str {
+    let after = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = match after.find(['/', '?', '#']) {
+        Some(at) if after.as_bytes()[at] == b'/' => &after[at..],
+        _ => return "/",
+    };
+    rest.split(['?', '#']).next().unwrap_or("/")
+}
+
+#[cfg(test)]
+mod url_path_tests {
+    #[test]
+    fn paths_of_serialized_urls() {
+        for (url, path) in [
+            ("http://127.0.0.1:9/orders/ORD%201/capture", "/orders/ORD%201/capture"),
+            ("https://api.example.com/a/b?x=/y#z", "/a/b"),
+            ("http://127.0.0.1:9/", "/"),
+            ("http://127.0.0.1:9?q=/a", "/"),
+            ("http://user:p%2Fw@host/p", "/p"),
+        ] {
+            assert_eq!(super::url_path(url), path, "{url}");
+            let parsed = url::Url::parse(url).expect("url");
+            assert_eq!(super::url_path(parsed.as_str()), parsed.path(), "{url}");
+        }
+    }
 }

@@ -18,6 +18,9 @@ static DESCRIPTOR: ConnectorDescriptor = ConnectorDescriptor {
     free_buffer: None,
     build_status: None,
     parse_status: None,
+    build_capture_with: None,
+    parse_capture_with: None,
+    free_context: None,
 };
 
 /// The entry point, as the ABI names it.

@@ -15,6 +15,9 @@
  *   FIXTURE_NULL_DESCRIPTOR            the entry function returns NULL
  *   FIXTURE_BAD_MAGIC                  the header's magic is not "CAPT"
  *   FIXTURE_MINOR_NEXT                 ABI 1.(host minor + 1): newer than the host
+ *   FIXTURE_MINOR_1_1                  a valid ABI 1.1 descriptor (struct_size ends at parse_status;
+ *                                      the 1.2 fields after it hold a function that aborts)
+ *   FIXTURE_CONTEXT_PARTIAL            build_capture_with set, parse_capture_with and free_context NULL
  *   FIXTURE_TOO_SMALL                  struct_size smaller than the 1.0 descriptor
  *   FIXTURE_NULL_FUNCTION              parse_capture is NULL
  *   FIXTURE_MANIFEST_NULL_BUFFER       the manifest function succeeds without writing its buffer
@@ -99,6 +102,10 @@ static void fixture_free(capture_buffer buf) { free(buf.ptr); }
 #define FIXTURE_MINOR (CAPTURE_ABI_MINOR + 1)
 /* A newer minor appends fields: the descriptor it declares is larger than this header's. */
 #define FIXTURE_SIZE (sizeof(capture_connector_descriptor) + sizeof(capture_call_fn))
+#elif defined(FIXTURE_MINOR_1_1)
+/* A 1.1 plugin: the descriptor ends at parse_status, whatever follows it in memory. */
+#define FIXTURE_MINOR 1
+#define FIXTURE_SIZE CAPTURE_DESCRIPTOR_SIZE_V1_1
 #else
 #define FIXTURE_MINOR CAPTURE_ABI_MINOR
 #endif
@@ -117,6 +124,21 @@ static void fixture_free(capture_buffer buf) { free(buf.ptr); }
 #define FIXTURE_PARSE refuse_every_call
 #endif
 
+#if defined(FIXTURE_MINOR_1_1) || defined(FIXTURE_CONTEXT_PARTIAL)
+/* Never called: a 1.1 descriptor's host reads nothing past parse_status, and a partial context
+ * is refused at load. */
+static int build_with_must_not_be_called(const uint8_t *input, size_t len, capture_buffer *out, void **context) {
+    (void)input;
+    (void)len;
+    (void)out;
+    (void)context;
+    abort();
+}
+#define FIXTURE_BUILD_WITH build_with_must_not_be_called
+#else
+#define FIXTURE_BUILD_WITH NULL
+#endif
+
 static const capture_connector_descriptor DESCRIPTOR = {
     .header = {FIXTURE_MAGIC, (uint32_t)FIXTURE_SIZE, CAPTURE_ABI_MAJOR, FIXTURE_MINOR},
     .manifest = fixture_manifest,
@@ -125,6 +147,9 @@ static const capture_connector_descriptor DESCRIPTOR = {
     .free_buffer = fixture_free,
     .build_status = NULL,
     .parse_status = NULL,
+    .build_capture_with = FIXTURE_BUILD_WITH,
+    .parse_capture_with = NULL,
+    .free_context = NULL,
 };
 
 #if defined(FIXTURE_ENTRY_DATA)

@@ -372,3 +372,75 @@ impl Emulator<State> {
         self.books().put_order(order);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(reference: &str, cents: i64) -> CaptureRequest {
+        CaptureRequest {
+            capture_reference: reference.to_owned(),
+            description: None,
+            amount: Decimal::new(cents, 2),
+            shipping_info: None,
+        }
+    }
+
+    /// The `(merchant, captureReference)` pairs the books hold, found by scanning every order.
+    fn scanned(state: &State) -> BTreeSet<(String, String)> {
+        state
+            .orders
+            .values()
+            .flat_map(|b| b.captures.iter().map(|(m, c)| (m.clone(), c.capture_reference.clone())))
+            .collect()
+    }
+
+    fn many_orders(n: usize) -> State {
+        let orders = (0..n)
+            .map(|i| {
+                OpttyOrder::new(format!("ORD-{i}"), "USD", Decimal::new(10_000, 2), Decimal::ZERO, "zip")
+            })
+            .collect();
+        let config = OpttyConfig { tokens: vec![("t".into(), "m_1".into())], orders };
+        State::new(config, FaultPlan::default())
+    }
+
+    #[test]
+    fn the_reference_index_holds_every_accepted_reference_and_only_those() {
+        let mut state = many_orders(2_000);
+        for i in 0..2_000 {
+            let order = format!("ORD-{i}");
+            state.capture("m_1", &order, request(&format!("ref-{i}-a"), 4_000)).expect("first capture");
+            state.capture("m_1", &order, request(&format!("ref-{i}-b"), 1_000)).expect("second capture");
+        }
+        assert_eq!(state.references.len(), 4_000);
+        assert_eq!(state.references, scanned(&state));
+        // A reference is unique per merchant, across orders; another merchant may use it.
+        let used = state.capture("m_1", "ORD-7", request("ref-1999-b", 100));
+        assert_eq!(used, Err(CaptureError::ReferenceUsed("ref-1999-b".into())));
+        state.capture("m_2", "ORD-7", request("ref-1999-b", 100)).expect("another merchant's reference");
+        // A refused capture (amount over what remains) leaves the index as it was.
+        let over = state.capture("m_1", "ORD-8", request("ref-new", 1_000_000));
+        assert!(matches!(over, Err(CaptureError::ExceedsRemaining(_))), "{over:?}");
+        assert_eq!(state.references, scanned(&state));
+        // Replacing an order drops its captures and frees their references.
+        state.put_order(OpttyOrder::new("ORD-3", "USD", Decimal::new(500, 2), Decimal::ZERO, "zip"));
+        assert_eq!(state.references, scanned(&state));
+        state.capture("m_1", "ORD-4", request("ref-3-a", 100)).expect("a freed reference is usable again");
+        assert_eq!(state.references, scanned(&state));
+        state.reset();
+        assert!(state.references.is_empty());
+        assert_eq!(state.references, scanned(&state));
+    }
+
+    #[test]
+    fn the_uniqueness_check_reads_the_index_not_the_orders() {
+        let mut state = many_orders(3);
+        state.capture("m_1", "ORD-0", request("r-1", 100)).expect("capture");
+        // Take the capture out of the books behind the index's back: a check that scanned the
+        // orders would now accept the reference again; the index still refuses it.
+        state.orders.get_mut("ORD-0").expect("order").captures.clear();
+        let again = state.capture("m_1", "ORD-1", request("r-1", 100));
+        assert_eq!(again, Err(CaptureError::ReferenceUsed("r-1".into())));
+    }
+}
