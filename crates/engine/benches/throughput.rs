@@ -11,6 +11,13 @@
 //! ```text
 //! cargo build --release -p capture-plugin-optty && cargo bench -p capture-engine --bench throughput
 //! ```
+//! Then, on PostgreSQL, two engine processes (this binary again, as workers, each at half the
+//! concurrency, their pools 16 clients each) capture on one database at once, beside its
+//! reference: `pgbench` (fsync and synchronous_commit on, the same server) running a custom
+//! script of the same statements a capture makes (the reservation's and the two transitions'
+//! reads and writes, in three transactions) with as many clients as the engines have
+//! connections (32), prepared statements. Both print captures (script runs) per second.
+//!
 //! `THROUGHPUT_CAPTURES` (default 4000) sets the captures per round, `THROUGHPUT_ROUNDS` (default 5)
 //! the rounds, `THROUGHPUT_CONCURRENCY` (default 64) the tasks, `THROUGHPUT_ONLY` (`none`,
 //! `sqlite` or `postgres`) runs one variant alone (for a profile under callgrind).
@@ -143,9 +150,136 @@ struct Variant {
     rates: Vec<f64>,
 }
 
+const WORKER_URL_ENV: &str = "THROUGHPUT_WORKER_POSTGRES";
+const WORKER_RUN_ENV: &str = "THROUGHPUT_WORKER_RUN";
+
+/// A worker process: captures `total` new orders on the PostgreSQL ledger at `URL` and prints
+/// `elapsed_seconds captures`.
+fn worker(url: &str, run: &str, total: usize, concurrency: usize) {
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let base_url = format!("http://{}", fake_platform());
+    let plugin = Arc::new(Plugin::load(&plugin_path()).expect("plugin loads"));
+    let pg = rt.block_on(capture_store::open(url)).expect("postgres ledger");
+    let engine = Arc::new(engine(&plugin, &base_url, Some(pg)));
+    rt.block_on(round(&engine, &format!("{run}-warm"), 100, concurrency));
+    let started = Instant::now();
+    rt.block_on(round(&engine, run, total, concurrency));
+    println!("{} {total}", started.elapsed().as_secs_f64());
+}
+
+/// Two worker processes at once on one database: captures per second of both together.
+fn two_processes(url: &str, run: &str, total: usize, concurrency: usize) -> f64 {
+    let exe = std::env::current_exe().expect("exe");
+    let children: Vec<_> = (0..2)
+        .map(|w| {
+            std::process::Command::new(&exe)
+                .env(WORKER_URL_ENV, url)
+                .env(WORKER_RUN_ENV, format!("{run}w{w}"))
+                .env("THROUGHPUT_CAPTURES", (total / 2).to_string())
+                .env("THROUGHPUT_CONCURRENCY", (concurrency / 2).max(1).to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("worker")
+        })
+        .collect();
+    let mut slowest = 0.0f64;
+    let mut captures = 0usize;
+    for child in children {
+        let out = child.wait_with_output().expect("worker output");
+        assert!(out.status.success(), "a worker failed: {}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut fields = text.split_whitespace();
+        let secs: f64 = fields.next().and_then(|f| f.parse().ok()).expect("elapsed");
+        let n: usize = fields.next().and_then(|f| f.parse().ok()).expect("count");
+        slowest = slowest.max(secs);
+        captures += n;
+    }
+    captures as f64 / slowest
+}
+
+/// The pgbench script: a capture's statements, as the PostgreSQL store sends them.
+fn pgbench_script() -> String {
+    let order = "'bench-' || :client_id || '-' || :n";
+    let cap = "'cap-' || :client_id || '-' || :n";
+    let attempt_cols = "id, merchant, platform, idempotency_key, fingerprint, order_id, payment_ids, amount_minor, \
+        currency, state, resendable, captured_minor, anomaly, platform_capture_id, request, response, outcome, sends, \
+        last_sent_at, lease_owner, lease_token, lease_at, lease_until, created_at, updated_at";
+    let order_cols = "merchant, platform, order_id, currency, authorized_minor, payments, external_minor, held_minor, \
+        in_flight, updated_at";
+    let request = r#"'{"method":"POST","url":"http://127.0.0.1:1/orders/bench/capture","headers":[["content-type","application/json"]],"body":{"amount":"10.00","captureReference":"bench","currency":"USD"}}'"#;
+    let response = r#"'{"status":200,"headers":[["content-type","application/json"]],"body":{"captureReference":"bench","capturedAmount":"10.00","captureId":"fake-capture"}}'"#;
+    let transition = |state: &str, extra: &str| {
+        format!(
+            "BEGIN;\n\
+             SELECT a.id, a.state, a.lease_token, o.held_minor, o.in_flight FROM capture_attempts a JOIN capture_orders o \
+             ON o.merchant = a.merchant AND o.platform = a.platform AND o.order_id = a.order_id WHERE a.id = {cap} FOR UPDATE;\n\
+             UPDATE capture_attempts SET state = '{state}', {extra} updated_at = 2 WHERE id = {cap};\n\
+             UPDATE capture_orders SET external_minor = 0, held_minor = 1000, in_flight = {cap}, updated_at = 2 \
+             WHERE merchant = 'bench' AND platform = 'optty' AND order_id = {order};\n\
+             COMMIT;\n"
+        )
+    };
+    format!(
+        "\\set n random(1, 1000000000000000)\n\
+         BEGIN;\n\
+         INSERT INTO capture_orders ({order_cols}) VALUES ('bench', 'optty', {order}, 'USD', 1000, \
+         '[[\"p-1\",{{\"amount\":\"10.00\",\"currency\":\"USD\"}}]]', 0, 0, NULL, 1) ON CONFLICT DO NOTHING;\n\
+         SELECT {order_cols} FROM capture_orders WHERE merchant = 'bench' AND platform = 'optty' AND order_id = {order} FOR UPDATE;\n\
+         SELECT {attempt_cols} FROM capture_attempts WHERE merchant = 'bench' AND platform = 'optty' AND idempotency_key = {order};\n\
+         SELECT idempotency_key FROM capture_attempts WHERE id = {cap};\n\
+         SELECT {attempt_cols} FROM capture_attempts WHERE id = (SELECT in_flight FROM capture_orders \
+         WHERE merchant = 'bench' AND platform = 'optty' AND order_id = {order});\n\
+         INSERT INTO capture_attempts ({attempt_cols}) VALUES ({cap}, 'bench', 'optty', {order}, 'fp', {order}, '[\"p-1\"]', \
+         1000, 'USD', 'reserved', FALSE, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 'bench', 1, 1, 30001, 1, 1);\n\
+         UPDATE capture_orders SET external_minor = 0, held_minor = 1000, in_flight = {cap}, updated_at = 1 \
+         WHERE merchant = 'bench' AND platform = 'optty' AND order_id = {order};\n\
+         COMMIT;\n{}{}",
+        transition("sent", &format!("request = {request}, sends = 1, last_sent_at = 2,")),
+        transition(
+            "captured",
+            &format!("response = {response}, platform_capture_id = 'fake-capture', captured_minor = 1000,")
+        ),
+    )
+}
+
+/// pgbench's transactions (script runs) per second with `clients` clients for `seconds`.
+fn pgbench(url: &str, script: &std::path::Path, clients: usize, seconds: u32) -> Result<f64, String> {
+    let out = std::process::Command::new("pgbench")
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-j",
+            "2",
+            "-c",
+            &clients.to_string(),
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("running pgbench: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr)));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no tps in pgbench's output: {text}"))
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("throughput: bench");
+        return;
+    }
+    if let (Ok(url), Ok(run)) = (std::env::var(WORKER_URL_ENV), std::env::var(WORKER_RUN_ENV)) {
+        worker(&url, &run, env_or("THROUGHPUT_CAPTURES", 2000), env_or("THROUGHPUT_CONCURRENCY", 32));
         return;
     }
     let total = env_or("THROUGHPUT_CAPTURES", 4000);
@@ -177,9 +311,11 @@ fn main() {
             rates: vec![],
         });
     }
+    let mut pg_url = None;
     if wanted("postgres") {
         match rt.block_on(capture_store::testing::throwaway_postgres()) {
             Ok(url) => {
+                pg_url = Some(url.clone());
                 let pg = rt.block_on(capture_store::open(&url)).expect("postgres ledger");
                 variants.push(Variant {
                     name: "PostgreSQL ledger (fsync on)",
@@ -220,6 +356,36 @@ fn main() {
             m,
             100.0 * m / reference,
             per_commit.unwrap_or_default()
+        );
+    }
+
+    let Some(url) = pg_url else { return };
+    let script = dir.path().join("capture.pgbench");
+    std::fs::write(&script, pgbench_script()).expect("pgbench script");
+    let (mut engines, mut references) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        engines.push(two_processes(&url, &format!("p{r}"), total, concurrency));
+        match pgbench(&url, &script, 32, 5) {
+            Ok(tps) => references.push(tps),
+            Err(e) => {
+                eprintln!("pgbench reference skipped: {e}");
+                break;
+            }
+        }
+    }
+    let e = median(engines);
+    println!(
+        "PostgreSQL, two engine processes at concurrency {} each, median of {rounds} rounds:",
+        concurrency / 2
+    );
+    if references.is_empty() {
+        println!("  engines {e:>8.0} captures/s (no pgbench reference)");
+    } else {
+        let p = median(references);
+        println!("  pgbench, the same statements, 32 clients (reference) {p:>8.0} captures/s  100.0%");
+        println!(
+            "  two engine processes                                  {e:>8.0} captures/s  {:>5.1}%",
+            100.0 * e / p
         );
     }
 }

@@ -510,7 +510,11 @@ fn every_hostile_script_is_contained_named_and_fails_closed() {
                 ("sentinel.lua".to_owned(), SENTINEL.to_owned()),
                 ("sentinel_post.lua".to_owned(), SENTINEL_POST.to_owned()),
             ];
-            let loaded = RuleSet::from_sources(files, Limits::default());
+            // The budget and memory limits as shipped; the wall-clock limit (tested on its own in
+            // tests/rules.rs) far away, so which limit stops a case never depends on how fast or
+            // loaded the machine is.
+            let limits = Limits { time: Duration::from_secs(600), ..Limits::default() };
+            let loaded = RuleSet::from_sources(files, limits);
             let needle = match c.expect {
                 Refused(needle) => {
                     let err = loaded.err().unwrap_or_else(|| panic!("{}: the loader accepted it", c.name));
@@ -554,15 +558,12 @@ fn every_hostile_script_is_contained_named_and_fails_closed() {
                 evaluated += 1;
             }
         }
-        assert!(
-            case_started.elapsed() < Duration::from_secs(20),
-            "{}: took {:?}",
-            c.name,
-            case_started.elapsed()
-        );
+        // How long a case took is printed, never asserted (a loaded machine is slow, not wrong);
+        // a case that is not contained never returns and fails the run by its time limit.
+        println!("{}: {:?}", c.name, case_started.elapsed());
     }
     assert!(refused >= 4 && evaluated >= 3 * 60, "{refused} refused, {evaluated} evaluations");
-    assert!(started.elapsed() < Duration::from_secs(120), "the suite took {:?}", started.elapsed());
+    println!("the suite took {:?}", started.elapsed());
 }
 
 /// A rule set whose hostile rule blew its budget or memory serves captures from two threads at
