@@ -3,7 +3,7 @@
 //! directly. `capture plugins verify` runs the same fixtures through the C ABI and more checks;
 //! this is the fast loop while writing the connector.
 //!
-//! ```ignore
+//! ```text
 //! // tests/conformance.rs of a connector crate whose connector is `MyConnector`
 //! #[test]
 //! fn golden_fixtures_and_robustness() {
