@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use capture_core::Timestamp;
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
@@ -112,17 +112,36 @@ struct PgConn {
     st: Statements,
 }
 
+/// A slot of the pool, held with its permit.
+struct Pooled<'a> {
+    guard: MutexGuard<'a, Option<PgConn>>,
+    _permit: SemaphorePermit<'a>,
+}
+
+/// A connected client of the pool, held with its permit.
+struct PooledConn<'a> {
+    conn: MappedMutexGuard<'a, PgConn>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for PooledConn<'_> {
+    type Target = PgConn;
+    fn deref(&self) -> &PgConn {
+        &self.conn
+    }
+}
+
 /// A pooled client inside a transaction: unless the transaction was seen to end, dropping this
 /// drops the client (closing its connection, so the server rolls the transaction back).
 struct OpenTransaction<'a> {
-    slot: MutexGuard<'a, Option<PgConn>>,
+    slot: Pooled<'a>,
     ended: bool,
 }
 
 impl Drop for OpenTransaction<'_> {
     fn drop(&mut self) {
         if !self.ended {
-            *self.slot = None;
+            *self.slot.guard = None;
         }
     }
 }
@@ -135,6 +154,9 @@ pub struct PostgresStore {
     /// The password as written, for scrubbing messages we do not control.
     secrets: Vec<String>,
     slots: Vec<Mutex<Option<PgConn>>>,
+    /// One permit per slot: a call waits here for any free client, never in the queue of one
+    /// busy slot while another is free.
+    permits: Semaphore,
     next: AtomicUsize,
 }
 
@@ -280,6 +302,7 @@ impl PostgresStore {
             target,
             secrets,
             slots: (0..POOL_SIZE).map(|_| Mutex::new(None)).collect(),
+            permits: Semaphore::new(POOL_SIZE),
             next: AtomicUsize::new(0),
         };
         let open_err =
@@ -408,13 +431,19 @@ impl PostgresStore {
         })
     }
 
-    /// A pooled slot, connected.
-    async fn slot(&self) -> Result<MutexGuard<'_, Option<PgConn>>, StoreError> {
+    /// A pooled slot, connected: the first free one once a permit says one is free.
+    async fn slot(&self) -> Result<Pooled<'_>, StoreError> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Database("postgres: the pool is closed".into()))?;
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let free = (0..n).find_map(|i| self.slots[(start + i) % n].try_lock().ok());
         let mut guard = match free {
             Some(g) => g,
+            // Only permit holders lock slots, so one is free; waiting is only a fallback.
             None => self.slots[start].lock().await,
         };
         if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
@@ -423,12 +452,14 @@ impl PostgresStore {
             let st = self.prepare(&client).await?;
             *guard = Some(PgConn { client, st });
         }
-        Ok(guard)
+        Ok(Pooled { guard, _permit: permit })
     }
 
-    async fn conn(&self) -> Result<MappedMutexGuard<'_, PgConn>, StoreError> {
-        MutexGuard::try_map(self.slot().await?, Option::as_mut)
-            .map_err(|_| StoreError::Database("postgres: no connection".into()))
+    async fn conn(&self) -> Result<PooledConn<'_>, StoreError> {
+        let Pooled { guard, _permit } = self.slot().await?;
+        let conn = MutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| StoreError::Database("postgres: no connection".into()))?;
+        Ok(PooledConn { conn, _permit })
     }
 
     /// Runs `body` as one transaction on a pooled client: `body` pipelines its own `BEGIN` with
@@ -442,7 +473,7 @@ impl PostgresStore {
         body: impl AsyncFnOnce(&Client, &Statements) -> Result<Ended<T>, Fail>,
     ) -> Result<T, Fail> {
         let mut open = OpenTransaction { slot: self.slot().await?, ended: false };
-        let Some(PgConn { client, st }) = open.slot.as_ref() else {
+        let Some(PgConn { client, st }) = open.slot.guard.as_ref() else {
             return Err(StoreError::Database("postgres: no connection".into()).into());
         };
         let result = match body(client, st).await {
