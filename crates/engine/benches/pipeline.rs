@@ -1,6 +1,9 @@
 //! The whole pipeline on one core: built-in checks, 10 Lua rules, the Optty connector called
 //! through the C ABI (the real plugin loaded from disk), and a canned in-process HTTP answer
-//! (no sockets), so the figure is the engine's own cost per capture.
+//! (no sockets), so the figure is the engine's own cost per capture. Beside it, the same capture
+//! with the SQLite ledger (in memory: the store's work without the disk's fsync; every iteration
+//! a new order and key) and over a real loopback socket (a fake Optty on its own thread, the
+//! engine's HTTP client; no ledger), so what the ledger and the socket add shows side by side.
 //!
 //! ```text
 //! cargo build --release -p capture-plugin-optty && cargo bench -p capture-engine --bench pipeline
@@ -160,7 +163,84 @@ fn bench(c: &mut Criterion) {
             (req, res)
         })
     });
+
+    // With the ledger: every iteration a new order and key (a replay would not capture).
+    let ledger = Engine::builder()
+        .store(Arc::new(capture_engine::store::SqliteStore::in_memory().expect("ledger")))
+        .merchant("bench")
+        .plugin(Arc::new(Plugin::load(&plugin_path()).expect("plugin loads")))
+        .expect("plugin")
+        .rules(ten_rules())
+        .transport(Arc::new(Canned))
+        .platform("optty", optty_setup("http://127.0.0.1:9"))
+        .build()
+        .expect("engine");
+    let mut n = 0u64;
+    let mut fresh = || {
+        n += 1;
+        let mut r = request.clone();
+        r.idempotency_key = format!("bench-ledger-{n}");
+        r.order.id = format!("ORD-L{n}");
+        r
+    };
+    let check = rt.block_on(ledger.capture(fresh())).expect("captures");
+    assert!(matches!(check.outcome, Outcome::Captured { .. }), "{:?}", check.outcome);
+    group.bench_function("optty_abi_10_rules_canned_http_sqlite_ledger_in_memory", |b| {
+        b.iter(|| rt.block_on(ledger.capture(std::hint::black_box(fresh()))).expect("captures"))
+    });
+
+    // Over a real loopback socket, no ledger.
+    let socket = Engine::builder()
+        .without_ledger()
+        .plugin(Arc::new(Plugin::load(&plugin_path()).expect("plugin loads")))
+        .expect("plugin")
+        .rules(ten_rules())
+        .platform("optty", optty_setup(&format!("http://{}", fake_platform())))
+        .build()
+        .expect("engine");
+    // Sockets and timeouts need tokio's IO and time drivers (the runtime above has none).
+    let net = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let check = net.block_on(socket.capture(request.clone())).expect("captures");
+    assert!(matches!(check.outcome, Outcome::Captured { .. }), "{:?}", check.outcome);
+    group.bench_function("optty_abi_10_rules_loopback_http", |b| {
+        b.iter(|| net.block_on(socket.capture(std::hint::black_box(request.clone()))).expect("captures"))
+    });
     group.finish();
+}
+
+fn optty_setup(base_url: &str) -> PlatformSetup {
+    PlatformSetup {
+        allowed_hosts: Vec::new(),
+        base_url: base_url.into(),
+        timeout: Duration::from_secs(10),
+        settings: BTreeMap::new(),
+        credentials: BTreeMap::from([("bearer_token".into(), Secret::new("bench-token"))]),
+    }
+}
+
+/// Optty's answer to any capture, from a fake platform on a loopback socket (its own thread).
+fn fake_platform() -> std::net::SocketAddr {
+    async fn capture(body: String) -> String {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        serde_json::json!({
+            "captureReference": v["captureReference"],
+            "capturedAmount": v["amount"],
+            "captureId": "cap_bench_1",
+        })
+        .to_string()
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let app = axum::Router::new().route("/orders/{order}/capture", axum::routing::post(capture));
+            axum::serve(listener, app).await.expect("fake platform");
+        });
+    });
+    addr
 }
 
 criterion_group!(benches, bench);

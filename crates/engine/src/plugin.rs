@@ -36,7 +36,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use capture_connector_api::abi::{
     ABI_MAJOR, ABI_MINOR, Buffer, BuildWithContextFn, CallFn, DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1,
@@ -458,11 +458,28 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// How long a caller and the worker thread spin before they sleep (see [`Worker::run`]).
+const SPIN: Duration = Duration::from_micros(50);
+
+/// The worker's next job: taken at once if queued, else waited for spinning up to [`SPIN`], then
+/// asleep; `None` once the plugin (every sender) is gone.
+fn next_job(queue: &mpsc::Receiver<Job>) -> Option<Job> {
+    let spin_until = Instant::now() + SPIN;
+    loop {
+        match queue.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if Instant::now() < spin_until => std::hint::spin_loop(),
+            Err(mpsc::TryRecvError::Empty) => return queue.recv().ok(),
+        }
+    }
+}
+
 impl Worker {
     fn start(file: &str, timeout: Duration) -> std::io::Result<Worker> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new().name(format!("plugin {file}")).spawn(move || {
-            for job in queue {
+            while let Some(job) = next_job(&queue) {
                 job();
             }
         })?;
@@ -513,6 +530,16 @@ impl Worker {
             return Err(PluginCallError::Unhealthy { file: self.file.clone(), reason: gone() });
         }
         let (lock, ready) = &*slot;
+        // A plugin call takes tens of microseconds; waking a thread parked on an idle virtual CPU
+        // can take longer than that. So both sides spin briefly before they sleep: the deadline
+        // is the timeout plus at most SPIN.
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until {
+            if lock.try_lock().is_ok_and(|s| s.1) {
+                break;
+            }
+            std::hint::spin_loop();
+        }
         let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut state, waited) = ready
             .wait_timeout_while(state, self.timeout, |(_, done)| !*done)
