@@ -42,6 +42,19 @@ pub enum StepSource {
     Transport,
 }
 
+impl StepSource {
+    /// The name as the report writes it (`builtin`, `hook`, `rule`, `connector`, `transport`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepSource::Builtin => "builtin",
+            StepSource::Hook => "hook",
+            StepSource::Rule => "rule",
+            StepSource::Connector => "connector",
+            StepSource::Transport => "transport",
+        }
+    }
+}
+
 /// One line of the report: one check, hook, rule or call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -254,5 +267,23 @@ impl StatusReport {
         let mut s = serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod step_source_names {
+    use super::StepSource;
+
+    #[test]
+    fn as_str_is_the_name_the_report_writes() {
+        for s in [
+            StepSource::Builtin,
+            StepSource::Hook,
+            StepSource::Rule,
+            StepSource::Connector,
+            StepSource::Transport,
+        ] {
+            assert_eq!(serde_json::to_string(&s).expect("serializes"), format!("\"{}\"", s.as_str()));
+        }
     }
 }

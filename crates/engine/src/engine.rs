@@ -520,7 +520,8 @@ impl Run {
     fn traced(&self) {
         let Some(s) = self.steps.last() else { return };
         let stage = crate::observe::stage_name(s.stage);
-        let source = format!("{:?}", s.source).to_ascii_lowercase();
+        // No allocation: this runs for every step of every capture, traced or not.
+        let source = s.source.as_str();
         match &self.stage_span {
             Some(span) => {
                 tracing::info!(parent: span, stage, source, name = %s.name, verdict = %s.verdict, "step")
