@@ -377,11 +377,16 @@ impl Drop for BuiltCall {
         if let CallState::Context { context, free, jobs } = std::mem::replace(&mut self.0, CallState::Done)
             && context != 0
         {
-            // A stuck worker never runs it: the context leaks with the stuck call.
-            let _ = jobs.send(Box::new(move || {
+            // A stuck worker never runs it: the context leaks with the stuck call. A worker that
+            // has ended refuses it: nothing can free the context then, and it leaks with it (no
+            // capture state depends on it).
+            let freeing = jobs.send(Box::new(move || {
                 // SAFETY: a context of this plugin's, handed back exactly once.
                 unsafe { free(context as *mut std::ffi::c_void) }
             }));
+            if let Err(refused) = freeing {
+                drop(refused);
+            }
         }
     }
 }
