@@ -258,12 +258,15 @@ async fn many_tasks_and_two_processes_share_one_postgres_ledger() {
         })
         .collect();
     let store: std::sync::Arc<dyn CaptureStore> = capture_engine::store::open(&url).await.expect("ledger");
-    let engine = std::sync::Arc::new(crate::engine_with_store(
+    // The real clock, as the two processes have: on the fixed test clock this engine's live
+    // leases would look days expired to them, and their reconcile-on-start would take over.
+    let engine = std::sync::Arc::new(crate::engine_with_store_and_clock(
         "optty",
         &emu.base_url(),
         &[],
         &[("bearer_token", TOKEN)],
         store.clone(),
+        std::sync::Arc::new(capture_engine::SystemClock),
     ));
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -277,28 +280,40 @@ async fn many_tasks_and_two_processes_share_one_postgres_ledger() {
             engine.capture_json(body.as_bytes()).await.expect("valid").outcome
         }));
     }
-    let mut captured = 0u32;
+    let mut outcomes = Vec::new();
     for t in tasks {
-        if matches!(t.await.expect("task"), capture_core::Outcome::Captured { .. }) {
-            captured += 1;
-        }
+        outcomes.push(t.await.expect("task"));
     }
+    let captured = outcomes.iter().filter(|o| matches!(o, capture_core::Outcome::Captured { .. })).count();
     let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().expect("wait")).collect();
-    let attempts = store.all().await.expect("ledger");
     let held: Decimal = emu.captures("ORD-1002").iter().map(|c| c.amount).sum();
     println!(
-        "postgres: 2 processes on one key -> {} capture(s); 8 tasks on ORD-1002 -> {held} USD captured (bound 82.50); {} attempts",
+        "postgres: 2 processes on one key -> {} capture(s); 8 tasks on ORD-1002 -> {held} USD captured (bound 82.50)",
         emu.captures("ORD-1001").len(),
-        attempts.len()
     );
+    let children_said = || outputs.iter().map(text).collect::<Vec<_>>().join("\n");
     for o in &outputs {
         assert!(matches!(o.status.code(), Some(0) | Some(7)), "{}", text(o));
     }
     assert_eq!(emu.captures("ORD-1001").len(), 1, "one key, two processes: one capture");
     assert!(held <= Decimal::new(8250, 2), "never more than authorized");
-    assert!((1..=2).contains(&captured), "at most two captures of 30.00 fit: {captured}");
-    assert_eq!(held, Decimal::from(captured) * Decimal::new(3000, 2), "every capture is accounted for");
-    assert!(attempts.iter().all(|a| !matches!(a.state, AttemptState::Sent | AttemptState::Unknown)));
+    assert!(held >= Decimal::new(3000, 2), "a capture of 30.00 fits and lands: {outcomes:?}");
+    // A reported capture is at the platform; a capture whose answer was late (the engine's 2 s
+    // timeout on a loaded machine) may be there too without the task knowing.
+    assert!(
+        Decimal::from(captured) * Decimal::new(3000, 2) <= held,
+        "every reported capture is at the platform"
+    );
+    // Whatever stayed open (an answer lost to a timeout), the operator's reconcile after the
+    // window resolves; then the ledger and the platform's books agree to the cent.
+    let rec = reconcile(&cfg, TOKEN);
+    assert!(rec.status.success(), "reconcile: {}", text(&rec));
+    let attempts = store.all().await.expect("ledger");
+    let open: Vec<_> = attempts.iter().filter(|a| a.state.in_flight()).collect();
+    assert!(open.is_empty(), "every attempt ends resolved: {open:#?}\n{}", children_said());
+    let ledger_held: Decimal =
+        attempts.iter().filter(|a| a.order_id == "ORD-1002").map(|a| a.held().amount()).sum();
+    assert_eq!(ledger_held, held, "the ledger holds what the platform's books show: {outcomes:?}");
 }
 
 /// Twenty captures die right after being marked sent; then four `capture reconcile` processes

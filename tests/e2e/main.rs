@@ -105,13 +105,36 @@ pub fn engine_on(
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// An engine like [`engine_on`], with a capture ledger.
+/// An engine like [`engine_on`], with a capture ledger (and the fixed test clock).
 pub fn engine_with_store(
     platform: &str,
     base_url: &str,
     settings: &[(&str, &str)],
     credentials: &[(&str, &str)],
     store: Arc<dyn capture_engine::CaptureStore>,
+) -> Engine {
+    engine_with_store_and_clock(
+        platform,
+        base_url,
+        settings,
+        credentials,
+        store,
+        Arc::new(FixedClock(test_time())),
+    )
+}
+
+/// An engine like [`engine_with_store`] on the given clock. An engine that shares its ledger with
+/// `capture` processes must use the real clock: leases expire by the clock, and the engines of one
+/// ledger must keep their clocks within the documented skew bound (ARCHITECTURE.md, "Clock skew").
+/// The fixed test clock is days behind the real one, so a process on the real clock would find
+/// this engine's live leases expired and take its attempts over.
+pub fn engine_with_store_and_clock(
+    platform: &str,
+    base_url: &str,
+    settings: &[(&str, &str)],
+    credentials: &[(&str, &str)],
+    store: Arc<dyn capture_engine::CaptureStore>,
+    clock: Arc<dyn capture_engine::Clock>,
 ) -> Engine {
     let plugin = Plugin::load(&plugin_file(platform)).unwrap_or_else(|e| panic!("{e}"));
     let own = |pairs: &[(&str, &str)]| {
@@ -120,7 +143,7 @@ pub fn engine_with_store(
     Engine::builder()
         .plugin(Arc::new(plugin))
         .expect("one plugin")
-        .clock(Arc::new(FixedClock(test_time())))
+        .clock(clock)
         .store(store)
         .retry(capture_engine::RetryPolicy {
             max_sends: 3,
