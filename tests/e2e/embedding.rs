@@ -108,3 +108,40 @@ async fn an_engine_without_a_ledger_must_be_asked_for_and_its_reports_say_so() {
     assert_eq!(step.verdict, "none");
     assert!(step.detail.as_deref().is_some_and(|d| d.contains("no capture ledger")), "{step:?}");
 }
+
+/// Start-up builds no more Lua than the first capture needs: the configured rules are loaded
+/// into one Lua state, the first capture runs on that state, and a second capture in sequence
+/// builds none either.
+#[tokio::test]
+async fn start_up_builds_one_lua_state_and_the_first_capture_runs_on_it() {
+    let emu = emulator().await;
+    let dir = scratch("embed-lua-states");
+    let cfg = write_config(&dir, &emu.base_url(), UNSET);
+    let rules = crate::repo().join("rules/demo");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&cfg, format!("rules = {:?}\n{text}", rules.display().to_string())).expect("write");
+    let cfg = EngineConfig::load(&cfg).expect("config");
+    let engine = EngineBuilder::from_config(&cfg)
+        .await
+        .expect("builds")
+        .platform(
+            "optty",
+            capture_engine::PlatformSetup {
+                allowed_hosts: Vec::new(),
+                base_url: emu.base_url(),
+                timeout: std::time::Duration::from_secs(5),
+                settings: Default::default(),
+                credentials: [("bearer_token".to_owned(), capture_engine::Secret::new(TOKEN))].into(),
+            },
+        )
+        .build()
+        .expect("engine");
+    let set = engine.rule_set();
+    assert!(!set.rules().is_empty(), "the repository's rules are loaded");
+    assert_eq!(set.states_built(), 1, "loading builds one state");
+    let report = engine.capture_json(&sample("full-capture.json")).await.expect("valid");
+    assert!(report.steps.iter().any(|s| s.source.as_str() == "rule"), "the rules ran: {:?}", report.steps);
+    let again = engine.capture_json(&sample("partial-capture.json")).await.expect("valid");
+    assert!(!again.steps.is_empty());
+    assert_eq!(set.states_built(), 1, "the captures ran on the state built at load");
+}

@@ -705,6 +705,13 @@ impl Engine {
         self.current_rules().version().to_owned()
     }
 
+    /// The rule set in use: its rules, version and limits, and how many Lua states it has built
+    /// ([`RuleSet::states_built`]). Captures that start after a [`Engine::swap_rules`] use
+    /// another set; this one stays valid for whoever holds it.
+    pub fn rule_set(&self) -> Arc<RuleSet> {
+        self.current_rules()
+    }
+
     /// The rule set in use (a lock held only to clone the `Arc`).
     fn current_rules(&self) -> Arc<RuleSet> {
         Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))

@@ -175,6 +175,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use capture_core::{CaptureRequest, Decision, Money, Outcome, Timestamp};
@@ -341,6 +342,8 @@ pub struct RuleSet {
     pre: usize,
     /// Idle prepared states; their chunks are in evaluation order.
     pool: Mutex<Vec<State>>,
+    /// Lua states built to evaluate rules, the one built at load included.
+    built: AtomicUsize,
 }
 
 impl fmt::Debug for RuleSet {
@@ -460,7 +463,16 @@ impl RuleSet {
         let pre = rules.iter().take_while(|r| r.stage == RuleStage::PreValidate).count();
         state.reorder(&order)?;
         let sources = order.iter().map(|&i| sources[i].clone()).collect();
-        Ok(RuleSet { limits, version, rules, sources, pre, pool: Mutex::new(vec![state]) })
+        // The state that declared the rules is the first capture's: the pool starts with it.
+        Ok(RuleSet {
+            limits,
+            version,
+            rules,
+            sources,
+            pre,
+            pool: Mutex::new(vec![state]),
+            built: AtomicUsize::new(1),
+        })
     }
 
     fn empty_with(limits: Limits) -> RuleSet {
@@ -471,6 +483,7 @@ impl RuleSet {
             sources: Vec::new(),
             pre: 0,
             pool: Mutex::new(Vec::new()),
+            built: AtomicUsize::new(0),
         }
     }
 
@@ -495,6 +508,15 @@ impl RuleSet {
         self.limits
     }
 
+    /// How many Lua states this set has built to evaluate rules, the one built at load included
+    /// (a set without rules builds none). Loading builds exactly one, to declare the rules, and
+    /// keeps it for the first evaluation: one capture at a time never builds another. Each
+    /// evaluation running while every pooled state is busy builds one more (the pool keeps up to
+    /// 64 idle). [`RuleSet::state_memory`]'s measuring state is not counted.
+    pub fn states_built(&self) -> usize {
+        self.built.load(Ordering::Relaxed)
+    }
+
     /// The memory, in bytes, of one Lua state as the pool keeps it: the sandbox with every rule
     /// of the set loaded, after a full garbage collection. Builds a fresh state to measure it.
     pub fn state_memory(&self) -> Result<usize, RulesError> {
@@ -517,7 +539,10 @@ impl RuleSet {
         let pooled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
         match pooled {
             Some(s) => Ok(s),
-            None => State::build(&self.sources, self.limits).map(|(s, _)| s),
+            None => {
+                self.built.fetch_add(1, Ordering::Relaxed);
+                State::build(&self.sources, self.limits).map(|(s, _)| s)
+            }
         }
     }
 
