@@ -18,8 +18,8 @@
 //!
 //! **Exactly the file that was checked is loaded.** The loader opens the path once, refuses
 //! anything but a regular file (a directory, a FIFO, a socket or a device is
-//! [`PluginLoadError::NotAFile`]), reads it, hashes and checks those bytes (the pin, the ELF
-//! header, the truncation check, the entry symbol's type in `.dynsym`), then hands the dynamic
+//! [`PluginLoadError::NotAFile`]), maps it read-only, hashes and checks those bytes (the pin, the
+//! ELF header, the truncation check, the entry symbol's type in `.dynsym`), then hands the dynamic
 //! loader that same open file (`/proc/self/fd/N`; an absolute canonical path where `/proc` is
 //! missing). A bare file name never goes through the library search path (`LD_LIBRARY_PATH`).
 //! Every error the dynamic loader reports carries its own reason (`dlerror`).
@@ -616,7 +616,7 @@ impl Plugin {
         let path_buf = path.to_path_buf();
         let (file_handle, bytes) = open_exactly(path)?;
         if let Some(pin) = &options.sha256 {
-            let actual = crate::clock::hex(&Sha256::digest(&bytes));
+            let actual = crate::clock::hex(&Sha256::digest(&*bytes));
             let expected = pin.trim().to_ascii_lowercase();
             if actual != expected {
                 return Err(PluginLoadError::Sha256Mismatch { path: path_buf, expected, actual });
@@ -624,7 +624,9 @@ impl Plugin {
         }
         let file = file_name(path);
         let symbol = &ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1];
-        match crate::elf::inspect(&bytes, symbol) {
+        let inspected = crate::elf::inspect(&bytes, symbol);
+        drop(bytes);
+        match inspected {
             Ok(_) => {}
             Err(crate::elf::ElfProblem::NotALibrary(reason)) => {
                 // The dynamic loader's own reason too: it refuses such a file before mapping it.
@@ -1093,7 +1095,7 @@ impl Plugin {
 
 /// Opens `path` once, refuses anything but a regular file, and reads it whole. The open file is
 /// returned too: the dynamic loader is handed that same file.
-fn open_exactly(path: &Path) -> Result<(std::fs::File, Vec<u8>), PluginLoadError> {
+fn open_exactly(path: &Path) -> Result<(std::fs::File, FileBytes), PluginLoadError> {
     use std::os::unix::fs::FileTypeExt;
     let path_buf = path.to_path_buf();
     let read_err = |source: std::io::Error| PluginLoadError::Read { path: path.to_path_buf(), source };
@@ -1135,9 +1137,36 @@ fn open_exactly(path: &Path) -> Result<(std::fs::File, Vec<u8>), PluginLoadError
             loader: "not asked".into(),
         });
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    (&file).take(MAX_PLUGIN_FILE + 1).read_to_end(&mut bytes).map_err(read_err)?;
-    Ok((file, bytes))
+    if meta.len() == 0 {
+        return Ok((file, FileBytes::Empty));
+    }
+    // SAFETY: a read-only private mapping of a regular file no larger than MAX_PLUGIN_FILE, read
+    // only by the ELF checks and the pin's hash before the dynamic loader maps the same file.
+    // Were the file cut short by someone else while mapped, touching the lost pages would raise
+    // SIGBUS, as it would in the code the dynamic loader maps from it: plugin files must not be
+    // rewritten in place while they are loaded (replace them by renaming a complete copy).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?;
+    Ok((file, FileBytes::Mapped(map)))
+}
+
+/// A plugin file's bytes as the loader checks them: mapped, not copied (a copy of every plugin
+/// at each process start cost more than the rest of `capture run`'s start-up; only the pages the
+/// checks read are touched, unless the file is pinned and hashed whole).
+enum FileBytes {
+    /// An empty file (which cannot be mapped).
+    Empty,
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Empty => &[],
+            FileBytes::Mapped(map) => map,
+        }
+    }
 }
 
 /// The files handed to the dynamic loader, by (device, inode), kept open for the life of the
