@@ -4,7 +4,7 @@
 //! no rules. Side by side in one run, rounds interleaved: the same engine without a ledger (the
 //! reference), with the SQLite ledger on a file (WAL, `synchronous=FULL`, group commit) and,
 //! when PostgreSQL is installed, on a throwaway PostgreSQL server (fsync and synchronous_commit
-//! on). Every capture is a new order and key: three durable ledger writes each. Prints the median
+//! on), once with the store's default 16 clients and once with `pool_size=32`. Every capture is a new order and key: three durable ledger writes each. Prints the median
 //! captures/s of each variant and its ratio to the reference, and the SQLite store's captures per
 //! commit.
 //!
@@ -318,8 +318,18 @@ fn main() {
                 pg_url = Some(url.clone());
                 let pg = rt.block_on(capture_store::open(&url)).expect("postgres ledger");
                 variants.push(Variant {
-                    name: "PostgreSQL ledger (fsync on)",
+                    name: "PostgreSQL ledger (fsync on), 16 clients",
                     engine: Arc::new(engine(&plugin, &base_url, Some(pg))),
+                    sqlite: None,
+                    rates: vec![],
+                });
+                // The same with as many clients as two processes have together.
+                let wide = rt
+                    .block_on(capture_store::open(&format!("{url}?pool_size=32")))
+                    .expect("postgres ledger");
+                variants.push(Variant {
+                    name: "PostgreSQL ledger, pool_size=32",
+                    engine: Arc::new(engine(&plugin, &base_url, Some(wide))),
                     sqlite: None,
                     rates: vec![],
                 });

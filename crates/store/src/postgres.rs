@@ -26,9 +26,48 @@ use crate::{
     Reservation, StoreError,
 };
 
-/// Clients per store; each is used by one call at a time. Concurrent calls of one process commit
-/// in parallel on these (and the server's WAL flushes several commits at once).
-const POOL_SIZE: usize = 16;
+/// Clients per store unless the URL sets `pool_size`; each is used by one call at a time.
+/// Concurrent calls of one process commit in parallel on these (and the server's WAL flushes
+/// several commits at once).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// The most clients one store may open (`pool_size`).
+pub const MAX_POOL_SIZE: usize = 256;
+/// The engine's own connection parameter, taken out of the URL before the driver reads it.
+const POOL_PARAM: &str = "pool_size";
+
+/// `url` without the `pool_size` parameter, and its value (`None` when absent). Both connection
+/// string forms are read: a URL's query (`postgres://h/db?pool_size=32&sslmode=disable`) and the
+/// key-value form (`host=h dbname=db pool_size=32`). A value that is not a whole number from 1
+/// to [`MAX_POOL_SIZE`] is refused, naming the parameter and the range.
+pub(crate) fn split_pool_size(url: &str) -> Result<(String, Option<usize>), String> {
+    let parse = |v: &str| match v.parse::<usize>() {
+        Ok(n) if (1..=MAX_POOL_SIZE).contains(&n) => Ok(n),
+        _ => Err(format!("`{POOL_PARAM}` must be a whole number from 1 to {MAX_POOL_SIZE}")),
+    };
+    let mut size = None;
+    let lower = url.trim_start().to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), None)) };
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some((k, v)) if k == POOL_PARAM => size = Some(parse(v)?),
+                _ if pair == POOL_PARAM => return Err(format!("`{POOL_PARAM}` needs a value")),
+                _ => kept.push(pair),
+            }
+        }
+        let rest = kept.join("&");
+        return Ok((if rest.is_empty() { base.to_owned() } else { format!("{base}?{rest}") }, size));
+    }
+    let mut kept = Vec::new();
+    for token in url.split_whitespace() {
+        match token.split_once('=') {
+            Some((k, v)) if k == POOL_PARAM => size = Some(parse(v.trim_matches('\''))?),
+            _ => kept.push(token),
+        }
+    }
+    Ok((if size.is_some() { kept.join(" ") } else { url.to_owned() }, size))
+}
 /// How many times a transaction that lost a race (serialization failure, deadlock, unique
 /// violation by a concurrent insert) is run again.
 const MAX_RETRIES: u32 = 20;
@@ -283,10 +322,16 @@ fn decode_all(rows: &[tokio_postgres::Row]) -> Result<Vec<Stored>, Fail> {
 
 impl PostgresStore {
     /// Connects (no TLS), creates the schema if missing and checks its version. The URL's password
-    /// never appears in an error.
+    /// never appears in an error. The store keeps up to [`DEFAULT_POOL_SIZE`] clients, or as many
+    /// as the URL's own `pool_size` parameter says (1 to [`MAX_POOL_SIZE`]; taken out before the
+    /// driver reads the URL): `postgres://user@host/db?pool_size=4`, e.g. to keep many processes
+    /// under the server's `max_connections`. Calls beyond the pool wait for a free client.
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let target = redact_target(url);
         let mut secrets = url_password(url);
+        let (url, pool_size) =
+            split_pool_size(url).map_err(|message| StoreError::Open { target: target.clone(), message })?;
+        let pool_size = pool_size.unwrap_or(DEFAULT_POOL_SIZE);
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| StoreError::Open {
             target: target.clone(),
             message: scrub(&e.to_string(), &secrets),
@@ -301,8 +346,8 @@ impl PostgresStore {
             config,
             target,
             secrets,
-            slots: (0..POOL_SIZE).map(|_| Mutex::new(None)).collect(),
-            permits: Semaphore::new(POOL_SIZE),
+            slots: (0..pool_size).map(|_| Mutex::new(None)).collect(),
+            permits: Semaphore::new(pool_size),
             next: AtomicUsize::new(0),
         };
         let open_err =
@@ -312,6 +357,11 @@ impl PostgresStore {
         let st = store.prepare(&client).await.map_err(open_err)?;
         *store.slots[0].lock().await = Some(PgConn { client, st });
         Ok(store)
+    }
+
+    /// How many clients this store may open at once.
+    pub fn pool_size(&self) -> usize {
+        self.slots.len()
     }
 
     fn err(&self, e: &tokio_postgres::Error) -> StoreError {
@@ -835,5 +885,54 @@ impl CaptureStore for PostgresStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+}
+
+#[cfg(test)]
+mod pool_size_tests {
+    use super::split_pool_size;
+
+    #[test]
+    fn pool_size_is_taken_out_of_either_connection_string_form() {
+        let cases = [
+            ("postgres://u@h/db", "postgres://u@h/db", None),
+            ("postgres://u@h/db?pool_size=32", "postgres://u@h/db", Some(32)),
+            (
+                "postgresql://u@h/db?sslmode=disable&pool_size=8",
+                "postgresql://u@h/db?sslmode=disable",
+                Some(8),
+            ),
+            (
+                "postgres://u@h/db?pool_size=1&connect_timeout=5",
+                "postgres://u@h/db?connect_timeout=5",
+                Some(1),
+            ),
+            (
+                "postgres://u@h/db?application_name=pool_size_x",
+                "postgres://u@h/db?application_name=pool_size_x",
+                None,
+            ),
+            ("host=/tmp dbname=db pool_size=256", "host=/tmp dbname=db", Some(256)),
+            ("host=/tmp dbname=db", "host=/tmp dbname=db", None),
+        ];
+        for (url, rest, size) in cases {
+            assert_eq!(split_pool_size(url), Ok((rest.to_owned(), size)), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_pool_size_out_of_range_or_not_a_number_is_refused_by_name() {
+        for url in [
+            "postgres://h/db?pool_size=0",
+            "postgres://h/db?pool_size=257",
+            "postgres://h/db?pool_size=-1",
+            "postgres://h/db?pool_size=lots",
+            "postgres://h/db?pool_size=",
+            "postgres://h/db?pool_size",
+            "host=h pool_size=99999999999999999999999",
+        ] {
+            let err = split_pool_size(url).expect_err(url);
+            assert!(err.contains("pool_size"), "{url}: {err}");
+        }
     }
 }

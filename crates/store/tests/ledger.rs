@@ -1194,3 +1194,50 @@ async fn postgres_a_call_dropped_inside_its_transaction_leaves_no_transaction_op
         .get(0);
     assert_eq!(abandoned, 0, "the abandoned reservation was never committed");
 }
+
+/// `pool_size` in the URL bounds the clients a store opens: twenty reservations at once on a
+/// store of two clients all go through, never on more than two server sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pool_size_in_the_url_bounds_the_sessions_and_every_call_goes_through() {
+    let fx = common::postgres().await;
+    let sep = if fx.target.contains('?') { '&' } else { '?' };
+    let store = Arc::new(
+        capture_store::PostgresStore::connect(&format!("{}{sep}pool_size=2", fx.target))
+            .await
+            .expect("pool_size is the engine's parameter, not the driver's"),
+    );
+    assert_eq!(store.pool_size(), 2);
+    let usd = |t: &str| money(t, "USD");
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .reserve(&attempt(
+                        &format!("pool-{i}"),
+                        &format!("ord-pool-{i}"),
+                        usd("1.00"),
+                        usd("1.00"),
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    for c in calls {
+        assert!(matches!(c.await.unwrap(), Ok(Reservation::Reserved(_))));
+    }
+    let (watcher, conn) = tokio_postgres::connect(&fx.target, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let sessions: i64 = watcher
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!((1..=2).contains(&sessions), "{sessions} sessions for a pool of 2");
+    let bad = capture_store::PostgresStore::connect(&format!("{}{sep}pool_size=0", fx.target)).await;
+    let err = bad.expect_err("pool_size=0").to_string();
+    assert!(err.contains("pool_size") && err.contains("1 to 256"), "{err}");
+}
