@@ -613,7 +613,17 @@ async fn the_engine_reports_each_misbehaviour_sends_nothing_and_keeps_serving() 
 
 #[test]
 fn many_threads_call_one_plugin_at_once_and_agree() {
-    let p = Plugin::load(&optty_plugin()).expect("loads");
+    // With the default spin, without any (every hand-off sleeps), and with a longer one than the
+    // loader allows (cut to MAX_SPIN).
+    for spin in [capture_engine::DEFAULT_SPIN, Duration::ZERO, Duration::from_secs(5)] {
+        let options = capture_engine::LoadOptions::default().spin(spin);
+        assert!(options.spin <= capture_engine::MAX_SPIN);
+        let p = Plugin::load_with(&optty_plugin(), &options).expect("loads");
+        threads_agree(&p);
+    }
+}
+
+fn threads_agree(p: &Plugin) {
     let response = HttpResponse {
         status: 200,
         headers: vec![],

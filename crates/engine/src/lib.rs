@@ -57,8 +57,8 @@ pub use hooks::{Hook, HookContext, Observation};
 pub use merged::{Merged, describe_outcome};
 pub use observe::{Metrics, Observer};
 pub use plugin::{
-    BuiltCall, BuiltCapture, DEFAULT_CALL_TIMEOUT, LoadOptions, MAX_PLUGIN_OUTPUT, Plugin, PluginCallError,
-    PluginFunction, PluginLoadError, sha256_file, verify_sha256,
+    BuiltCall, BuiltCapture, DEFAULT_CALL_TIMEOUT, DEFAULT_SPIN, LoadOptions, MAX_PLUGIN_OUTPUT, MAX_SPIN,
+    Plugin, PluginCallError, PluginFunction, PluginLoadError, sha256_file, verify_sha256,
 };
 pub use policy::{CrashPoint, Random, RetryPolicy, SeededRandom, Sleeper, TokioSleeper};
 pub use scrub::{ScrubbedStore, Scrubber};

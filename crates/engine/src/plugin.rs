@@ -70,7 +70,13 @@ pub const MAX_PLUGIN_FILE: u64 = 512 << 20;
 /// How long one plugin call may take before it fails and the plugin is marked unhealthy.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How to load a plugin: an optional SHA-256 pin and the deadline of its calls.
+/// How long, by default, a caller and the plugin's worker thread spin before they sleep.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// The longest spin [`LoadOptions::spin`] accepts (a longer one is cut to it).
+pub const MAX_SPIN: Duration = Duration::from_millis(1);
+
+/// How to load a plugin: an optional SHA-256 pin, the deadline of its calls and how long the
+/// hand-off to its worker thread spins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LoadOptions {
@@ -78,11 +84,14 @@ pub struct LoadOptions {
     pub sha256: Option<String>,
     /// The deadline of every call (the manifest's at load included).
     pub call_timeout: Duration,
+    /// How long a caller polls for its answer, and the idle worker for its next call, before
+    /// sleeping ([`DEFAULT_SPIN`], at most [`MAX_SPIN`]).
+    pub spin: Duration,
 }
 
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
-        LoadOptions { sha256: None, call_timeout: DEFAULT_CALL_TIMEOUT }
+        LoadOptions { sha256: None, call_timeout: DEFAULT_CALL_TIMEOUT, spin: DEFAULT_SPIN }
     }
 }
 
@@ -96,6 +105,15 @@ impl LoadOptions {
     /// Sets the deadline of every call.
     pub fn call_timeout(mut self, timeout: Duration) -> LoadOptions {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the hand-off to the worker thread spins before sleeping (cut to
+    /// [`MAX_SPIN`]). Spinning saves a thread wake-up per call where waking a parked thread costs
+    /// more than the call (virtual machines); `Duration::ZERO` never spins, for hosts that would
+    /// rather not burn a core's idle time, and for instruction counts that leave out waiting.
+    pub fn spin(mut self, spin: Duration) -> LoadOptions {
+        self.spin = spin.min(MAX_SPIN);
         self
     }
 }
@@ -450,6 +468,8 @@ struct Worker {
     file: String,
     jobs: mpsc::Sender<Job>,
     timeout: Duration,
+    /// How long a caller polls for its answer before it sleeps.
+    spin: Duration,
     /// Why the plugin is unhealthy; `None` while it is healthy.
     unhealthy: Mutex<Option<String>>,
 }
@@ -463,13 +483,13 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// How long a caller and the worker thread spin before they sleep (see [`Worker::run`]).
-const SPIN: Duration = Duration::from_micros(50);
-
-/// The worker's next job: taken at once if queued, else waited for spinning up to [`SPIN`], then
+/// The worker's next job: taken at once if queued, else waited for spinning up to `spin`, then
 /// asleep; `None` once the plugin (every sender) is gone.
-fn next_job(queue: &mpsc::Receiver<Job>) -> Option<Job> {
-    let spin_until = Instant::now() + SPIN;
+fn next_job(queue: &mpsc::Receiver<Job>, spin: Duration) -> Option<Job> {
+    if spin.is_zero() {
+        return queue.recv().ok();
+    }
+    let spin_until = Instant::now() + spin;
     loop {
         match queue.try_recv() {
             Ok(job) => return Some(job),
@@ -481,14 +501,14 @@ fn next_job(queue: &mpsc::Receiver<Job>) -> Option<Job> {
 }
 
 impl Worker {
-    fn start(file: &str, timeout: Duration) -> std::io::Result<Worker> {
+    fn start(file: &str, timeout: Duration, spin: Duration) -> std::io::Result<Worker> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new().name(format!("plugin {file}")).spawn(move || {
-            while let Some(job) = next_job(&queue) {
+            while let Some(job) = next_job(&queue, spin) {
                 job();
             }
         })?;
-        Ok(Worker { file: file.to_owned(), jobs, timeout, unhealthy: Mutex::new(None) })
+        Ok(Worker { file: file.to_owned(), jobs, timeout, spin, unhealthy: Mutex::new(None) })
     }
 
     fn unhealthy(&self) -> Option<String> {
@@ -537,9 +557,9 @@ impl Worker {
         let (lock, ready) = &*slot;
         // A plugin call takes tens of microseconds; waking a thread parked on an idle virtual CPU
         // can take longer than that. So both sides spin briefly before they sleep: the deadline
-        // is the timeout plus at most SPIN.
-        let spin_until = Instant::now() + SPIN;
-        while Instant::now() < spin_until {
+        // is the timeout plus at most the spin.
+        let spin_until = Instant::now() + self.spin;
+        while !self.spin.is_zero() && Instant::now() < spin_until {
             if lock.try_lock().is_ok_and(|s| s.1) {
                 break;
             }
@@ -662,7 +682,7 @@ impl Plugin {
         };
         // Never unload: function pointers and static data stay valid for the life of the process.
         std::mem::forget(lib);
-        let worker = Worker::start(&file, options.call_timeout)
+        let worker = Worker::start(&file, options.call_timeout, options.spin.min(MAX_SPIN))
             .map_err(|source| PluginLoadError::Read { path: path_buf.clone(), source })?;
         // The entry function runs under the deadline too. The pointer crosses threads as an
         // address: it points into the library's static data, valid for the life of the process.
