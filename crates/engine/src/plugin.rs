@@ -1610,7 +1610,7 @@ mod tests {
 
     #[test]
     fn a_call_over_its_deadline_marks_the_plugin_unhealthy_and_later_calls_fail_at_once() {
-        let worker = Worker::start("libslow.so", Duration::from_millis(50)).unwrap();
+        let worker = Worker::start("libslow.so", Duration::from_millis(50), DEFAULT_SPIN).unwrap();
         assert_eq!(worker.run("build_capture", || Ok(1)), Ok(1));
         let (release, wait) = mpsc::channel::<()>();
         let stuck = worker.run("build_capture", move || {
@@ -1664,7 +1664,7 @@ mod tests {
 
     #[test]
     fn a_job_that_unwinds_on_the_worker_answers_unhealthy_instead_of_leaving_its_caller_waiting() {
-        let worker = Worker::start("libunwinds.so", Duration::from_secs(600)).unwrap();
+        let worker = Worker::start("libunwinds.so", Duration::from_secs(600), Duration::ZERO).unwrap();
         let r: Result<(), _> = worker.run("build_capture", || panic!("a fault outside the plugin's wrapper"));
         assert_eq!(
             r,
