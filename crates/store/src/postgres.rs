@@ -59,14 +59,83 @@ pub(crate) fn split_pool_size(url: &str) -> Result<(String, Option<usize>), Stri
         let rest = kept.join("&");
         return Ok((if rest.is_empty() { base.to_owned() } else { format!("{base}?{rest}") }, size));
     }
-    let mut kept = Vec::new();
-    for token in url.split_whitespace() {
-        match token.split_once('=') {
-            Some((k, v)) if k == POOL_PARAM => size = Some(parse(v.trim_matches('\''))?),
-            _ => kept.push(token),
+    // The key-value form, read as libpq reads it: `key = value` pairs apart by spaces, a value
+    // either bare (a backslash escapes the next character) or in single quotes (with \' and \\),
+    // so a quoted password holding " pool_size=" stays the password's.
+    // A string this reading cannot split is left whole to the driver, whose error names it.
+    let Ok(pairs) = keyword_pairs(url) else { return Ok((url.to_owned(), None)) };
+    let mut rest = String::with_capacity(url.len());
+    for (start, end, key, value) in pairs {
+        if key == POOL_PARAM {
+            size = Some(parse(&value)?);
+        } else {
+            if !rest.is_empty() {
+                rest.push(' ');
+            }
+            rest.push_str(&url[start..end]);
         }
     }
-    Ok((if size.is_some() { kept.join(" ") } else { url.to_owned() }, size))
+    Ok((if size.is_some() { rest } else { url.to_owned() }, size))
+}
+
+/// The `key = value` pairs of a key-value connection string: each pair's byte span in `text`,
+/// its key and its unescaped value.
+fn keyword_pairs(text: &str) -> Result<Vec<(usize, usize, String, String)>, ()> {
+    let b = text.as_bytes();
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    let skip_spaces = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    loop {
+        i = skip_spaces(i);
+        if i >= b.len() {
+            return Ok(pairs);
+        }
+        let start = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = text[start..i].to_owned();
+        i = skip_spaces(i);
+        if b.get(i) != Some(&b'=') {
+            return Err(()); // a key without `=`
+        }
+        i = skip_spaces(i + 1);
+        let mut value = Vec::new();
+        if b.get(i) == Some(&b'\'') {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return Err(()), // an unterminated quoted value
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < b.len() => {
+                        value.push(b[i + 1]);
+                        i += 2;
+                    }
+                    Some(&c) => {
+                        value.push(c);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                if b[i] == b'\\' && i + 1 < b.len() {
+                    i += 1;
+                }
+                value.push(b[i]);
+                i += 1;
+            }
+        }
+        pairs.push((start, i, key, String::from_utf8_lossy(&value).into_owned()));
+    }
 }
 /// How many times a transaction that lost a race (serialization failure, deadlock, unique
 /// violation by a concurrent insert) is run again.
@@ -891,6 +960,26 @@ impl CaptureStore for PostgresStore {
 #[cfg(test)]
 mod pool_size_tests {
     use super::split_pool_size;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the text: no panic; without a `pool_size` taken out, the text is untouched;
+        /// with one, what remains no longer holds that pair, and a quoted password survives.
+        #[test]
+        fn any_text_is_split_without_panic_and_left_whole_unless_the_size_was_taken(
+            text in "\\PC{0,80}",
+            password in "[ -~]{0,20}",
+            size in 1usize..=256,
+        ) {
+            if let Ok((rest, None)) = split_pool_size(&text) {
+                prop_assert_eq!(rest, text.clone());
+            }
+            let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
+            let kv = format!("host=h password='{quoted}' pool_size={size}");
+            let expected = format!("host=h password='{quoted}'");
+            prop_assert_eq!(split_pool_size(&kv), Ok((expected, Some(size))));
+        }
+    }
 
     #[test]
     fn pool_size_is_taken_out_of_either_connection_string_form() {
@@ -914,6 +1003,17 @@ mod pool_size_tests {
             ),
             ("host=/tmp dbname=db pool_size=256", "host=/tmp dbname=db", Some(256)),
             ("host=/tmp dbname=db", "host=/tmp dbname=db", None),
+            ("pool_size = 4  host=/tmp", "host=/tmp", Some(4)),
+            ("host=h pool_size='12' password='a b'", "host=h password='a b'", Some(12)),
+            // A quoted password that holds the parameter's text is the password's.
+            ("host=h password='x pool_size=3 y' pool_size=5", "host=h password='x pool_size=3 y'", Some(5)),
+            ("host=h password='x pool_size=3 y'", "host=h password='x pool_size=3 y'", None),
+            (
+                r"host=h password='it\'s pool_size=3' pool_size=2",
+                r"host=h password='it\'s pool_size=3'",
+                Some(2),
+            ),
+            (r"host=h password=a\ pool_size=3", r"host=h password=a\ pool_size=3", None),
         ];
         for (url, rest, size) in cases {
             assert_eq!(split_pool_size(url), Ok((rest.to_owned(), size)), "{url}");
@@ -933,6 +1033,10 @@ mod pool_size_tests {
         ] {
             let err = split_pool_size(url).expect_err(url);
             assert!(err.contains("pool_size"), "{url}: {err}");
+        }
+        // What the key-value reading cannot split goes to the driver whole (its error names it).
+        for url in ["host=h password='never closed pool_size=3", "host=h pool_size", "host=h junk"] {
+            assert_eq!(split_pool_size(url), Ok((url.to_owned(), None)), "{url}");
         }
     }
 }
