@@ -307,3 +307,75 @@ fn capture_run_reports_what_it_reconciled_on_start_and_what_it_could_not() {
         "{stderr}"
     );
 }
+
+/// The bounds come from the configuration too (`[reconcile_on_start]`): every key read, an
+/// unknown one refused by name, and `capture run` honouring `max_attempts` (here 1 of 3).
+#[test]
+fn the_configuration_file_sets_the_bounds_and_capture_run_honours_them() {
+    let parse = capture_engine::EngineConfig::parse;
+    let parsed =
+        parse("[reconcile_on_start]\nmax_attempts = 7\nmax_duration_ms = 2500\ntakeover_after_s = 600\n")
+            .expect("valid");
+    assert_eq!(
+        parsed.reconcile_on_start_policy(),
+        ReconcileOnStart {
+            max_attempts: 7,
+            max_duration: Duration::from_millis(2500),
+            takeover_after: Some(Duration::from_secs(600))
+        }
+    );
+    let partial = parse("reconcile_on_start = { max_attempts = 0 }").expect("valid");
+    assert_eq!(
+        partial.reconcile_on_start_policy(),
+        ReconcileOnStart { max_attempts: 0, ..ReconcileOnStart::DEFAULT }
+    );
+    let none = parse("").expect("valid");
+    assert_eq!(none.reconcile_on_start_policy(), ReconcileOnStart::DEFAULT);
+    let err = parse("[reconcile_on_start]\nmax_atempts = 1\n").expect_err("a misspelt key");
+    assert!(err.contains("max_atempts"), "{err}");
+
+    let dir = scratch("reconcile-on-start-config");
+    let ledger = dir.join("capture.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let store = capture_engine::store::open(&ledger.display().to_string()).await.expect("ledger");
+        leave_reserved(store.as_ref(), "default", 3).await;
+    });
+    let cfg = dir.join("capture.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "plugins = [{:?}]\n\n[reconcile_on_start]\nmax_attempts = 1\n\n[platforms.optty]\nbase_url = \"http://127.0.0.1:9\"\ncredentials = {{ bearer_token = {{ env = \"CAPTURE_E2E_ROS_OPTTY\" }} }}\n",
+            optty_plugin().display().to_string()
+        ),
+    )
+    .expect("config");
+    let request = dir.join("request.json");
+    std::fs::write(
+        &request,
+        r#"{"platform":"optty","idempotency_key":"Z-1","amount":"full","order":{"id":"Z","currency":"KWD","amount":"12.500","payments":[{"id":"p","amount":"12.500"}]}}"#,
+    )
+    .expect("request");
+    let out = Command::new(artifact("capture"))
+        .args(["run", "--now", &test_time().to_rfc3339(), "--config"])
+        .arg(&cfg)
+        .arg(&request)
+        .env("CAPTURE_E2E_ROS_OPTTY", TOKEN)
+        .output()
+        .expect("capture run");
+    assert_eq!(out.status.code(), Some(4), "rejected, nothing sent: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("capture run: reconciled cap-default-0 (optty R-0): reserved -> failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped at its bound on attempts after 1 attempt(s); 2 more unresolved wait"),
+        "{stderr}"
+    );
+    let left = rt.block_on(async {
+        let store = capture_engine::store::open(&ledger.display().to_string()).await.expect("ledger");
+        store.unresolved().await.expect("unresolved")
+    });
+    assert_eq!(ids(&left), ["cap-default-1", "cap-default-2"], "the bound left these untouched");
+}

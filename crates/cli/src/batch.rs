@@ -335,11 +335,11 @@ pub async fn run(opts: Options, now: Option<&str>) -> anyhow::Result<u8> {
         }
         lines.push((i + 1, CaptureRequest::from_json(line.as_bytes())));
     }
-    // The engine's reconcile-on-start policy, taking over what an earlier run left older than
-    // `--abandoned-after`.
+    // The configuration's reconcile-on-start policy, taking over what an earlier run left older
+    // than `--abandoned-after`.
     let policy = capture_engine::ReconcileOnStart {
         takeover_after: Some(opts.abandoned_after),
-        ..capture_engine::ReconcileOnStart::DEFAULT
+        ..cfg.reconcile_on_start_policy()
     };
     let engine = Arc::new(crate::builder(&cfg, now).await?.reconcile_on_start(policy).build()?);
     // Credentials of the platforms this batch uses, and only those, before anything is sent.

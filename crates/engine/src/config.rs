@@ -5,6 +5,7 @@
 //! plugins = ["target/debug/libcapture_plugin_optty.so"]
 //! plugin_dir = "target/debug"                  # optional: every lib*.so in it
 //! plugin_call_timeout_ms = 2000                # optional: the deadline of one plugin call
+//! reconcile_on_start = { max_attempts = 100, max_duration_ms = 10000 }  # optional bounds
 //! # or pin a plugin to the SHA-256 of its file (`capture plugins inspect FILE` prints it):
 //! # plugins = [{ path = "plugins/libacme.so", sha256 = "9f86d081884c7d65...(64 hex digits)" }]
 //!
@@ -258,6 +259,25 @@ impl<'de> Deserialize<'de> for PluginEntry {
     }
 }
 
+/// `[reconcile_on_start]`: the bounds of [`crate::ReconcileOnStart`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileOnStartConfig {
+    /// At most this many attempts are examined, oldest first (default 100; 0: none, what waits
+    /// is only counted).
+    #[serde(default)]
+    pub max_attempts: Option<usize>,
+    /// No attempt is started once this many milliseconds have passed since the pass began
+    /// (default 10000; an attempt started is finished).
+    #[serde(default)]
+    pub max_duration_ms: Option<u64>,
+    /// Also take over attempts whose lease was taken at least this many seconds ago, expired or
+    /// not (their holder is known to be dead). Default: only free or expired leases.
+    #[serde(default)]
+    pub takeover_after_s: Option<u64>,
+}
+
 /// The engine's configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -287,6 +307,10 @@ pub struct EngineConfig {
     /// fails its capture and marks the plugin unhealthy.
     #[serde(default)]
     pub plugin_call_timeout_ms: Option<u64>,
+    /// How much of what the ledger holds unresolved a starting engine resolves (`capture run`,
+    /// `serve` and `batch` before their first capture); absent keys keep the defaults.
+    #[serde(default)]
+    pub reconcile_on_start: Option<ReconcileOnStartConfig>,
     /// The folder the file was read from ([`EngineConfig::load`] sets it): a relative or default
     /// SQLite ledger lives there. `None` (a configuration built in code): the current directory.
     #[serde(skip)]
@@ -362,6 +386,24 @@ impl EngineConfig {
             fix(d);
         }
         self.plugins.iter_mut().for_each(|e| fix(&mut e.path));
+    }
+
+    /// The reconcile-on-start policy this configuration sets: [`crate::ReconcileOnStart::DEFAULT`]
+    /// with each key of `[reconcile_on_start]` that is given.
+    pub fn reconcile_on_start_policy(&self) -> crate::ReconcileOnStart {
+        let mut policy = crate::ReconcileOnStart::DEFAULT;
+        if let Some(c) = self.reconcile_on_start {
+            if let Some(n) = c.max_attempts {
+                policy.max_attempts = n;
+            }
+            if let Some(ms) = c.max_duration_ms {
+                policy.max_duration = std::time::Duration::from_millis(ms);
+            }
+            if let Some(s) = c.takeover_after_s {
+                policy.takeover_after = Some(std::time::Duration::from_secs(s));
+            }
+        }
+        policy
     }
 
     /// How every plugin is loaded for this configuration, per entry (pin and call timeout).

@@ -206,7 +206,9 @@ impl EngineBuilder {
         }
         let base = config.base_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
         let store = capture_store::open(&config.store_target(&base)?).await?;
-        Ok(b.store(store).merchant(config.merchant.clone().unwrap_or_else(|| "default".to_owned())))
+        Ok(b.store(store)
+            .merchant(config.merchant.clone().unwrap_or_else(|| "default".to_owned()))
+            .reconcile_on_start(config.reconcile_on_start_policy()))
     }
 
     /// Adds a loaded plugin; refuses a second plugin with the same connector id.

@@ -47,7 +47,8 @@ pub use clock::{Clock, DerivedIds, FixedClock, IdGenerator, SystemClock};
 #[cfg(feature = "schema")]
 pub use config::config_schema;
 pub use config::{
-    ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, RateBudget, Secret,
+    ConfigError, CredentialSource, EngineConfig, PlatformConfig, PluginEntry, RateBudget,
+    ReconcileOnStartConfig, Secret,
 };
 pub use driver::{ReconcileBound, ReconcileOnStart, Reconciled, StartReconciled};
 pub use engine::{
