@@ -13,6 +13,7 @@ mod embedding;
 mod exit_codes;
 mod hostile;
 mod ledger;
+mod loader_attacks;
 mod medusa;
 mod plugin_kit;
 mod plugins;

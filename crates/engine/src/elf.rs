@@ -38,16 +38,105 @@ const SHT_DYNSYM: u64 = 11;
 const STT_FUNC: u8 = 2;
 const STT_GNU_IFUNC: u8 = 10;
 
+/// Where the checked bytes come from: a slice (the fuzzer, tests) or an open file read at
+/// offsets ([`FileBytes`]), so that the checks read only the few kilobytes they look at and a file
+/// cut short meanwhile is a short read, never a fault.
+pub(crate) trait Bytes {
+    /// The size the checks judge the file by.
+    fn size(&self) -> u64;
+    /// Fills `out` with the bytes at `at`; false when they are not all there.
+    fn read_at(&self, at: u64, out: &mut [u8]) -> bool;
+}
+
+impl Bytes for &[u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_at(&self, at: u64, out: &mut [u8]) -> bool {
+        let Ok(at) = usize::try_from(at) else { return false };
+        match at.checked_add(out.len()).and_then(|end| self.get(at..end)) {
+            Some(bytes) => {
+                out.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// An open file as [`Bytes`]: read with `pread` in 4 KiB pages, each page read once.
+pub(crate) struct FileBytes<'f> {
+    file: &'f std::fs::File,
+    size: u64,
+    pages: std::cell::RefCell<std::collections::BTreeMap<u64, Box<[u8]>>>,
+}
+
+const PAGE: u64 = 4096;
+
+impl<'f> FileBytes<'f> {
+    /// `file` judged as `size` bytes long (its size when it was opened).
+    pub(crate) fn new(file: &'f std::fs::File, size: u64) -> FileBytes<'f> {
+        FileBytes { file, size, pages: Default::default() }
+    }
+}
+
+impl Bytes for FileBytes<'_> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, at: u64, out: &mut [u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(end) = at.checked_add(out.len() as u64) else { return false };
+        if end > self.size {
+            return false;
+        }
+        let mut pages = self.pages.borrow_mut();
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = at + done as u64;
+            let (number, within) = (pos / PAGE, (pos % PAGE) as usize);
+            if !pages.contains_key(&number) {
+                // Bounded: the checks look at headers, tables and names, a few pages of a file.
+                if pages.len() >= 4096 {
+                    return false;
+                }
+                let mut page = vec![0u8; usize::try_from(PAGE.min(self.size - number * PAGE)).unwrap_or(0)];
+                let mut filled = 0;
+                while filled < page.len() {
+                    match self.file.read_at(&mut page[filled..], number * PAGE + filled as u64) {
+                        Ok(0) | Err(_) => return false, // cut short since it was opened, or unreadable
+                        Ok(n) => filled += n,
+                    }
+                }
+                pages.insert(number, page.into_boxed_slice());
+            }
+            let page = &pages[&number];
+            let take = (page.len().saturating_sub(within)).min(out.len() - done);
+            if take == 0 {
+                return false;
+            }
+            out[done..done + take].copy_from_slice(&page[within..within + take]);
+            done += take;
+        }
+        true
+    }
+}
+
 struct Reader<'a> {
-    bytes: &'a [u8],
+    bytes: &'a dyn Bytes,
     wide: bool,
     little: bool,
 }
 
 impl Reader<'_> {
     fn int(&self, at: u64, len: usize) -> Option<u64> {
-        let at = usize::try_from(at).ok()?;
-        let bytes = self.bytes.get(at..at.checked_add(len)?)?;
+        let mut buf = [0u8; 8];
+        let bytes = buf.get_mut(..len)?;
+        if !self.bytes.read_at(at, bytes) {
+            return None;
+        }
         let mut v = 0u64;
         for i in 0..len {
             let b = if self.little { bytes[len - 1 - i] } else { bytes[i] };
@@ -64,12 +153,23 @@ impl Reader<'_> {
 
 /// Checks `bytes` (a whole file) as a shared library exporting `symbol`.
 pub(crate) fn inspect(bytes: &[u8], symbol: &[u8]) -> Result<ElfInfo, ElfProblem> {
-    let size = bytes.len() as u64;
-    if bytes.is_empty() {
+    inspect_bytes(&bytes, symbol)
+}
+
+/// [`inspect`] over any [`Bytes`].
+pub(crate) fn inspect_bytes(source: &dyn Bytes, symbol: &[u8]) -> Result<ElfInfo, ElfProblem> {
+    let size = source.size();
+    if size == 0 {
         return Err(ElfProblem::NotALibrary("the file is empty".into()));
     }
-    if bytes.len() < 4 || bytes[..4] != *b"\x7fELF" {
-        let text = bytes.iter().take(64).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    let mut head = [0u8; 64];
+    let head_len = usize::try_from(size.min(64)).unwrap_or(64);
+    if !source.read_at(0, &mut head[..head_len]) {
+        return Err(ElfProblem::NotALibrary("the file cannot be read".into()));
+    }
+    let head = &head[..head_len];
+    if head.len() < 4 || head[..4] != *b"\x7fELF" {
+        let text = head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
         return Err(ElfProblem::NotALibrary(if text {
             "it is a text file, not an ELF shared library".into()
         } else {
@@ -77,10 +177,10 @@ pub(crate) fn inspect(bytes: &[u8], symbol: &[u8]) -> Result<ElfInfo, ElfProblem
         }));
     }
     let truncated = |needed| ElfProblem::Truncated { size, needed };
-    if bytes.len() < 52 {
+    if head.len() < 52 {
         return Err(truncated(64));
     }
-    let r = Reader { bytes, wide: bytes[4] == 2, little: bytes[5] != 2 };
+    let r = Reader { bytes: source, wide: head[4] == 2, little: head[5] != 2 };
     let e_type = r.int(16, 2).ok_or(truncated(64))?;
     if e_type != ET_DYN {
         let what = match e_type {
@@ -194,11 +294,17 @@ fn entry_symbol_type(
         if name >= strsize || shndx == 0 {
             continue; // no name, or an undefined (imported) symbol
         }
-        let start = usize::try_from(stroff.checked_add(name)?).ok()?;
-        let end = usize::try_from(stroff.checked_add(strsize)?).ok()?;
-        let names = r.bytes.get(start..end.min(r.bytes.len()))?;
-        let len = names.iter().position(|&b| b == 0)?;
-        if &names[..len] == symbol {
+        // The name is `symbol` when its bytes and a NUL after them lie in the string table.
+        let start = stroff.checked_add(name)?;
+        let wanted = symbol.len() as u64 + 1;
+        if name.checked_add(wanted)? > strsize {
+            continue;
+        }
+        let mut found = vec![0u8; symbol.len() + 1];
+        if !r.bytes.read_at(start, &mut found) {
+            return None;
+        }
+        if found[..symbol.len()] == *symbol && found[symbol.len()] == 0 {
             return Some(Some((info & 0xf) as u8));
         }
     }

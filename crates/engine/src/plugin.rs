@@ -18,9 +18,10 @@
 //!
 //! **Exactly the file that was checked is loaded.** The loader opens the path once, refuses
 //! anything but a regular file (a directory, a FIFO, a socket or a device is
-//! [`PluginLoadError::NotAFile`]), maps it read-only, hashes and checks those bytes (the pin, the
-//! ELF header, the truncation check, the entry symbol's type in `.dynsym`), then hands the dynamic
-//! loader that same open file (`/proc/self/fd/N`; an absolute canonical path where `/proc` is
+//! [`PluginLoadError::NotAFile`], judged on the open file, opened without blocking), reads at
+//! offsets only what the checks look at (the ELF header, the truncation check, the entry
+//! symbol's type in `.dynsym`; the whole file for a pin's hash), then hands the dynamic loader
+//! that same open file (`/proc/self/fd/N`; an absolute canonical path where `/proc` is
 //! missing). A bare file name never goes through the library search path (`LD_LIBRARY_PATH`).
 //! Every error the dynamic loader reports carries its own reason (`dlerror`).
 //!
@@ -634,9 +635,10 @@ impl Plugin {
     /// the ELF checks) and has the dynamic loader load that same file (see the module docs).
     pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Plugin, PluginLoadError> {
         let path_buf = path.to_path_buf();
-        let (file_handle, bytes) = open_exactly(path)?;
+        let (file_handle, size) = open_exactly(path)?;
         if let Some(pin) = &options.sha256 {
-            let actual = crate::clock::hex(&Sha256::digest(&*bytes));
+            let actual = sha256_open(&file_handle, size)
+                .map_err(|source| PluginLoadError::Read { path: path_buf.clone(), source })?;
             let expected = pin.trim().to_ascii_lowercase();
             if actual != expected {
                 return Err(PluginLoadError::Sha256Mismatch { path: path_buf, expected, actual });
@@ -644,8 +646,7 @@ impl Plugin {
         }
         let file = file_name(path);
         let symbol = &ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1];
-        let inspected = crate::elf::inspect(&bytes, symbol);
-        drop(bytes);
+        let inspected = crate::elf::inspect_bytes(&crate::elf::FileBytes::new(&file_handle, size), symbol);
         match inspected {
             Ok(_) => {}
             Err(crate::elf::ElfProblem::NotALibrary(reason)) => {
@@ -680,6 +681,13 @@ impl Plugin {
                 });
             }
         };
+        // The dynamic loader's own word on what the symbol is, whatever the section headers said
+        // (a library stripped of them, which the loader still loads, hides `.dynsym`'s types from
+        // the ELF checks): data called as code would crash the host.
+        if let Some(kind) = loaded_symbol_not_a_function(entry as *const std::ffi::c_void) {
+            std::mem::forget(lib);
+            return Err(PluginLoadError::EntryNotFunction { path: path_buf, kind });
+        }
         // Never unload: function pointers and static data stay valid for the life of the process.
         std::mem::forget(lib);
         let worker = Worker::start(&file, options.call_timeout, options.spin.min(MAX_SPIN))
@@ -1115,8 +1123,8 @@ impl Plugin {
 
 /// Opens `path` once, refuses anything but a regular file, and reads it whole. The open file is
 /// returned too: the dynamic loader is handed that same file.
-fn open_exactly(path: &Path) -> Result<(std::fs::File, FileBytes), PluginLoadError> {
-    use std::os::unix::fs::FileTypeExt;
+fn open_exactly(path: &Path) -> Result<(std::fs::File, u64), PluginLoadError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let path_buf = path.to_path_buf();
     let read_err = |source: std::io::Error| PluginLoadError::Read { path: path.to_path_buf(), source };
     let kind_of = |t: std::fs::FileType| -> Option<&'static str> {
@@ -1134,18 +1142,20 @@ fn open_exactly(path: &Path) -> Result<(std::fs::File, FileBytes), PluginLoadErr
             Some("not a regular file")
         }
     };
-    // Checked before opening: opening a FIFO for reading would wait for a writer.
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
+    // Opened without blocking (a FIFO opened for reading would wait for a writer; no effect on a
+    // regular file), then judged by what was opened: a check of the path before opening it could
+    // be answered by another file than the one opened (a path swapped for a FIFO in between).
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(PluginLoadError::NotFound { path: path_buf });
         }
         Err(e) => return Err(read_err(e)),
     };
-    if let Some(kind) = kind_of(meta.file_type()) {
-        return Err(PluginLoadError::NotAFile { path: path_buf, kind });
-    }
-    let file = std::fs::File::open(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     if let Some(kind) = kind_of(meta.file_type()) {
         return Err(PluginLoadError::NotAFile { path: path_buf, kind });
@@ -1157,36 +1167,70 @@ fn open_exactly(path: &Path) -> Result<(std::fs::File, FileBytes), PluginLoadErr
             loader: "not asked".into(),
         });
     }
-    if meta.len() == 0 {
-        return Ok((file, FileBytes::Empty));
+    let size = meta.len();
+    Ok((file, size))
+}
+
+/// What the symbol at `address` is when it is not a function, by the symbol table entry the
+/// dynamic loader itself resolved (`dladdr1` with `RTLD_DL_SYMENT`); `None` for a function (or
+/// an indirect function). An address the loader cannot name is not a function it exported.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn loaded_symbol_not_a_function(address: *const std::ffi::c_void) -> Option<&'static str> {
+    const RTLD_DL_SYMENT: libc::c_int = 1;
+    // SAFETY: an all-zero Dl_info is a valid value of the plain C struct dladdr1 fills.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let mut entry: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: dladdr1 only reads the loader's tables; `info` and `entry` are writable.
+    let found = unsafe { libc::dladdr1(address, &mut info, &mut entry, RTLD_DL_SYMENT) };
+    if found == 0 || entry.is_null() {
+        return Some("an address the dynamic loader names no symbol for");
     }
-    // SAFETY: a read-only private mapping of a regular file no larger than MAX_PLUGIN_FILE, read
-    // only by the ELF checks and the pin's hash before the dynamic loader maps the same file.
-    // Were the file cut short by someone else while mapped, touching the lost pages would raise
-    // SIGBUS, as it would in the code the dynamic loader maps from it: plugin files must not be
-    // rewritten in place while they are loaded (replace them by renaming a complete copy).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?;
-    Ok((file, FileBytes::Mapped(map)))
-}
-
-/// A plugin file's bytes as the loader checks them: mapped, not copied (a copy of every plugin
-/// at each process start cost more than the rest of `capture run`'s start-up; only the pages the
-/// checks read are touched, unless the file is pinned and hashed whole).
-enum FileBytes {
-    /// An empty file (which cannot be mapped).
-    Empty,
-    Mapped(memmap2::Mmap),
-}
-
-impl std::ops::Deref for FileBytes {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            FileBytes::Empty => &[],
-            FileBytes::Mapped(map) => map,
+    // SAFETY: with RTLD_DL_SYMENT, `entry` points at the loader's ElfW(Sym) for the symbol.
+    let st_info = unsafe {
+        if cfg!(target_pointer_width = "64") {
+            (*entry.cast::<libc::Elf64_Sym>()).st_info
+        } else {
+            (*entry.cast::<libc::Elf32_Sym>()).st_info
         }
+    };
+    match st_info & 0xf {
+        2 | 10 => None, // STT_FUNC, STT_GNU_IFUNC
+        0 => Some("a symbol without a type"),
+        1 => Some("a data object"),
+        3 => Some("a section"),
+        4 => Some("a file name"),
+        5 => Some("a common block"),
+        6 => Some("thread-local data"),
+        _ => Some("not a function"),
     }
+}
+
+/// Elsewhere only the ELF checks' reading of `.dynsym` stands.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn loaded_symbol_not_a_function(_address: *const std::ffi::c_void) -> Option<&'static str> {
+    None
+}
+
+/// The SHA-256 (hex) of the first `size` bytes of the open `file`, read at offsets in 64 KiB
+/// pieces; a file cut short meanwhile is an error, never a fault.
+fn sha256_open(file: &std::fs::File, size: u64) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0u64;
+    while at < size {
+        let want = usize::try_from((size - at).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file was cut short while it was read: {at} of {size} bytes"),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(crate::clock::hex(&hasher.finalize()))
 }
 
 /// The files handed to the dynamic loader, by (device, inode), kept open for the life of the
