@@ -47,14 +47,29 @@ pub(crate) fn split_pool_size(url: &str) -> Result<(String, Option<usize>), Stri
     let mut size = None;
     let lower = url.trim_start().to_ascii_lowercase();
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), None)) };
+        // Where the driver finds the query: after the user info (up to the first `@`, so an
+        // unencoded `?` in a password is the password's), then the host and the path.
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let after_user = url[after_scheme..].find('@').map_or(after_scheme, |i| after_scheme + i + 1);
+        let Some(q) = url[after_user..].find('?').map(|i| after_user + i) else {
+            return Ok((url.to_owned(), None));
+        };
+        let (base, query) = (&url[..q], &url[q + 1..]);
         let mut kept = Vec::new();
         for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some((k, v)) if k == POOL_PARAM => size = Some(parse(v)?),
-                _ if pair == POOL_PARAM => return Err(format!("`{POOL_PARAM}` needs a value")),
-                _ => kept.push(pair),
+            // Keys and values are percent-decoded, as the driver decodes them.
+            let (k, v) = pair.split_once('=').map_or((pair, None), |(k, v)| (k, Some(v)));
+            if percent_decoded(k) != POOL_PARAM {
+                kept.push(pair);
+                continue;
             }
+            match v {
+                Some(v) => size = Some(parse(&percent_decoded(v))?),
+                None => return Err(format!("`{POOL_PARAM}` needs a value")),
+            }
+        }
+        if size.is_none() {
+            return Ok((url.to_owned(), None));
         }
         let rest = kept.join("&");
         return Ok((if rest.is_empty() { base.to_owned() } else { format!("{base}?{rest}") }, size));
@@ -78,65 +93,94 @@ pub(crate) fn split_pool_size(url: &str) -> Result<(String, Option<usize>), Stri
     Ok((if size.is_some() { rest } else { url.to_owned() }, size))
 }
 
+/// `text` with its `%XX` escapes decoded (an invalid escape, or bytes that are not UTF-8, are
+/// kept as written: such a key or value is never `pool_size` or a number).
+fn percent_decoded(text: &str) -> String {
+    if !text.contains('%') {
+        return text.to_owned();
+    }
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+}
+
 /// The `key = value` pairs of a key-value connection string: each pair's byte span in `text`,
 /// its key and its unescaped value.
 fn keyword_pairs(text: &str) -> Result<Vec<(usize, usize, String, String)>, ()> {
-    let b = text.as_bytes();
-    let mut pairs = Vec::new();
-    let mut i = 0;
+    // By characters: the driver splits on any Unicode white space (`char::is_whitespace`).
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(o, _)| o);
     let skip_spaces = |mut i: usize| {
-        while i < b.len() && b[i].is_ascii_whitespace() {
+        while at(i).is_some_and(char::is_whitespace) {
             i += 1;
         }
         i
     };
+    let mut pairs = Vec::new();
+    let mut i = 0;
     loop {
         i = skip_spaces(i);
-        if i >= b.len() {
+        if i >= chars.len() {
             return Ok(pairs);
         }
         let start = i;
-        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+        while at(i).is_some_and(|c| c != '=' && !c.is_whitespace()) {
             i += 1;
         }
-        let key = text[start..i].to_owned();
+        let key = text[offset(start)..offset(i)].to_owned();
         i = skip_spaces(i);
-        if b.get(i) != Some(&b'=') {
+        if at(i) != Some('=') {
             return Err(()); // a key without `=`
         }
         i = skip_spaces(i + 1);
-        let mut value = Vec::new();
-        if b.get(i) == Some(&b'\'') {
+        let mut value = String::new();
+        if at(i) == Some('\'') {
             i += 1;
             loop {
-                match b.get(i) {
+                match at(i) {
                     None => return Err(()), // an unterminated quoted value
-                    Some(b'\'') => {
+                    Some('\'') => {
                         i += 1;
                         break;
                     }
-                    Some(b'\\') if i + 1 < b.len() => {
-                        value.push(b[i + 1]);
+                    Some('\\') if at(i + 1).is_some() => {
+                        value.extend(at(i + 1));
                         i += 2;
                     }
-                    Some(&c) => {
+                    Some(c) => {
                         value.push(c);
                         i += 1;
                     }
                 }
             }
         } else {
-            while i < b.len() && !b[i].is_ascii_whitespace() {
-                if b[i] == b'\\' && i + 1 < b.len() {
+            while let Some(c) = at(i).filter(|c| !c.is_whitespace()) {
+                if c == '\\' && at(i + 1).is_some() {
                     i += 1;
                 }
-                value.push(b[i]);
+                value.extend(at(i));
                 i += 1;
             }
         }
-        pairs.push((start, i, key, String::from_utf8_lossy(&value).into_owned()));
+        pairs.push((offset(start), offset(i), key, value));
     }
 }
+
 /// How many times a transaction that lost a race (serialization failure, deadlock, unique
 /// violation by a concurrent insert) is run again.
 const MAX_RETRIES: u32 = 20;
@@ -1038,5 +1082,246 @@ mod pool_size_tests {
         for url in ["host=h password='never closed pool_size=3", "host=h pool_size", "host=h junk"] {
             assert_eq!(split_pool_size(url), Ok((url.to_owned(), None)), "{url}");
         }
+    }
+
+    // Hostile inputs. Each case names what the driver (tokio-postgres) reads, since the rest of
+    // the string goes to it (the last test pins the driver's own reading).
+
+    /// What a split should give: what goes to the driver and the size, or a refusal.
+    type Expected<'a> = Result<(&'a str, Option<usize>), ()>;
+
+    /// `(input, expected)`: the split must give exactly this.
+    fn check(cases: &[(&str, Expected<'_>)]) -> Vec<String> {
+        let mut failures = Vec::new();
+        for (url, expected) in cases {
+            let got = split_pool_size(url);
+            let ok = match (expected, &got) {
+                (Ok((rest, size)), Ok((r, s))) => rest == r && size == s,
+                (Err(()), Err(_)) => true,
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!("{url:?}: expected {expected:?}, got {got:?}"));
+            }
+        }
+        failures
+    }
+
+    #[test]
+    fn a_string_without_pool_size_is_returned_byte_identical() {
+        // Nothing to take out: the string must come back untouched, every byte of it.
+        let failures = check(&[
+            ("postgres://h/db?", Ok(("postgres://h/db?", None))),
+            ("postgres://h/db?&", Ok(("postgres://h/db?&", None))),
+            ("postgres://h/db?&&", Ok(("postgres://h/db?&&", None))),
+            ("postgres://u:pw@h/db?sslmode=disable&", Ok(("postgres://u:pw@h/db?sslmode=disable&", None))),
+            ("postgres://h/db?xpool_size=3", Ok(("postgres://h/db?xpool_size=3", None))),
+            ("postgres://h/db?pool_size_x=3", Ok(("postgres://h/db?pool_size_x=3", None))),
+            ("postgres://h/db?POOL_SIZE=3", Ok(("postgres://h/db?POOL_SIZE=3", None))),
+            ("postgres://h/db?Pool_Size=3", Ok(("postgres://h/db?Pool_Size=3", None))),
+            ("host=h xpool_size=3", Ok(("host=h xpool_size=3", None))),
+            ("host=h pool_size_x=3", Ok(("host=h pool_size_x=3", None))),
+            ("host=h POOL_SIZE=3", Ok(("host=h POOL_SIZE=3", None))),
+            ("host=h\tpassword='a\tb'\n", Ok(("host=h\tpassword='a\tb'\n", None))),
+            ("", Ok(("", None))),
+            ("   ", Ok(("   ", None))),
+        ]);
+        assert!(failures.is_empty(), "altered without a pool_size to take out:\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn url_prefix_suffix_repeated_and_empty_pairs() {
+        let failures = check(&[
+            ("postgres://h/db?xpool_size=3&pool_size=4", Ok(("postgres://h/db?xpool_size=3", Some(4)))),
+            ("postgres://h/db?pool_size_x=3&pool_size=4", Ok(("postgres://h/db?pool_size_x=3", Some(4)))),
+            ("postgres://h/db?pool_size=4&pool_size_x=3", Ok(("postgres://h/db?pool_size_x=3", Some(4)))),
+            ("postgres://h/db?a=pool_size=9&pool_size=4", Ok(("postgres://h/db?a=pool_size=9", Some(4)))),
+            ("postgres://h/db?pool_size=04", Ok(("postgres://h/db", Some(4)))),
+            ("postgres://h/db?pool_size=3=4", Err(())),
+            ("postgres://h/db?pool_size= 4", Err(())),
+            ("postgres://h/db?pool_size=4 ", Err(())),
+            ("postgres://h/db?pool_size=\u{ff14}", Err(())),
+            ("postgres://h/db?pool_size=256", Ok(("postgres://h/db", Some(256)))),
+            ("postgres://h/db?pool_size=18446744073709551617", Err(())),
+            ("postgres://h/db?pool_size=", Err(())),
+            ("postgres://h/db?pool_size", Err(())),
+            ("postgres://h/db?&pool_size=2&", Ok(("postgres://h/db?&", Some(2)))),
+        ]);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        // Repeated: never left in the rest; the last one wins (as the driver reads repeats) or
+        // the string is refused, never the first silently.
+        for url in ["postgres://h/db?pool_size=4&pool_size=8", "postgres://h/db?pool_size=4&a=b&pool_size=8"]
+        {
+            match split_pool_size(url) {
+                Ok((rest, size)) => {
+                    assert!(!rest.contains("pool_size"), "{url}: {rest}");
+                    assert_eq!(size, Some(8), "{url}");
+                }
+                Err(e) => assert!(e.contains("pool_size"), "{e}"),
+            }
+        }
+        // A bad repeat is refused even after a good one.
+        assert!(split_pool_size("postgres://h/db?pool_size=4&pool_size=0").is_err());
+    }
+
+    #[test]
+    fn a_url_password_holding_a_question_mark_is_never_altered() {
+        // tokio-postgres takes the user info up to the first `@` (unencoded `?`, `&`, `=` are the
+        // password's), then the host, the path and only then the query.
+        let failures = check(&[
+            // The query is after the `@`: pool_size must be taken out, the password left.
+            ("postgres://u:p?ss@h/db?pool_size=4", Ok(("postgres://u:p?ss@h/db", Some(4)))),
+            // No query at all for the driver: the password is `a?pool_size=9&b`.
+            ("postgres://u:a?pool_size=9&b@h/db", Ok(("postgres://u:a?pool_size=9&b@h/db", None))),
+            ("postgres://u:a?pool_size=zz@h/db", Ok(("postgres://u:a?pool_size=zz@h/db", None))),
+            (
+                "postgres://u:a?pool_size=9&b@h/db?sslmode=disable&pool_size=3",
+                Ok(("postgres://u:a?pool_size=9&b@h/db?sslmode=disable", Some(3))),
+            ),
+        ]);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn url_percent_encoded_key_is_read_as_the_driver_reads_it() {
+        // The driver percent-decodes keys and values: `pool%5Fsize` is `pool_size` to it. Passed
+        // through untouched it reaches the driver as an unknown option; the engine should take
+        // it (or refuse it) as it does `pool_size`.
+        for url in [
+            "postgres://h/db?pool%5Fsize=4",
+            "postgres://h/db?pool%5fsize=4",
+            "postgres://h/db?%70ool_size=4",
+        ] {
+            match split_pool_size(url) {
+                Ok((rest, Some(4))) => assert_eq!(rest, "postgres://h/db", "{url}"),
+                Err(e) => assert!(e.contains("pool_size"), "{url}: {e}"),
+                other => panic!("{url}: the driver reads `pool_size` here; got {other:?}"),
+            }
+        }
+        // An encoded value: 4 to the driver. Taken as 4 or refused, never passed on.
+        match split_pool_size("postgres://h/db?pool_size=%34") {
+            Ok((rest, Some(4))) => assert_eq!(rest, "postgres://h/db"),
+            Err(e) => assert!(e.contains("pool_size"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_value_whitespace_quotes_backslashes_non_ascii() {
+        let failures = check(&[
+            ("host=h\tpool_size=3\npassword=x", Ok(("host=h password=x", Some(3)))),
+            ("\r\n host=h \t pool_size \t = \t 7 \r\n", Ok(("host=h", Some(7)))),
+            ("host=h pool_size='3'", Ok(("host=h", Some(3)))),
+            ("host=h pool_size=\\3", Ok(("host=h", Some(3)))),
+            ("host=h pool_size='3 '", Err(())),
+            ("host=h pool_size=''", Err(())),
+            ("host=h pool_size=3x", Err(())),
+            ("password='p\\\\' pool_size=3", Ok(("password='p\\\\'", Some(3)))),
+            ("password='p\\\\\\' pool_size=3' host=h", Ok(("password='p\\\\\\' pool_size=3' host=h", None))),
+            ("password=p\\'x pool_size=3", Ok(("password=p\\'x", Some(3)))),
+            ("password='' pool_size=3", Ok(("password=''", Some(3)))),
+            ("password=pässwörd\u{1F600} pool_size=3", Ok(("password=pässwörd\u{1F600}", Some(3)))),
+            ("password='ä pool_size=9 ö' pool_size=3", Ok(("password='ä pool_size=9 ö'", Some(3)))),
+            ("password=\\é pool_size=3", Ok(("password=\\é", Some(3)))),
+            ("pool_size=3 pool_size=4 host=h", Ok(("host=h", Some(4)))),
+            ("pool_size=3 pool_size=0 host=h", Err(())),
+            ("host=h pool_size=", Err(())),
+            // `\'` is an escaped quote: the value is never closed, so the string goes whole to the driver.
+            ("host=h password='x\\' pool_size=3", Ok(("host=h password='x\\' pool_size=3", None))),
+        ]);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn key_value_is_split_where_the_driver_splits_it() {
+        // tokio-postgres splits the key-value form at `char::is_whitespace` (Unicode: U+000B
+        // vertical tab, U+00A0 no-break space, U+2003 ...), not only ASCII whitespace. Where the
+        // engine tokenizes differently, it can take `pool_size=N` out of the middle of what the
+        // driver reads as a quoted password.
+        let mut failures = Vec::new();
+        for sep in ["\u{0b}", "\u{a0}", "\u{2003}", "\u{85}"] {
+            let url = format!("host=h{sep}password='p pool_size=3 q=r'");
+            // The driver reads: host=h, password="p pool_size=3 q=r". No pool_size.
+            let got = split_pool_size(&url);
+            if got != Ok((url.clone(), None)) {
+                failures.push(format!("separator {sep:?}: {url:?} -> {got:?}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "the password `p pool_size=3 q=r` was altered:\n{}",
+            failures.join("\n")
+        );
+        // And a pool_size after such a separator is one to the driver: taken out, not passed on.
+        let url = "host=h\u{a0}pool_size=3";
+        match split_pool_size(url) {
+            Ok((rest, Some(3))) => assert_eq!(rest, "host=h"),
+            Err(e) => assert!(e.contains("pool_size"), "{e}"),
+            other => panic!("{url:?}: the driver reads pool_size=3 here; got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_the_password() {
+        let secret = "S3cr3t-Pw";
+        for url in [
+            format!("postgres://u:{secret}@h/db?pool_size=0"),
+            format!("postgres://u:{secret}@h/db?pool_size={secret}"),
+            format!("postgres://u:{secret}@h/db?pool_size"),
+            format!("postgres://u:a?pool_size={secret}@h/db"),
+            format!("host=h password={secret} pool_size=999"),
+            format!("host=h password='{secret}' pool_size={secret}"),
+            format!("host=h password='{secret} x' pool_size='{secret}'"),
+        ] {
+            if let Err(e) = split_pool_size(&url) {
+                assert!(!e.contains(secret), "{url}: the error echoes the password: {e}");
+                assert!(!e.contains("S3cr3t"), "{url}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn very_long_inputs_are_split_and_odd_ones_do_not_panic() {
+        let mut url = String::from("postgres://u:pw@h/db?");
+        for i in 0..100_000 {
+            url.push_str(&format!("k{i}=v&"));
+        }
+        url.push_str("pool_size=5");
+        let started = std::time::Instant::now();
+        let (rest, size) = split_pool_size(&url).expect("splits");
+        assert_eq!(size, Some(5));
+        assert_eq!(rest, url[..url.len() - "&pool_size=5".len()]);
+        let kv = format!("host=h password='{}' pool_size=6", "x\\'".repeat(300_000));
+        let (rest, size) = split_pool_size(&kv).expect("splits");
+        assert_eq!((rest.len(), size), (kv.len() - " pool_size=6".len(), Some(6)));
+        let only = "\\".repeat(1_000_001);
+        let _ = split_pool_size(&only);
+        let quotes = "'".repeat(1_000_001);
+        let _ = split_pool_size(&quotes);
+        eprintln!("long inputs split in {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn the_driver_reads_these_strings_as_the_tests_say() {
+        // Pins what tokio-postgres itself reads, so the expectations above are the driver's.
+        use tokio_postgres::Config;
+        let pw = |s: &str| {
+            let c: Config = s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            c.get_password().map(|p| String::from_utf8_lossy(p).into_owned())
+        };
+        assert_eq!(pw("postgres://u:a?pool_size=9&b@h/db").as_deref(), Some("a?pool_size=9&b"));
+        assert_eq!(pw("host=h\u{0b}password='p pool_size=3 q=r'").as_deref(), Some("p pool_size=3 q=r"));
+        assert_eq!(pw("host=h\u{a0}password='p pool_size=3 q=r'").as_deref(), Some("p pool_size=3 q=r"));
+        // Left in, `pool_size` is an unknown option to the driver.
+        for s in
+            ["postgres://u:p?ss@h/db?pool_size=4", "postgres://h/db?pool%5Fsize=4", "host=h\u{a0}pool_size=3"]
+        {
+            let e = s.parse::<Config>().expect_err(s);
+            let e = format!("{e} {:?}", std::error::Error::source(&e));
+            assert!(e.contains("pool_size"), "{s:?}: {e}");
+        }
+        // The driver reads `postgres://h/db?` and `postgres://h/db` alike (so that one is
+        // cosmetic), and percent-decodes values: `pool_size=%34` is 4.
+        assert!("postgres://h/db?".parse::<Config>().is_ok());
     }
 }
