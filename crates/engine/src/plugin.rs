@@ -129,8 +129,9 @@ pub enum PluginLoadError {
         /// The path.
         path: PathBuf,
     },
-    /// The file could not be read to check its pinned hash.
-    #[error("connector plugin {path}: cannot read the file to check its sha256 pin: {source}")]
+    /// The file could not be opened or read (to check it, or its pinned hash), or its worker
+    /// thread could not be started.
+    #[error("connector plugin {path}: cannot read the file: {source}")]
     Read {
         /// The path.
         path: PathBuf,
