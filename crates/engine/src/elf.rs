@@ -315,6 +315,45 @@ fn entry_symbol_type(
 mod tests {
     use super::*;
 
+    /// An open file read at offsets gives exactly the slice's bytes, across page boundaries and
+    /// at the end; a read past the end, or of a file cut short since it was opened, is refused.
+    #[test]
+    fn file_bytes_read_what_the_slice_holds_and_refuse_what_is_not_there() {
+        let dir = std::env::temp_dir().join(format!("capture-elf-file-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bytes");
+        // Not a multiple of the page: the last page is short.
+        let data: Vec<u8> = (0..3 * PAGE as usize + 123).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let paged = FileBytes::new(&file, data.len() as u64);
+        let slice: &[u8] = &data;
+        assert_eq!(paged.size(), slice.size());
+        let n = data.len() as u64;
+        let page = PAGE;
+        for at in
+            [0, 1, page - 8, page - 1, page, 2 * page - 3, 3 * page, n - 9, n - 1, n, n + 1, u64::MAX - 2]
+        {
+            for len in [0usize, 1, 2, 4, 8, 9, 4096, 5000] {
+                let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+                let (ra, rb) = (paged.read_at(at, &mut a), slice.read_at(at, &mut b));
+                assert_eq!(ra, rb, "at {at}, len {len}");
+                if ra {
+                    assert_eq!(a, b, "at {at}, len {len}");
+                }
+            }
+        }
+        // Cut short after it was opened (and before its last pages were read): refused, no fault.
+        let fresh = std::fs::File::open(&path).unwrap();
+        let judged = FileBytes::new(&fresh, n);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(page).unwrap();
+        let mut tail = [0u8; 8];
+        assert!(!judged.read_at(n - 8, &mut tail), "a page that is gone is not there");
+        assert!(judged.read_at(0, &mut tail), "a page that is still there is read");
+        assert_eq!(tail[..], data[..8]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn files_that_are_not_libraries_are_named() {
         let cases: [(&[u8], &str); 4] = [
