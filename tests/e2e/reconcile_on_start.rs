@@ -272,32 +272,7 @@ fn capture_run_reports_what_it_reconciled_on_start_and_what_it_could_not() {
         };
         assert!(matches!(store.reserve(&wix).await.expect("reserve"), Reservation::Reserved(_)));
     });
-    let cfg = dir.join("capture.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "plugins = [{:?}]\n\n[platforms.optty]\nbase_url = \"http://127.0.0.1:9\"\ncredentials = {{ bearer_token = {{ env = \"CAPTURE_E2E_ROS_OPTTY\" }} }}\n",
-            optty_plugin().display().to_string()
-        ),
-    )
-    .expect("config");
-    // A request the built-in checks reject (Optty takes two decimals, KWD has three): nothing
-    // is sent, the run is about its start.
-    let request = dir.join("request.json");
-    std::fs::write(
-        &request,
-        r#"{"platform":"optty","idempotency_key":"Z-1","amount":"full","order":{"id":"Z","currency":"KWD","amount":"12.500","payments":[{"id":"p","amount":"12.500"}]}}"#,
-    )
-    .expect("request");
-    let out = Command::new(artifact("capture"))
-        .args(["run", "--now", &test_time().to_rfc3339(), "--config"])
-        .arg(&cfg)
-        .arg(&request)
-        .env("CAPTURE_E2E_ROS_OPTTY", TOKEN)
-        .output()
-        .expect("capture run");
-    assert_eq!(out.status.code(), Some(4), "rejected, nothing sent: {out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = run_rejected_request(&dir, "");
     assert!(
         stderr.contains("capture run: reconciled cap-default-0 (optty R-0): reserved -> failed"),
         "{stderr}"
@@ -341,11 +316,31 @@ fn the_configuration_file_sets_the_bounds_and_capture_run_honours_them() {
         let store = capture_engine::store::open(&ledger.display().to_string()).await.expect("ledger");
         leave_reserved(store.as_ref(), "default", 3).await;
     });
+    let stderr = run_rejected_request(&dir, "[reconcile_on_start]\nmax_attempts = 1\n");
+    assert!(
+        stderr.contains("capture run: reconciled cap-default-0 (optty R-0): reserved -> failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped at its bound on attempts after 1 attempt(s); 2 more unresolved wait"),
+        "{stderr}"
+    );
+    let left = rt.block_on(async {
+        let store = capture_engine::store::open(&ledger.display().to_string()).await.expect("ledger");
+        store.unresolved().await.expect("unresolved")
+    });
+    assert_eq!(ids(&left), ["cap-default-1", "cap-default-2"], "the bound left these untouched");
+}
+
+/// Runs `capture run` with a configuration for Optty (`extra` TOML before its platform table)
+/// on the ledger `capture.db` of `dir`, with a request the built-in checks reject (Optty takes
+/// two decimals, KWD has three): nothing is sent, the run is about its start. Returns stderr.
+fn run_rejected_request(dir: &std::path::Path, extra: &str) -> String {
     let cfg = dir.join("capture.toml");
     std::fs::write(
         &cfg,
         format!(
-            "plugins = [{:?}]\n\n[reconcile_on_start]\nmax_attempts = 1\n\n[platforms.optty]\nbase_url = \"http://127.0.0.1:9\"\ncredentials = {{ bearer_token = {{ env = \"CAPTURE_E2E_ROS_OPTTY\" }} }}\n",
+            "plugins = [{:?}]\n\n{extra}\n[platforms.optty]\nbase_url = \"http://127.0.0.1:9\"\ncredentials = {{ bearer_token = {{ env = \"CAPTURE_E2E_ROS_OPTTY\" }} }}\n",
             optty_plugin().display().to_string()
         ),
     )
@@ -364,18 +359,20 @@ fn the_configuration_file_sets_the_bounds_and_capture_run_honours_them() {
         .output()
         .expect("capture run");
     assert_eq!(out.status.code(), Some(4), "rejected, nothing sent: {out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("capture run: reconciled cap-default-0 (optty R-0): reserved -> failed"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("stopped at its bound on attempts after 1 attempt(s); 2 more unresolved wait"),
-        "{stderr}"
-    );
-    let left = rt.block_on(async {
-        let store = capture_engine::store::open(&ledger.display().to_string()).await.expect("ledger");
-        store.unresolved().await.expect("unresolved")
-    });
-    assert_eq!(ids(&left), ["cap-default-1", "cap-default-2"], "the bound left these untouched");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A time bound too far to be a point in time (from a configuration) is no bound, not a panic.
+#[tokio::test]
+async fn a_time_bound_beyond_any_instant_is_no_bound() {
+    let store = sqlite_store("reconcile-on-start-huge-bound");
+    leave_reserved(store.as_ref(), "default", 2).await;
+    let policy = capture_engine::EngineConfig::parse(
+        "reconcile_on_start = { max_duration_ms = 18446744073709551615 }",
+    )
+    .expect("valid")
+    .reconcile_on_start_policy();
+    assert_eq!(policy.max_duration, Duration::from_millis(u64::MAX));
+    let done = engine(store, policy).reconcile_on_start().await.expect("reconcile on start");
+    assert_eq!((done.examined.len(), done.left, done.stopped_by), (2, 0, None));
 }

@@ -615,7 +615,8 @@ impl Engine {
             return Err("no capture ledger is configured".into());
         };
         // Monotonic time, for the bound only (never in a report or the ledger).
-        let deadline = max_duration.map(|d| tokio::time::Instant::now() + d);
+        // A bound too far to be a point in time (`max_duration_ms` near u64::MAX) is no bound.
+        let deadline = max_duration.and_then(|d| tokio::time::Instant::now().checked_add(d));
         let takeover_after = takeover_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mine: Vec<Attempt> = store
             .unresolved()
