@@ -24,6 +24,17 @@ fn write_config(dir: &std::path::Path, base_url: &str, var: &str) -> std::path::
     cfg
 }
 
+/// The Optty platform set up in code, its credential given (replacing the configured one).
+fn optty_in_code(base_url: &str) -> capture_engine::PlatformSetup {
+    capture_engine::PlatformSetup {
+        allowed_hosts: Vec::new(),
+        base_url: base_url.to_owned(),
+        timeout: std::time::Duration::from_secs(5),
+        settings: Default::default(),
+        credentials: [("bearer_token".to_owned(), capture_engine::Secret::new(TOKEN))].into(),
+    }
+}
+
 #[tokio::test]
 async fn from_config_opens_the_ledger_beside_the_configuration_and_sets_the_merchant() {
     let emu = emulator().await;
@@ -55,16 +66,7 @@ async fn a_credential_given_in_code_captures_once_on_the_configured_ledger() {
     let engine = EngineBuilder::from_config(&cfg)
         .await
         .expect("builds")
-        .platform(
-            "optty",
-            capture_engine::PlatformSetup {
-                allowed_hosts: Vec::new(),
-                base_url: emu.base_url(),
-                timeout: std::time::Duration::from_secs(5),
-                settings: Default::default(),
-                credentials: [("bearer_token".to_owned(), capture_engine::Secret::new(TOKEN))].into(),
-            },
-        )
+        .platform("optty", optty_in_code(&emu.base_url()))
         .build()
         .expect("engine");
     let first = engine.capture_json(&sample("full-capture.json")).await.expect("valid");
@@ -124,16 +126,7 @@ async fn start_up_builds_one_lua_state_and_the_first_capture_runs_on_it() {
     let engine = EngineBuilder::from_config(&cfg)
         .await
         .expect("builds")
-        .platform(
-            "optty",
-            capture_engine::PlatformSetup {
-                allowed_hosts: Vec::new(),
-                base_url: emu.base_url(),
-                timeout: std::time::Duration::from_secs(5),
-                settings: Default::default(),
-                credentials: [("bearer_token".to_owned(), capture_engine::Secret::new(TOKEN))].into(),
-            },
-        )
+        .platform("optty", optty_in_code(&emu.base_url()))
         .build()
         .expect("engine");
     let set = engine.rule_set();
