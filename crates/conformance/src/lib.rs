@@ -615,8 +615,21 @@ fn run_fixture(plugin: &Plugin, doc: &Value) -> Result<(), String> {
             let call = field!(doc, "call", CaptureCall)?;
             let response = field!(doc, "response", HttpResponse)?;
             let expected = json_of!(field!(doc, "result", CaptureResult)?);
-            let got = plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response });
-            compare(expected, got.map(|r| json_of!(r)))
+            let got = plugin.parse_capture(&ParseCall {
+                schema: SCHEMA_VERSION,
+                call: call.clone(),
+                response: response.clone(),
+            });
+            compare(expected.clone(), got.map(|r| json_of!(r)))?;
+            if plugin.uses_struct_messages() {
+                // The engine's path for a 1.3 plugin: the same answer through the struct messages.
+                let through = plugin
+                    .build_capture_checked(&call, &[])
+                    .and_then(|built| plugin.parse_built(built.into_parts().2, &response));
+                compare(expected, through.map(|r| json_of!(r)))
+                    .map_err(|e| format!("through the ABI 1.3 struct messages: {e}"))?;
+            }
+            Ok(())
         }
         Some(Shape::StatusRequest) => {
             needs_status()?;
@@ -1066,7 +1079,23 @@ fn check_odd_answers(plugin: &Plugin, samples: &Samples) -> Check {
     for (status, body) in &answers {
         let response = HttpResponse { status: *status, headers: vec![], body: (*body).into() };
         let what = format!("answer {status} {:?}", excerpt(body));
-        match plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call: call.clone(), response }) {
+        let parsed = plugin.parse_capture(&ParseCall {
+            schema: SCHEMA_VERSION,
+            call: call.clone(),
+            response: response.clone(),
+        });
+        if plugin.uses_struct_messages() {
+            // The same answer through the 1.3 struct messages, as the engine reads it.
+            let through = plugin
+                .build_capture_checked(&call, &[])
+                .and_then(|built| plugin.parse_built(built.into_parts().2, &response));
+            if through.as_ref().ok() != parsed.as_ref().ok() {
+                problems.push(format!(
+                    "{what}: the JSON functions answer {parsed:?}, the struct messages {through:?}"
+                ));
+            }
+        }
+        match parsed {
             Err(PluginCallError::Refused(e)) => problems.push(format!(
                 "{what}: refused with {}: {} (the engine then cannot record what came back)",
                 e.code, e.message

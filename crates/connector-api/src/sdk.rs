@@ -64,9 +64,11 @@ pub trait Connector: Default + Send + Sync + 'static {
 }
 
 /// Exports a [`Connector`] type (which must implement `Default`) as a plugin: generates the
-/// `capture_connector_entry` symbol and an ABI 1.2 descriptor (with the status functions, which
-/// answer `unsupported` unless you implement them, and the 1.2 per-call context: the decoded call
-/// is kept for the parse of its answer, so the host does not send it twice). The plugin crate needs
+/// `capture_connector_entry` symbol and an ABI 1.3 descriptor (with the status functions, which
+/// answer `unsupported` unless you implement them; the 1.2 per-call context: the decoded call
+/// is kept for the parse of its answer, so the host does not send it twice; and the 1.3 struct
+/// messages, which a 1.3 host uses instead of JSON for the capture: the call and the answers
+/// cross as C structs of borrowed strings, read and checked by [`crate::structs`]). The plugin crate needs
 /// `crate-type = ["cdylib"]` (add `"rlib"` to test it directly). Use it once per library.
 ///
 /// The generated functions catch panics; that only works with `panic = "unwind"` (the default):
@@ -150,6 +152,27 @@ macro_rules! export_connector {
                 unsafe { $crate::__private::parse_capture_with(__instance, context, input, len, out) }
             }
 
+            unsafe extern "C" fn __build_capture_struct(
+                call: *const $crate::abi::RawCaptureCall,
+                out: *mut $crate::abi::RawHttpRequest,
+                context: *mut *mut ::std::ffi::c_void,
+                error: *mut $crate::abi::Buffer,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: the host passes a valid call and writable `out`, `context` and `error`.
+                unsafe { $crate::__private::build_capture_struct(__instance, call, out, context, error) }
+            }
+
+            unsafe extern "C" fn __parse_capture_struct(
+                context: *mut ::std::ffi::c_void,
+                response: *const $crate::abi::RawHttpResponse,
+                out: *mut $crate::abi::RawCaptureResult,
+                error: *mut $crate::abi::Buffer,
+            ) -> ::std::ffi::c_int {
+                // SAFETY: `context` came from `__build_capture_struct` and is handed back once; the
+                // host passes a valid response and writable `out` and `error`.
+                unsafe { $crate::__private::parse_capture_struct(__instance, context, response, out, error) }
+            }
+
             static DESCRIPTOR: $crate::abi::ConnectorDescriptor = $crate::abi::ConnectorDescriptor {
                 header: $crate::abi::DescriptorHeader {
                     magic: $crate::abi::MAGIC,
@@ -166,6 +189,9 @@ macro_rules! export_connector {
                 build_capture_with: Some(__build_capture_with),
                 parse_capture_with: Some(__parse_capture_with),
                 free_context: Some($crate::__private::free_context),
+                build_capture_struct: Some(__build_capture_struct),
+                parse_capture_struct: Some(__parse_capture_struct),
+                free_output: Some($crate::__private::free_output),
             };
 
             /// The build's panic strategy, read by `capture plugins verify`: 1 when a panic unwinds
@@ -457,6 +483,135 @@ pub mod __private {
                 |response| instance().parse_capture(&call, &response),
             )
         }
+    }
+
+    /// Most bytes of strings and lists the SDK reads from one struct message of the host's.
+    const MAX_STRUCT_INPUT: usize = 64 << 20;
+
+    /// Runs `body` under `catch_unwind`; its error or panic is written to `error` (as a 1.x
+    /// function writes its out buffer) and its status returned.
+    ///
+    /// # Safety
+    /// `error` must be null or point to a writable `Buffer`.
+    unsafe fn run_struct<T>(
+        error: *mut Buffer,
+        body: impl FnOnce() -> Result<T, ConnectorError>,
+    ) -> Result<T, c_int> {
+        if error.is_null() {
+            return Err(STATUS_ERROR);
+        }
+        let (status, bytes) = match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(Ok(value)) => {
+                // SAFETY: checked non-null above; the caller guarantees it is writable.
+                unsafe { error.write(Buffer::empty()) };
+                return Ok(value);
+            }
+            Ok(Err(err)) => (STATUS_ERROR, serde_json::to_vec(&err).unwrap_or_default()),
+            Err(payload) => (STATUS_PANIC, panic_message(payload.as_ref()).into_bytes()),
+        };
+        // SAFETY: checked non-null above; the caller guarantees it is writable.
+        unsafe { error.write(into_buffer(bytes)) };
+        Err(status)
+    }
+
+    /// `build_capture` with struct messages (ABI 1.3): the call is copied out of the host's struct
+    /// once and kept (boxed) as the context of its parse, as in `build_capture_with`.
+    ///
+    /// # Safety
+    /// `call` must be null or a valid call struct; `out`, `context` and `error` must be null or
+    /// writable.
+    pub unsafe fn build_capture_struct<C: Connector>(
+        instance: fn() -> &'static C,
+        call: *const crate::abi::RawCaptureCall,
+        out: *mut crate::abi::RawHttpRequest,
+        context: *mut *mut std::ffi::c_void,
+        error: *mut Buffer,
+    ) -> c_int {
+        if out.is_null() || context.is_null() {
+            return STATUS_ERROR;
+        }
+        // SAFETY: checked non-null; the caller guarantees they are writable.
+        unsafe {
+            out.write(crate::abi::RawHttpRequest::empty());
+            context.write(std::ptr::null_mut());
+        }
+        // SAFETY: forwarded from the caller.
+        let built = unsafe {
+            run_struct(error, || {
+                // SAFETY: forwarded from the caller.
+                let call = crate::structs::read_call(call, MAX_STRUCT_INPUT)
+                    .map_err(|e| ConnectorError::new("invalid_call", format!("capture call: {e}")))?;
+                check_schema(call.schema)?;
+                let request = instance().build_capture(&call)?;
+                Ok((crate::structs::request_out(request), Box::new(call)))
+            })
+        };
+        match built {
+            Ok((request, call)) => {
+                // SAFETY: checked non-null above; the caller guarantees they are writable.
+                unsafe {
+                    out.write(request);
+                    context.write(Box::into_raw(call).cast::<std::ffi::c_void>());
+                }
+                STATUS_OK
+            }
+            Err(status) => status,
+        }
+    }
+
+    /// `parse_capture` with struct messages and the call `build_capture_struct` kept; consumes the
+    /// context.
+    ///
+    /// # Safety
+    /// `context` must come from `build_capture_struct` of this plugin and not have been handed
+    /// back before; `response` must be null or a valid response struct; `out` and `error` must be
+    /// null or writable.
+    pub unsafe fn parse_capture_struct<C: Connector>(
+        instance: fn() -> &'static C,
+        context: *mut std::ffi::c_void,
+        response: *const crate::abi::RawHttpResponse,
+        out: *mut crate::abi::RawCaptureResult,
+        error: *mut Buffer,
+    ) -> c_int {
+        // Taken first: consumed whatever happens next.
+        let call = (!context.is_null()).then(|| {
+            // SAFETY: a `Box<CaptureCall>` from `build_capture_struct`, handed back once.
+            unsafe { Box::from_raw(context.cast::<CaptureCall>()) }
+        });
+        if out.is_null() {
+            return STATUS_ERROR;
+        }
+        // SAFETY: checked non-null; the caller guarantees it is writable.
+        unsafe { out.write(crate::abi::RawCaptureResult::empty()) };
+        // SAFETY: forwarded from the caller.
+        let parsed = unsafe {
+            run_struct(error, || {
+                let call = call.ok_or_else(|| {
+                    ConnectorError::new("invalid_call", "parse_capture_struct without a context")
+                })?;
+                // SAFETY: forwarded from the caller.
+                let response = crate::structs::read_response(response, MAX_STRUCT_INPUT)
+                    .map_err(|e| ConnectorError::new("invalid_call", format!("capture response: {e}")))?;
+                instance().parse_capture(&call, &response).map(crate::structs::result_out)
+            })
+        };
+        match parsed {
+            Ok(result) => {
+                // SAFETY: checked non-null above; the caller guarantees it is writable.
+                unsafe { out.write(result) };
+                STATUS_OK
+            }
+            Err(status) => status,
+        }
+    }
+
+    /// Frees what a struct answer's `owner` holds.
+    ///
+    /// # Safety
+    /// `owner` must be null or the owner of a struct answer of this plugin, not freed before.
+    pub unsafe extern "C" fn free_output(owner: *mut std::ffi::c_void) {
+        // SAFETY: forwarded from the caller.
+        unsafe { crate::structs::free_owned(owner) }
     }
 
     /// Releases a context no parse consumed.

@@ -724,8 +724,16 @@ fn setup(case: &str) -> Box<dyn FnMut()> {
                 black_box(lua.run());
             })
         }
-        "abi" => {
-            let plugin = plugin();
+        "abi" | "abi_json" => {
+            // `abi`: ABI 1.3 struct messages; `abi_json`: the same plugin kept on its JSON
+            // functions (ABI 1.2 per-call context), as a 1.2 plugin is called.
+            let structs = case == "abi";
+            let plugin = Plugin::load_with(
+                &plugin_path(),
+                &LoadOptions::default().spin(Duration::ZERO).struct_messages(structs),
+            )
+            .expect("plugin loads");
+            assert_eq!(plugin.uses_struct_messages(), structs);
             let (call, response) = (abi_call(), abi_response());
             let parse = ParseCall { schema: SCHEMA_VERSION, call: call.clone(), response: response.clone() };
             assert_eq!(
@@ -737,7 +745,9 @@ fn setup(case: &str) -> Box<dyn FnMut()> {
                 plugin.parse_built(built.into_parts().2, &response).ok(),
                 plugin.parse_capture(&parse).ok()
             );
-            // As the engine calls it: the call encoded once, the URL parsed once, by the checks.
+            // As the engine calls it: the call built once, the URL parsed once, by the checks. The
+            // borrowed methods: the struct path copies the call and the answer for the worker
+            // (the engine hands over its own, `build_capture_checked_owned`), counted here.
             Box::new(move || {
                 let built = plugin.build_capture_checked(black_box(&call), &[]).expect("builds");
                 let (request, url, sent) = built.into_parts();
@@ -816,7 +826,8 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ),
     ("pipeline_json", "baseline_json", "pipeline from JSON bytes"),
     ("rules", "bare_mlua", "rules stage, 10 rules (RuleSet::decide vs bare mlua, reused context)"),
-    ("abi", "linked", "Optty build + parse (C ABI vs linked statically)"),
+    ("abi", "linked", "Optty build + parse (C ABI 1.3 struct messages vs linked statically)"),
+    ("abi_json", "linked", "Optty build + parse (C ABI, JSON messages, as a 1.2 plugin, vs linked)"),
     ("abi_floor", "linked", "the least a binary ABI could cost (copies and URL check only)"),
     ("ledger", "bare_sqlite", "ledger: reserve + sent + captured, SQLite in memory (store vs bare rusqlite)"),
 ];

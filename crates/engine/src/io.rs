@@ -4,8 +4,8 @@
 //! machine (`machine.rs`).
 
 use capture_connector_api::{
-    CallPayment, CallShipping, CaptureCall, CaptureResult, HttpResponse, ParseCall, ResultStatus,
-    SCHEMA_VERSION, StatusCall, StatusParseCall,
+    CallPayment, CallShipping, CaptureCall, CaptureResult, HttpResponse, ResultStatus, SCHEMA_VERSION,
+    StatusCall, StatusParseCall,
 };
 use capture_core::{
     CaptureRequest, ConnectorRef, Exchange, FailureKind, Money, Outcome, RecordedHeader, RecordedRequest,
@@ -235,9 +235,10 @@ impl Engine {
                 tracking_number: s.tracking_number.clone(),
             }),
         };
-        // The call is encoded once: the parse message carries the same bytes (`parse_built`).
+        // The call is encoded once (a JSON plugin's parse message carries the same bytes; a
+        // struct plugin keeps the call it read), and moves to the plugin's worker as it is.
         let (built, sent_call) = match crate::trace::plugin_span(&manifest.id, "build_capture")
-            .in_scope(|| plugin.build_capture_checked(&call, &platform.setup.allowed_hosts))
+            .in_scope(|| plugin.build_capture_checked_owned(call, &platform.setup.allowed_hosts))
         {
             Ok(b) => {
                 let (request, url, sent_call) = b.into_parts();
@@ -251,9 +252,10 @@ impl Engine {
                 Err(result) => return result,
             };
         let status = response.status;
+        // `exchange` sends nothing, and returns above, when the build failed: `sent_call` is set.
         let parsed = crate::trace::plugin_span(&manifest.id, "parse_capture").in_scope(|| match sent_call {
-            Some(c) => plugin.parse_built(c, &response),
-            None => plugin.parse_capture(&ParseCall { schema: SCHEMA_VERSION, call, response }),
+            Some(c) => plugin.parse_built_owned(c, response),
+            None => Err(PluginCallError::Unsupported("reading an answer to a request that was not built")),
         });
         let outcome = match parsed {
             Ok(result) => match self.outcome_of(result, amount.currency(), Some(amount)) {

@@ -40,10 +40,12 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use capture_connector_api::abi::{
-    ABI_MAJOR, ABI_MINOR, Buffer, BuildWithContextFn, CallFn, DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1,
-    DESCRIPTOR_SIZE_V1_2, DescriptorHeader, ENTRY_SYMBOL, EntryFn, FreeContextFn, FreeFn, MAGIC, ManifestFn,
-    ParseWithContextFn, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+    ABI_MAJOR, ABI_MINOR, Buffer, BuildStructFn, BuildWithContextFn, CallFn, DESCRIPTOR_SIZE_V1_0,
+    DESCRIPTOR_SIZE_V1_1, DESCRIPTOR_SIZE_V1_2, DESCRIPTOR_SIZE_V1_3, DescriptorHeader, ENTRY_SYMBOL,
+    EntryFn, FreeContextFn, FreeFn, FreeOutputFn, MAGIC, ManifestFn, ParseStructFn, ParseWithContextFn,
+    RawCaptureResult, RawHttpRequest, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
+use capture_connector_api::structs::{CallView, ResponseView};
 use capture_connector_api::{
     CaptureCall, CaptureResult, ConnectorError, HttpRequest, HttpResponse, Manifest, ParseCall,
     SCHEMA_VERSION, StatusCall, StatusParseCall,
@@ -51,6 +53,7 @@ use capture_connector_api::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// The largest buffer a plugin may return (manifest, request or result).
 pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
@@ -88,11 +91,19 @@ pub struct LoadOptions {
     /// How long a caller polls for its answer, and the idle worker for its next call, before
     /// sleeping ([`DEFAULT_SPIN`], at most [`MAX_SPIN`]).
     pub spin: Duration,
+    /// Whether a capture uses the plugin's ABI 1.3 struct messages when it has them (the
+    /// default); `false` keeps every call on JSON, for comparing the two paths.
+    pub struct_messages: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
-        LoadOptions { sha256: None, call_timeout: DEFAULT_CALL_TIMEOUT, spin: DEFAULT_SPIN }
+        LoadOptions {
+            sha256: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            spin: DEFAULT_SPIN,
+            struct_messages: true,
+        }
     }
 }
 
@@ -115,6 +126,13 @@ impl LoadOptions {
     /// rather not burn a core's idle time, and for instruction counts that leave out waiting.
     pub fn spin(mut self, spin: Duration) -> LoadOptions {
         self.spin = spin.min(MAX_SPIN);
+        self
+    }
+
+    /// Whether captures use the plugin's ABI 1.3 struct messages when it has them (default
+    /// `true`); with `false` every call goes through the JSON functions.
+    pub fn struct_messages(mut self, on: bool) -> LoadOptions {
+        self.struct_messages = on;
         self
     }
 }
@@ -378,7 +396,13 @@ pub struct BuiltCall(CallState);
 
 enum CallState {
     Sent(Vec<u8>),
-    Context { context: usize, free: FreeContextFn, jobs: mpsc::Sender<Job> },
+    /// `structs`: the context was made by the 1.3 struct build, and is parsed by its struct parse.
+    Context {
+        context: usize,
+        free: FreeContextFn,
+        jobs: mpsc::Sender<Job>,
+        structs: bool,
+    },
     Done,
 }
 
@@ -394,7 +418,8 @@ impl std::fmt::Debug for CallState {
 
 impl Drop for BuiltCall {
     fn drop(&mut self) {
-        if let CallState::Context { context, free, jobs } = std::mem::replace(&mut self.0, CallState::Done)
+        if let CallState::Context { context, free, jobs, .. } =
+            std::mem::replace(&mut self.0, CallState::Done)
             && context != 0
         {
             // A stuck worker never runs it: the context leaks with the stuck call. A worker that
@@ -456,6 +481,8 @@ pub struct Plugin {
     parse_status: Option<CallFn>,
     /// ABI 1.2, all three or none: the per-call context.
     with_context: Option<(BuildWithContextFn, ParseWithContextFn, FreeContextFn)>,
+    /// ABI 1.3, all three or none (and only with the 1.2 three): captures as struct messages.
+    structs: Option<(BuildStructFn, ParseStructFn, FreeOutputFn)>,
     worker: Worker,
 }
 
@@ -761,6 +788,29 @@ impl Plugin {
         } else {
             None
         };
+        let structs = if minor >= 3 && header.struct_size as usize >= DESCRIPTOR_SIZE_V1_3 {
+            // SAFETY: a 1.3 descriptor of at least the 1.3 size has these fields.
+            match unsafe { ((*desc).build_capture_struct, (*desc).parse_capture_struct, (*desc).free_output) }
+            {
+                // The struct build's contexts are released by the 1.2 `free_context`.
+                (Some(_), Some(_), Some(_)) if with_context.is_none() => return Err(missing("free_context")),
+                (Some(b), Some(p), Some(f)) => Some((b, p, f)),
+                (None, None, None) => None,
+                (b, p, _) => {
+                    let null = if b.is_none() {
+                        "build_capture_struct"
+                    } else if p.is_none() {
+                        "parse_capture_struct"
+                    } else {
+                        "free_output"
+                    };
+                    return Err(missing(null));
+                }
+            }
+        } else {
+            None
+        };
+        let structs = structs.filter(|_| options.struct_messages);
 
         let manifest_file = file.clone();
         let manifest = worker.run("manifest", move || {
@@ -798,6 +848,7 @@ impl Plugin {
             build_status,
             parse_status,
             with_context,
+            structs,
             worker,
         })
     }
@@ -870,7 +921,79 @@ impl Plugin {
         call: &CaptureCall,
         extra: &[String],
     ) -> Result<BuiltCapture, PluginCallError> {
-        let bytes = self.encode(call)?;
+        self.build_checked(Cow::Borrowed(call), extra)
+    }
+
+    /// Like [`Plugin::build_capture_checked`], taking the call by value: with ABI 1.3 struct
+    /// messages the call crosses to the plugin's worker thread as it is, not copied.
+    pub fn build_capture_checked_owned(
+        &self,
+        call: CaptureCall,
+        extra: &[String],
+    ) -> Result<BuiltCapture, PluginCallError> {
+        self.build_checked(Cow::Owned(call), extra)
+    }
+
+    /// Whether captures go through the plugin's ABI 1.3 struct messages (it has them and the
+    /// load options did not turn them off).
+    pub fn uses_struct_messages(&self) -> bool {
+        self.structs.is_some()
+    }
+
+    fn build_checked(
+        &self,
+        call: Cow<'_, CaptureCall>,
+        extra: &[String],
+    ) -> Result<BuiltCapture, PluginCallError> {
+        if let (Some((build_struct, _, free_output)), Some((_, _, free_context))) =
+            (self.structs, self.with_context)
+        {
+            // The call moves to the worker (a call the deadline abandons must not point into the
+            // caller's memory) and comes back with the answer, to be freed on the thread that
+            // made it (the allocator's per-thread caches then stay balanced).
+            let call = call.into_owned();
+            let (file, free) = (self.file.clone(), self.free_buffer);
+            let (request, context, call) = self.worker.run("build_capture", move || {
+                let view = CallView::new(&call);
+                let raw = view.raw();
+                let mut out = RawHttpRequest::empty();
+                let mut context: *mut std::ffi::c_void = std::ptr::null_mut();
+                let mut error = Buffer::empty();
+                // SAFETY: `raw` points into `call` and `view`, alive for the call; `out`,
+                // `context` and `error` are writable, as the ABI requires.
+                let status = unsafe { build_struct(&raw, &mut out, &mut context, &mut error) };
+                let context = if status == STATUS_OK { context } else { std::ptr::null_mut() };
+                let read = take_struct(&file, status, error, free, out.owner, free_output, || {
+                    // SAFETY: the plugin keeps what `out` points to until its owner is freed,
+                    // which `take_struct` does after this read.
+                    unsafe {
+                        capture_connector_api::structs::read_request(&out, MAX_HEADERS, MAX_PLUGIN_OUTPUT)
+                    }
+                });
+                drop(view);
+                match read {
+                    Ok(request) => Ok((request, context as usize, call)),
+                    Err(e) => {
+                        if !context.is_null() {
+                            // SAFETY: a context this call made, handed back once.
+                            unsafe { free_context(context) };
+                        }
+                        Err(e)
+                    }
+                }
+            })?;
+            drop(call);
+            let call = BuiltCall(CallState::Context {
+                context,
+                free: free_context,
+                jobs: self.worker.jobs.clone(),
+                structs: true,
+            });
+            // A refused URL drops `call`, which releases the context.
+            let url = self.check_host(&request, extra)?;
+            return Ok(BuiltCapture { request, url, call });
+        }
+        let bytes = self.encode(&*call)?;
         if let Some((build_with, _, free_context)) = self.with_context {
             let (file, free) = (self.file.clone(), self.free_buffer);
             let (request, context) = self.worker.run("build_capture", move || {
@@ -892,8 +1015,12 @@ impl Plugin {
                     }
                 }
             })?;
-            let call =
-                BuiltCall(CallState::Context { context, free: free_context, jobs: self.worker.jobs.clone() });
+            let call = BuiltCall(CallState::Context {
+                context,
+                free: free_context,
+                jobs: self.worker.jobs.clone(),
+                structs: false,
+            });
             // A refused URL drops `call`, which releases the context.
             let url = self.check_host(&request, extra)?;
             return Ok(BuiltCapture { request, url, call });
@@ -920,17 +1047,63 @@ impl Plugin {
         built: BuiltCall,
         response: &HttpResponse,
     ) -> Result<CaptureResult, PluginCallError> {
+        self.parse_built_cow(built, Cow::Borrowed(response))
+    }
+
+    /// Like [`Plugin::parse_built`], taking the answer by value: with ABI 1.3 struct messages it
+    /// crosses to the plugin's worker thread as it is, not copied.
+    pub fn parse_built_owned(
+        &self,
+        built: BuiltCall,
+        response: HttpResponse,
+    ) -> Result<CaptureResult, PluginCallError> {
+        self.parse_built_cow(built, Cow::Owned(response))
+    }
+
+    fn parse_built_cow(
+        &self,
+        built: BuiltCall,
+        response: Cow<'_, HttpResponse>,
+    ) -> Result<CaptureResult, PluginCallError> {
         let mut built = built;
         match std::mem::replace(&mut built.0, CallState::Done) {
             CallState::Sent(call) => {
-                let bytes = parse_message(&call, response).map_err(|e| self.encode_error(&e))?;
+                let bytes = parse_message(&call, &response).map_err(|e| self.encode_error(&e))?;
                 self.call_bytes("parse_capture", self.parse_capture, bytes).and_then(|r| self.bounded(r))
+            }
+            CallState::Context { context, structs: true, .. } => {
+                let Some((_, parse_struct, free_output)) = self.structs else {
+                    return Err(PluginCallError::Unsupported("struct messages"));
+                };
+                let response = response.into_owned();
+                let (file, free) = (self.file.clone(), self.free_buffer);
+                // The answer comes back with the result, to be freed on this thread (as the call).
+                let (result, response) = self.worker.run("parse_capture", move || {
+                    let view = ResponseView::new(&response);
+                    let raw = view.raw();
+                    let mut out = RawCaptureResult::empty();
+                    let mut error = Buffer::empty();
+                    // SAFETY: the context this plugin's `build_capture_struct` made, handed
+                    // back exactly once (consumed whatever the status); `raw` points into
+                    // `response` and `view`, alive for the call; `out` and `error` are
+                    // writable.
+                    let status =
+                        unsafe { parse_struct(context as *mut std::ffi::c_void, &raw, &mut out, &mut error) };
+                    let result = take_struct(&file, status, error, free, out.owner, free_output, || {
+                        // SAFETY: as for the request: read before `take_struct` frees the owner.
+                        unsafe { capture_connector_api::structs::read_result(&out, MAX_PLUGIN_OUTPUT) }
+                    });
+                    drop(view);
+                    Ok((result, response))
+                })?;
+                drop(response);
+                result.and_then(|r| self.bounded(r))
             }
             CallState::Context { context, .. } => {
                 let Some((_, parse_with, _)) = self.with_context else {
                     return Err(PluginCallError::Unsupported("per-call context"));
                 };
-                let bytes = self.encode(response)?;
+                let bytes = self.encode(&*response)?;
                 let (file, free) = (self.file.clone(), self.free_buffer);
                 self.worker
                     .run("parse_capture", move || {
@@ -1415,6 +1588,42 @@ fn take_output<O: DeserializeOwned>(
     let result = decode(file, status, Some(bytes));
     // SAFETY: the buffer came from this plugin and is given back exactly once; `bytes` is dead.
     unsafe { free(out) };
+    result
+}
+
+/// Reads a struct answer (ABI 1.3): on success with `read`, otherwise the error buffer as a 1.x
+/// function's out buffer. Whatever the status, a non-null error buffer goes back to `free` and
+/// a non-null `owner` to `free_output`, each exactly once, after the read.
+fn take_struct<O>(
+    file: &str,
+    status: c_int,
+    error: Buffer,
+    free: FreeFn,
+    owner: *mut std::ffi::c_void,
+    free_output: FreeOutputFn,
+    read: impl FnOnce() -> Result<O, String>,
+) -> Result<O, PluginCallError> {
+    let result = if status == STATUS_OK {
+        let read =
+            read().map_err(|problem| PluginCallError::InvalidOutput { file: file.to_owned(), problem });
+        if !error.ptr.is_null() {
+            // SAFETY: a buffer this plugin wrote, given back once.
+            unsafe { free(error) };
+        }
+        read
+    } else {
+        match take_output::<serde::de::IgnoredAny>(file, status, error, free) {
+            Err(e) => Err(e),
+            Ok(_) => Err(PluginCallError::Contract {
+                file: file.to_owned(),
+                problem: format!("status {status} read as a success"),
+            }),
+        }
+    };
+    if !owner.is_null() {
+        // SAFETY: the owner of this call's answer, given back once, after the read.
+        unsafe { free_output(owner) };
+    }
     result
 }
 

@@ -21,6 +21,9 @@ static DESCRIPTOR: ConnectorDescriptor = ConnectorDescriptor {
     build_capture_with: None,
     parse_capture_with: None,
     free_context: None,
+    build_capture_struct: None,
+    parse_capture_struct: None,
+    free_output: None,
 };
 
 /// The entry point, as the ABI names it.
