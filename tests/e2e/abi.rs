@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capture_core::Outcome;
-use capture_engine::connector_api::abi::{DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1, DESCRIPTOR_SIZE_V1_2};
+use capture_engine::connector_api::abi::{
+    DESCRIPTOR_SIZE_V1_0, DESCRIPTOR_SIZE_V1_1, DESCRIPTOR_SIZE_V1_2, DESCRIPTOR_SIZE_V1_3,
+};
 use capture_engine::connector_api::{
     CallPayment, CaptureCall, HttpResponse, ParseCall, SCHEMA_VERSION, StatusCall,
 };
@@ -231,7 +233,8 @@ fn the_descriptor_fixture_without_a_fault_loads() {
     let file = descriptor_fixture(&dir, None);
     let p = Plugin::load(&file).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.manifest().id, "descriptor_fixture");
-    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 2), DESCRIPTOR_SIZE_V1_2));
+    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 3), DESCRIPTOR_SIZE_V1_3));
+    assert!(!p.uses_struct_messages(), "a 1.3 descriptor whose struct functions are NULL uses JSON");
     let refused = p.build_capture(&call("x", "https://api.example.com")).expect_err("refuses every call");
     assert!(matches!(refused, PluginCallError::Refused(ref e) if e.code == "unsupported"), "{refused:?}");
 }
@@ -248,9 +251,73 @@ fn a_1_1_descriptor_loads_and_its_calls_go_through_the_1_0_functions() {
 }
 
 #[test]
-fn per_call_contexts_go_back_once_to_the_parse_or_when_dropped_and_answers_match_the_1_0_path() {
-    let p = Plugin::load(&optty_plugin()).unwrap_or_else(|e| panic!("{e}"));
+fn a_1_2_descriptor_loads_and_its_calls_go_through_the_json_functions() {
+    // Its 1.3 fields, past its struct_size, hold functions that abort: never read, never called.
+    let dir = scratch("abi-descriptor-1-2");
+    let file = descriptor_fixture(&dir, Some("FIXTURE_MINOR_1_2"));
+    let p = Plugin::load(&file).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 2), DESCRIPTOR_SIZE_V1_2));
+    assert!(!p.uses_struct_messages());
+    let refused =
+        p.build_capture_checked(&call("x", "https://api.example.com"), &[]).expect_err("refuses every call");
+    assert!(matches!(refused, PluginCallError::Refused(ref e) if e.code == "unsupported"), "{refused:?}");
+    assert_eq!(p.unhealthy(), None);
+}
+
+#[test]
+fn the_shipped_rust_plugins_are_abi_1_3_and_capture_through_struct_messages() {
+    for platform in ["optty", "bigcommerce", "medusa", "wix", "template"] {
+        let p = Plugin::load(&plugin_file(platform)).unwrap_or_else(|e| panic!("{platform}: {e}"));
+        assert_eq!(
+            (p.abi_version(), p.descriptor_size() as usize),
+            ((1, 3), DESCRIPTOR_SIZE_V1_3),
+            "{platform}"
+        );
+        assert!(p.uses_struct_messages(), "{platform}");
+        let off = Plugin::load_with(
+            &plugin_file(platform),
+            &capture_engine::LoadOptions::default().struct_messages(false),
+        )
+        .unwrap_or_else(|e| panic!("{platform}: {e}"));
+        assert!(!off.uses_struct_messages(), "{platform}: turned off by the load options");
+    }
+}
+
+#[test]
+fn a_call_built_through_struct_messages_is_not_parsed_by_a_load_without_them_nor_by_another_plugin() {
+    let with = Plugin::load(&optty_plugin()).unwrap_or_else(|e| panic!("{e}"));
+    let without =
+        Plugin::load_with(&optty_plugin(), &capture_engine::LoadOptions::default().struct_messages(false))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let other = Plugin::load(&plugin_file("bigcommerce")).unwrap_or_else(|e| panic!("{e}"));
+    let c = call("ORD-1001", "http://127.0.0.1:9");
+    let answer = HttpResponse { status: 200, headers: vec![], body: "{}".into() };
+    let (_, _, sent) = with.build_capture_checked(&c, &[]).expect("builds").into_parts();
+    let err = without.parse_built(sent, &answer).expect_err("a struct context without the struct parse");
+    assert_eq!(err, PluginCallError::Unsupported("struct messages"));
+    let (_, _, sent) = with.build_capture_checked(&c, &[]).expect("builds").into_parts();
+    let err = other.parse_built(sent, &answer).expect_err("another library's context");
+    assert_eq!(err, PluginCallError::Unsupported("reading an answer to a call another plugin built"));
+    // The refused calls were handed back whole (their contexts freed by the plugin that made
+    // them); every plugin is still healthy and the next capture parses.
+    let (_, _, sent) = with.build_capture_checked(&c, &[]).expect("builds").into_parts();
+    assert!(with.parse_built(sent, &answer).is_ok());
+    assert_eq!((with.unhealthy(), without.unhealthy(), other.unhealthy()), (None, None, None));
+}
+
+#[test]
+fn per_call_contexts_go_back_once_to_the_parse_or_when_dropped_and_answers_match_the_1_0_path() {
+    // Through the 1.3 struct messages (the default) and through the 1.2 JSON context functions.
+    for structs in [true, false] {
+        let options = capture_engine::LoadOptions::default().struct_messages(structs);
+        let p = Plugin::load_with(&optty_plugin(), &options).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 3), DESCRIPTOR_SIZE_V1_3));
+        assert_eq!(p.uses_struct_messages(), structs);
+        contexts_go_back_once(&p);
+    }
+}
+
+fn contexts_go_back_once(p: &Plugin) {
     let c = call("ORD-1001", "http://127.0.0.1:9");
     let answer = HttpResponse {
         status: 200,
@@ -287,18 +354,40 @@ fn a_1_2_descriptor_with_only_part_of_the_context_functions_is_refused() {
     assert_names(&err, &file, "descriptor function `parse_capture_with` is null");
 }
 
+#[test]
+fn a_1_3_descriptor_with_only_part_of_the_struct_functions_is_refused() {
+    let dir = scratch("abi-descriptor-struct-partial");
+    let file = descriptor_fixture(&dir, Some("FIXTURE_STRUCT_PARTIAL"));
+    let err = Plugin::load(&file).expect_err("a struct answer without a way to read or free it");
+    assert!(
+        matches!(err, PluginLoadError::MissingFunction { function: "parse_capture_struct", .. }),
+        "{err:?}"
+    );
+    assert_names(&err, &file, "descriptor function `parse_capture_struct` is null");
+}
+
+#[test]
+fn a_1_3_descriptor_with_the_struct_functions_but_not_the_context_ones_is_refused() {
+    // The struct build's contexts go back through the 1.2 free_context, which it lacks.
+    let dir = scratch("abi-descriptor-struct-without-context");
+    let file = descriptor_fixture(&dir, Some("FIXTURE_STRUCT_WITHOUT_CONTEXT"));
+    let err = Plugin::load(&file).expect_err("struct contexts without a way back");
+    assert!(matches!(err, PluginLoadError::MissingFunction { function: "free_context", .. }), "{err:?}");
+    assert_names(&err, &file, "descriptor function `free_context` is null");
+}
+
 #[tokio::test]
 async fn abi_versions_a_major_or_a_newer_minor_are_refused() {
     let major = plugin_file("fixture_abi_major");
     let err = Plugin::load(&major).expect_err("ABI 2.0");
     assert!(matches!(err, PluginLoadError::AbiVersion { major: 2, minor: 0, .. }), "{err:?}");
-    assert_names(&err, &major, "built for connector ABI 2.0, this engine loads ABI 1.0 to 1.2");
+    assert_names(&err, &major, "built for connector ABI 2.0, this engine loads ABI 1.0 to 1.3");
 
     let dir = scratch("abi-minor-next");
     let minor = descriptor_fixture(&dir, Some("FIXTURE_MINOR_NEXT"));
-    let err = Plugin::load(&minor).expect_err("ABI 1.3");
-    assert!(matches!(err, PluginLoadError::AbiVersion { major: 1, minor: 3, .. }), "{err:?}");
-    assert_names(&err, &minor, "built for connector ABI 1.3");
+    let err = Plugin::load(&minor).expect_err("ABI 1.4");
+    assert!(matches!(err, PluginLoadError::AbiVersion { major: 1, minor: 4, .. }), "{err:?}");
+    assert_names(&err, &minor, "built for connector ABI 1.4");
     assert_names(&err, &minor, "the plugin is newer than this engine");
     optty_still_captures().await;
 }
@@ -548,6 +637,149 @@ fn every_misbehaviour_is_a_typed_error_naming_the_file() {
     assert_eq!(parse("ORD-1").expect("a correct parse").captured_amount.as_deref(), Some("120.00"));
 }
 
+/// What a struct fixture (`FIXTURE_STRUCT_*` of descriptors.c) made and got back, read from its
+/// exported counters in the library the plugin loader loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Handed {
+    outputs_made: u32,
+    outputs_freed: u32,
+    contexts_made: u32,
+    contexts_freed: u32,
+    bad_frees: u32,
+}
+
+impl Handed {
+    /// Reads the counters of the already loaded library `file`.
+    fn of(file: &Path) -> Handed {
+        use std::ffi::{CString, c_char, c_int, c_void};
+        use std::os::unix::ffi::OsStrExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // The dynamic loader's own functions (in the C library, which every test binary links).
+        unsafe extern "C" {
+            fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+            fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+        }
+        const RTLD_NOW: c_int = 2;
+        const RTLD_NOLOAD: c_int = 4;
+        let name = CString::new(file.as_os_str().as_bytes()).expect("a path without NUL");
+        // SAFETY: with RTLD_NOLOAD nothing is loaded (no initialiser runs): the dynamic loader
+        // returns the library it already has for that file (it knows a file by device and inode,
+        // whatever name the plugin loader gave it), or null.
+        let lib = unsafe { dlopen(name.as_ptr(), RTLD_NOW | RTLD_NOLOAD) };
+        assert!(!lib.is_null(), "{} is not loaded", file.display());
+        let read = |symbol: &str| {
+            let symbol = CString::new(symbol).expect("no NUL");
+            // SAFETY: a symbol lookup in a loaded library.
+            let at = unsafe { dlsym(lib, symbol.as_ptr()) };
+            assert!(!at.is_null(), "{} exports no {symbol:?}", file.display());
+            // SAFETY: the fixture's `atomic_uint` globals: 4 aligned bytes, alive as long as the
+            // library (never unloaded), only ever accessed atomically.
+            unsafe { &*at.cast::<AtomicU32>() }.load(Ordering::SeqCst)
+        };
+        Handed {
+            outputs_made: read("fixture_outputs_made"),
+            outputs_freed: read("fixture_outputs_freed"),
+            contexts_made: read("fixture_contexts_made"),
+            contexts_freed: read("fixture_contexts_freed"),
+            bad_frees: read("fixture_bad_frees"),
+        }
+    }
+
+    /// Every answer's owner and every context went back exactly once.
+    fn assert_balanced(self, outputs: u32, contexts: u32) {
+        assert_eq!(
+            self,
+            Handed {
+                outputs_made: outputs,
+                outputs_freed: outputs,
+                contexts_made: contexts,
+                contexts_freed: contexts,
+                bad_frees: 0
+            }
+        );
+    }
+}
+
+/// A struct fixture (`FIXTURE_STRUCT_*`), loaded: a 1.3 plugin whose captures use its structs.
+fn struct_fixture(define: &str) -> (PathBuf, Plugin) {
+    let dir = scratch(&format!("abi-{}", define.to_ascii_lowercase()));
+    let file = descriptor_fixture(&dir, Some(define));
+    let p = Plugin::load(&file).unwrap_or_else(|e| panic!("{define}: {e}"));
+    assert_eq!((p.abi_version(), p.descriptor_size() as usize), ((1, 3), DESCRIPTOR_SIZE_V1_3));
+    assert!(p.uses_struct_messages(), "{define}");
+    Handed::of(&file).assert_balanced(0, 0);
+    (file, p)
+}
+
+/// A struct build that returns CAPTURE_STATUS_OK with a request the host cannot read: refused as
+/// invalid output naming the field, the request's owner and the context each handed back once,
+/// twice in a row, and the plugin still healthy.
+fn struct_request_refused(define: &str, problem: &str) {
+    let (file, p) = struct_fixture(define);
+    for round in 1..=2 {
+        let err = p.build_capture_checked(&call("ORD-1", "http://127.0.0.1:9"), &[]).expect_err(define);
+        assert!(matches!(err, PluginCallError::InvalidOutput { .. }), "{define}: {err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("connector plugin {} returned invalid output", p.file_name())),
+            "{msg}"
+        );
+        assert!(msg.contains(problem), "{define}: `{problem}` missing from: {msg}");
+        Handed::of(&file).assert_balanced(round, round);
+    }
+    assert_eq!(p.unhealthy(), None);
+}
+
+#[test]
+fn a_struct_request_whose_url_is_not_utf8_is_refused_and_handed_back() {
+    struct_request_refused("FIXTURE_STRUCT_URL_NOT_UTF8", "url: not UTF-8 (");
+}
+
+#[test]
+fn a_struct_string_with_a_null_pointer_and_a_length_is_refused_and_handed_back() {
+    struct_request_refused("FIXTURE_STRUCT_NULL_WITH_LENGTH", "headers[0].name: null pointer with length 3");
+}
+
+#[test]
+fn a_struct_request_with_more_headers_than_the_limit_is_refused_and_handed_back() {
+    struct_request_refused("FIXTURE_STRUCT_TOO_MANY_HEADERS", "headers: 65 entries; the limit is 64");
+}
+
+#[test]
+fn a_struct_result_with_an_unknown_status_code_is_refused_and_handed_back() {
+    let (file, p) = struct_fixture("FIXTURE_STRUCT_BAD_RESULT_STATUS");
+    let answer = HttpResponse { status: 200, headers: vec![], body: "{}".into() };
+    // The build is valid: read, checked (loopback), its owner freed at once, the context kept.
+    let (request, url, sent) =
+        p.build_capture_checked(&call("ORD-1", "http://127.0.0.1:9"), &[]).expect("builds").into_parts();
+    assert_eq!((request.method.as_str(), url.as_str(), request.body), ("POST", "http://127.0.0.1:9/x", None));
+    assert_eq!(request.headers.len(), 1);
+    let handed = Handed::of(&file);
+    assert_eq!(
+        (handed.outputs_made, handed.outputs_freed, handed.contexts_made, handed.contexts_freed),
+        (1, 1, 1, 0)
+    );
+    // The parse consumes the context and answers status 7: refused naming the field, its owner freed.
+    let err = p.parse_built(sent, &answer).expect_err("status 7");
+    assert!(matches!(err, PluginCallError::InvalidOutput { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("connector plugin {} returned invalid output", p.file_name())), "{msg}");
+    assert!(
+        msg.contains("status: unknown code 7 (0 captured, 1 pending, 2 already captured, 3 failed)"),
+        "{msg}"
+    );
+    Handed::of(&file).assert_balanced(2, 1);
+    // A built call dropped unparsed: its context goes back through free_context (queued on the
+    // plugin's worker, which runs calls in order: the next call waits for it).
+    drop(p.build_capture_checked(&call("ORD-2", "http://127.0.0.1:9"), &[]).expect("builds"));
+    let (_, _, sent) =
+        p.build_capture_checked(&call("ORD-3", "http://127.0.0.1:9"), &[]).expect("builds").into_parts();
+    let err = p.parse_built(sent, &answer).expect_err("status 7 again");
+    assert!(matches!(err, PluginCallError::InvalidOutput { .. }), "{err:?}");
+    Handed::of(&file).assert_balanced(5, 3);
+    assert_eq!(p.unhealthy(), None);
+}
+
 #[tokio::test]
 async fn the_engine_reports_each_misbehaviour_sends_nothing_and_keeps_serving() {
     let emu = emulator().await;
@@ -660,27 +892,127 @@ fn threads_agree(p: &Plugin) {
 
 #[test]
 fn the_c_header_mirrors_the_rust_abi() {
+    use capture_engine::connector_api::abi::*;
+    use std::mem::{align_of, offset_of, size_of};
+    // Each row: a C expression and what Rust says it is; the C program prints every expression.
+    macro_rules! size {
+        ($c:literal, $rust:ty) => {
+            [
+                (concat!("sizeof(", $c, ")"), size_of::<$rust>() as u64),
+                (concat!("_Alignof(", $c, ")"), align_of::<$rust>() as u64),
+            ]
+        };
+    }
+    macro_rules! at {
+        ($c:literal, $rust:ty, $($field:ident),+) => {
+            [$((concat!("offsetof(", $c, ", ", stringify!($field), ")"), offset_of!($rust, $field) as u64)),+]
+        };
+    }
+    let rows: Vec<(&str, u64)> = [
+        &size!("capture_descriptor_header", DescriptorHeader)[..],
+        &at!("capture_descriptor_header", DescriptorHeader, magic, struct_size, abi_major, abi_minor),
+        &size!("capture_buffer", Buffer),
+        &at!("capture_buffer", Buffer, ptr, len, cap),
+        &size!("capture_connector_descriptor", ConnectorDescriptor),
+        &at!(
+            "capture_connector_descriptor",
+            ConnectorDescriptor,
+            manifest,
+            build_capture,
+            parse_capture,
+            free_buffer,
+            build_status,
+            parse_status,
+            build_capture_with,
+            parse_capture_with,
+            free_context,
+            build_capture_struct,
+            parse_capture_struct,
+            free_output
+        ),
+        &[
+            ("CAPTURE_DESCRIPTOR_SIZE_V1_0", DESCRIPTOR_SIZE_V1_0 as u64),
+            ("CAPTURE_DESCRIPTOR_SIZE_V1_1", DESCRIPTOR_SIZE_V1_1 as u64),
+            ("CAPTURE_DESCRIPTOR_SIZE_V1_2", DESCRIPTOR_SIZE_V1_2 as u64),
+            ("CAPTURE_DESCRIPTOR_SIZE_V1_3", DESCRIPTOR_SIZE_V1_3 as u64),
+            ("CAPTURE_MAGIC", u64::from(MAGIC)),
+            ("CAPTURE_ABI_MAJOR", u64::from(ABI_MAJOR)),
+            ("CAPTURE_ABI_MINOR", u64::from(ABI_MINOR)),
+            ("CAPTURE_STATUS_OK", STATUS_OK as u64),
+            ("CAPTURE_STATUS_ERROR", STATUS_ERROR as u64),
+            ("CAPTURE_STATUS_PANIC", STATUS_PANIC as u64),
+            ("CAPTURE_SCHEMA_VERSION", u64::from(SCHEMA_VERSION)),
+            ("CAPTURE_MAX_OUTPUT", capture_engine::MAX_PLUGIN_OUTPUT as u64),
+            ("CAPTURE_RESULT_CAPTURED", u64::from(RESULT_CAPTURED)),
+            ("CAPTURE_RESULT_PENDING", u64::from(RESULT_PENDING)),
+            ("CAPTURE_RESULT_ALREADY_CAPTURED", u64::from(RESULT_ALREADY_CAPTURED)),
+            ("CAPTURE_RESULT_FAILED", u64::from(RESULT_FAILED)),
+        ],
+        // ABI 1.3: the struct messages.
+        &size!("capture_str", Str),
+        &at!("capture_str", Str, ptr, len),
+        &size!("capture_pair", Pair),
+        &at!("capture_pair", Pair, name, value),
+        &size!("capture_raw_payment", RawPayment),
+        &at!("capture_raw_payment", RawPayment, id, amount, authorized, method),
+        &size!("capture_raw_shipping", RawShipping),
+        &at!("capture_raw_shipping", RawShipping, company, method, tracking_number),
+        &size!("capture_raw_capture_call", RawCaptureCall),
+        &at!(
+            "capture_raw_capture_call",
+            RawCaptureCall,
+            struct_size,
+            schema,
+            currency_exponent,
+            full,
+            base_url,
+            order_id,
+            currency,
+            amount,
+            order_amount,
+            surcharge,
+            idempotency_key,
+            description,
+            settings,
+            settings_len,
+            payments,
+            payments_len,
+            shipping
+        ),
+        &size!("capture_raw_header", RawHeader),
+        &at!("capture_raw_header", RawHeader, name, value, secret),
+        &size!("capture_raw_http_request", RawHttpRequest),
+        &at!("capture_raw_http_request", RawHttpRequest, owner, method, url, body, headers, headers_len),
+        &size!("capture_raw_http_response", RawHttpResponse),
+        &at!("capture_raw_http_response", RawHttpResponse, struct_size, status, body, headers, headers_len),
+        &size!("capture_raw_capture_result", RawCaptureResult),
+        &at!(
+            "capture_raw_capture_result",
+            RawCaptureResult,
+            owner,
+            status,
+            has_failure,
+            failure_kind,
+            retryable,
+            has_retry_after,
+            reserved,
+            retry_after_ms,
+            captured_amount,
+            platform_capture_id,
+            platform_code,
+            message
+        ),
+    ]
+    .concat();
     let dir = scratch("abi-c-layout");
     let source = dir.join("layout.c");
+    let prints: String = rows
+        .iter()
+        .map(|(expr, _)| format!("    printf(\"%llu\\n\", (unsigned long long)({expr}));\n"))
+        .collect();
     std::fs::write(
         &source,
-        r#"#include <stdio.h>
-#include "capture_connector.h"
-int main(void) {
-    printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %u %d %d %d %d %d\n",
-        sizeof(capture_descriptor_header), sizeof(capture_buffer),
-        offsetof(capture_connector_descriptor, manifest), offsetof(capture_connector_descriptor, build_capture),
-        offsetof(capture_connector_descriptor, parse_capture), offsetof(capture_connector_descriptor, free_buffer),
-        offsetof(capture_connector_descriptor, build_status), offsetof(capture_connector_descriptor, parse_status),
-        offsetof(capture_connector_descriptor, build_capture_with),
-        offsetof(capture_connector_descriptor, parse_capture_with),
-        offsetof(capture_connector_descriptor, free_context),
-        (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_0, (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_1,
-        (size_t)CAPTURE_DESCRIPTOR_SIZE_V1_2, CAPTURE_MAGIC,
-        CAPTURE_ABI_MAJOR, CAPTURE_ABI_MINOR, CAPTURE_STATUS_OK, CAPTURE_STATUS_ERROR, CAPTURE_STATUS_PANIC);
-    return 0;
-}
-"#,
+        format!("#include <stdio.h>\n#include \"capture_connector.h\"\nint main(void) {{\n{prints}    return 0;\n}}\n"),
     )
     .expect("write");
     let exe = dir.join("layout");
@@ -695,33 +1027,34 @@ int main(void) {
         source.as_os_str(),
     ]);
     let out = Command::new(&exe).output().expect("run the layout program");
-    let c = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    use capture_engine::connector_api::abi::*;
-    use std::mem::{offset_of, size_of};
-    let rust = format!(
-        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
-        size_of::<DescriptorHeader>(),
-        size_of::<Buffer>(),
-        offset_of!(ConnectorDescriptor, manifest),
-        offset_of!(ConnectorDescriptor, build_capture),
-        offset_of!(ConnectorDescriptor, parse_capture),
-        offset_of!(ConnectorDescriptor, free_buffer),
-        offset_of!(ConnectorDescriptor, build_status),
-        offset_of!(ConnectorDescriptor, parse_status),
-        offset_of!(ConnectorDescriptor, build_capture_with),
-        offset_of!(ConnectorDescriptor, parse_capture_with),
-        offset_of!(ConnectorDescriptor, free_context),
-        DESCRIPTOR_SIZE_V1_0,
-        DESCRIPTOR_SIZE_V1_1,
-        DESCRIPTOR_SIZE_V1_2,
-        MAGIC,
-        ABI_MAJOR,
-        ABI_MINOR,
-        STATUS_OK,
-        STATUS_ERROR,
-        STATUS_PANIC
+    assert!(out.status.success(), "the layout program failed: {out:?}");
+    let c: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(c.len(), rows.len(), "one line per expression: {c:?}");
+    let differ: Vec<String> = rows
+        .iter()
+        .zip(&c)
+        .filter(|((_, rust), c)| rust.to_string() != **c)
+        .map(|((expr, rust), c)| format!("{expr}: C {c}, Rust {rust}"))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "capture_connector.h and capture_connector_api::abi disagree:\n{}",
+        differ.join("\n")
     );
-    assert_eq!(c, rust, "capture_connector.h and capture_connector_api::abi disagree");
+    // The 1.3 descriptor and structs as the Rust unit tests give them on 64-bit targets.
+    if cfg!(target_pointer_width = "64") {
+        let value = |expr: &str| rows.iter().find(|(e, _)| *e == expr).map(|(_, v)| *v);
+        for (expr, expected) in [
+            ("CAPTURE_DESCRIPTOR_SIZE_V1_2", 88),
+            ("CAPTURE_DESCRIPTOR_SIZE_V1_3", 112),
+            ("sizeof(capture_raw_capture_call)", 184),
+            ("sizeof(capture_raw_http_request)", 72),
+            ("sizeof(capture_raw_http_response)", 40),
+            ("sizeof(capture_raw_capture_result)", 104),
+        ] {
+            assert_eq!(value(expr), Some(expected), "{expr}");
+        }
+    }
 }
 
 /// Runs `sample` through an engine on `plugin` (as platform `id`) against a fresh emulator;
@@ -741,7 +1074,10 @@ async fn the_c_connector_captures_end_to_end_like_the_rust_one() {
     let dir = scratch("abi-c-connector");
     let c = c_connector(&dir);
     let p = Plugin::load(&c).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("optty_c", (1, 2)));
+    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("optty_c", (1, 3)));
+    assert_eq!(p.descriptor_size() as usize, DESCRIPTOR_SIZE_V1_3);
+    // A 1.3 descriptor whose struct functions are NULL: every capture goes through JSON.
+    assert!(!p.uses_struct_messages());
 
     let (report, emu) = run_on(&c, "optty_c", "full-capture.json").await;
     match &report.outcome {
@@ -819,7 +1155,8 @@ fn a_connector_built_outside_the_workspace_loads_and_verifies() {
 
     let lib = external_connector();
     let p = Plugin::load(&lib).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("acme", (1, 2)));
+    assert_eq!((p.manifest().id.as_str(), p.abi_version()), ("acme", (1, 3)));
+    assert!(p.uses_struct_messages(), "the SDK exports the 1.3 struct messages");
     let built = p.build_capture(&call("A-1", "https://api.acme-pay.test")).expect("builds");
     assert_eq!(built.url, "https://api.acme-pay.test/captures");
     assert!(built.body.as_deref().is_some_and(|b| b.contains(r#""amount_minor":12000"#)), "{built:?}");
@@ -884,7 +1221,7 @@ fn verify_fails_on_a_plugin_that_does_not_load_and_on_wrong_fixtures() {
     let dir = scratch("abi-verify-failures");
     let (code, text) = verify(&descriptor_fixture(&dir, Some("FIXTURE_MINOR_NEXT")), None);
     assert_eq!(code, Some(20), "{text}");
-    assert!(text.contains("FAIL  load") && text.contains("built for connector ABI 1.3"), "{text}");
+    assert!(text.contains("FAIL  load") && text.contains("built for connector ABI 1.4"), "{text}");
 
     // A fixture the connector does not honour is named, with the differing field.
     let fixtures = dir.join("fixtures");
@@ -911,7 +1248,7 @@ fn inspect_prints_manifest_abi_capabilities_and_hash() {
     let sha = capture_engine::sha256_file(&file).expect("hash");
     for part in [
         format!("sha256         {sha}"),
-        "abi            1.2 (descriptor 88 bytes".into(),
+        format!("abi            1.3 (descriptor {DESCRIPTOR_SIZE_V1_3} bytes"),
         "connector      optty (Optty)".into(),
         "status query   not supported".into(),
         "max_currency_exponent: 2".into(),

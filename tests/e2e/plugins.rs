@@ -22,7 +22,8 @@ fn the_optty_plugin_loads_with_its_manifest() {
     assert_eq!((m.id.as_str(), m.schema), ("optty", 1));
     assert_eq!(m.credentials, vec!["bearer_token".to_owned()]);
     assert_eq!(m.capabilities.max_currency_exponent, 2);
-    assert_eq!(p.abi_version(), (1, 2));
+    assert_eq!(p.abi_version(), (1, 3));
+    assert!(p.uses_struct_messages(), "the SDK exports the 1.3 struct messages");
 }
 
 #[test]
@@ -63,7 +64,7 @@ fn another_abi_major_is_refused_with_a_clear_message() {
     let err = Plugin::load(&fixture).expect_err("ABI 2 must be refused");
     assert!(matches!(err, PluginLoadError::AbiVersion { major: 2, minor: 0, .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("built for connector ABI 2.0, this engine loads ABI 1.0 to 1.2"), "{msg}");
+    assert!(msg.contains("built for connector ABI 2.0, this engine loads ABI 1.0 to 1.3"), "{msg}");
     assert!(msg.contains(&fixture.display().to_string()), "{msg}");
 }
 

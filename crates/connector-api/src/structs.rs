@@ -456,6 +456,9 @@ pub unsafe fn read_result(raw: &RawCaptureResult, cap: usize) -> Result<CaptureR
             ));
         }
     };
+    if raw.reserved != 0 {
+        return Err(format!("reserved: {} where 0 is required", raw.reserved));
+    }
     let flag = |value: u32, at: &str| match value {
         0 => Ok(false),
         1 => Ok(true),
@@ -645,6 +648,11 @@ mod tests {
         // SAFETY: as above.
         let e = unsafe { read_result(&result, 1 << 20) }.expect_err("kind");
         assert_eq!(e, "failure_kind: 9 is not a kind (0 to 8)");
+        result.reserved = 1;
+        // SAFETY: as above.
+        let e = unsafe { read_result(&result, 1 << 20) }.expect_err("reserved");
+        assert_eq!(e, "reserved: 1 where 0 is required");
+        result.reserved = 0;
         (result.failure_kind, result.retryable) = (0, 2);
         // SAFETY: as above.
         let e = unsafe { read_result(&result, 1 << 20) }.expect_err("flag");

@@ -1065,6 +1065,18 @@ impl Plugin {
         built: BuiltCall,
         response: Cow<'_, HttpResponse>,
     ) -> Result<CaptureResult, PluginCallError> {
+        // A context this plugin cannot parse (another plugin's, or made by the struct build of a
+        // load that had struct messages on) is refused with the call left whole: dropping it
+        // hands the context back to the plugin that made it.
+        if let CallState::Context { free, structs, .. } = &built.0 {
+            let ours = self.with_context.is_some_and(|(_, _, f)| std::ptr::fn_addr_eq(f, *free));
+            if !ours {
+                return Err(PluginCallError::Unsupported("reading an answer to a call another plugin built"));
+            }
+            if *structs && self.structs.is_none() {
+                return Err(PluginCallError::Unsupported("struct messages"));
+            }
+        }
         let mut built = built;
         match std::mem::replace(&mut built.0, CallState::Done) {
             CallState::Sent(call) => {
