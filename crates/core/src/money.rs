@@ -192,7 +192,56 @@ impl Money {
 
     /// The amount with exactly the currency's decimal places, e.g. `100.10`, `1500`, `1.250`.
     pub fn to_decimal_string(self) -> String {
-        self.amount.to_string()
+        let mut buf = [0u8; 64];
+        self.write_decimal(&mut buf).to_owned()
+    }
+
+    /// [`Money::to_decimal_string`] without an allocation (and without `core::fmt`): the text
+    /// written into the end of `buf`, which is returned.
+    pub fn write_decimal(self, buf: &mut [u8; 64]) -> &str {
+        let d = self.amount;
+        let scale = usize::try_from(d.scale()).unwrap_or(0);
+        // At most 29 digits (96 bits), a point and a sign, and at least `scale` + 1 digits (at most
+        // 29): within `buf`. Written backwards from its end; in `u64` when the digits fit (128-bit
+        // division is a library call).
+        let mantissa = d.mantissa().unsigned_abs();
+        let (mut small, mut big) = match u64::try_from(mantissa) {
+            Ok(m) => (m, None),
+            Err(_) => (0, Some(mantissa)),
+        };
+        let mut at = buf.len();
+        let mut written = 0usize;
+        loop {
+            if written == scale && scale > 0 {
+                at -= 1;
+                buf[at] = b'.';
+            }
+            at -= 1;
+            // A remainder of a division by 10 is below 10.
+            let (digit, zero) = match &mut big {
+                Some(b) => {
+                    let digit = (*b % 10) as u8;
+                    *b /= 10;
+                    (digit, *b == 0)
+                }
+                None => {
+                    let digit = (small % 10) as u8;
+                    small /= 10;
+                    (digit, small == 0)
+                }
+            };
+            buf[at] = b'0' + digit;
+            written += 1;
+            if zero && written > scale {
+                break;
+            }
+        }
+        if d.is_sign_negative() {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        // Only ASCII digits, a point and a sign were written.
+        std::str::from_utf8(&buf[at..]).unwrap_or_default()
     }
 
     /// True for an amount below zero.
@@ -372,6 +421,44 @@ mod tests {
 
     fn cur(c: &str) -> Currency {
         Currency::from_code(c).unwrap()
+    }
+
+    #[test]
+    fn the_decimal_text_is_what_rust_decimal_writes() {
+        let mut buf = [0u8; 64];
+        let mut check = |m: Money| {
+            assert_eq!(m.write_decimal(&mut buf), m.amount().to_string(), "{:?}", m.amount());
+            assert_eq!(m.to_decimal_string(), m.amount().to_string());
+        };
+        for code in ["USD", "JPY", "KWD", "BHD"] {
+            let c = cur(code);
+            for minor in [0, 1, -1, 9, 10, 99, 100, 101, 10010, -10010, 123_456_789, i64::MAX, i64::MIN] {
+                check(Money::from_minor(minor, c));
+            }
+            for text in ["0", "-0", "0.5", "-0.01", "1500", "1.2", "-0.000"] {
+                if let Ok(m) = Money::parse(text, c) {
+                    check(m);
+                }
+            }
+            // Mantissas past u64 (the 128-bit path), up to the largest Decimal, both signs.
+            for m in
+                [Decimal::MAX, Decimal::MIN, Decimal::from(u64::MAX) + Decimal::ONE, -Decimal::from(u64::MAX)]
+            {
+                let mut d = m.trunc();
+                d.rescale(0);
+                if let Ok(m) = Money::new(d, c) {
+                    check(m);
+                }
+            }
+        }
+        // Every scale and a spread of digits.
+        let mut x: i64 = 1;
+        for _ in 0..400 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            for code in ["USD", "JPY", "KWD", "BHD"] {
+                check(Money::from_minor(x >> (x & 63).min(62), cur(code)));
+            }
+        }
     }
 
     #[test]

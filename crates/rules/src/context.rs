@@ -104,54 +104,6 @@ impl<'a> Fill<'a> {
     }
 }
 
-/// `Money::to_decimal_string` without an allocation: the amount's digits with its scale, into
-/// `buf`; returns the used part. (`money_text_is_the_decimal_string` checks it against
-/// `to_decimal_string`.)
-pub(crate) fn money_text(m: Money, buf: &mut [u8; 64]) -> &[u8] {
-    let d = m.amount();
-    let scale = usize::try_from(d.scale()).unwrap_or(0);
-    // At most 29 digits (96 bits), a point and a sign, and at least `scale` + 1 digits (at most
-    // 29): within `buf`. Written backwards from its end; in `u64` when the digits fit (128-bit
-    // division is a library call).
-    let mantissa = d.mantissa().unsigned_abs();
-    let (mut small, mut big) = match u64::try_from(mantissa) {
-        Ok(m) => (m, None),
-        Err(_) => (0, Some(mantissa)),
-    };
-    let mut at = buf.len();
-    let mut written = 0usize;
-    loop {
-        if written == scale && scale > 0 {
-            at -= 1;
-            buf[at] = b'.';
-        }
-        at -= 1;
-        // A remainder of a division by 10 is below 10.
-        let (digit, zero) = match &mut big {
-            Some(b) => {
-                let digit = (*b % 10) as u8;
-                *b /= 10;
-                (digit, *b == 0)
-            }
-            None => {
-                let digit = (small % 10) as u8;
-                small /= 10;
-                (digit, small == 0)
-            }
-        };
-        buf[at] = b'0' + digit;
-        written += 1;
-        if zero && written > scale {
-            break;
-        }
-    }
-    if d.is_sign_negative() {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    &buf[at..]
-}
-
 // The C-API helpers below push onto or set fields of the table at stack index `t`.
 
 /// Pushes a string (`nil` for `None`).
@@ -217,7 +169,7 @@ unsafe fn set_money(l: *mut ffi::lua_State, t: c_int, m: Money) {
     let mut buf = [0u8; 64];
     // SAFETY: the caller's contract.
     unsafe {
-        push_str(l, Some(money_text(m, &mut buf)));
+        push_str(l, Some(m.write_decimal(&mut buf).as_bytes()));
         ffi::lua_setfield(l, t, c"value".as_ptr());
         set_int(l, t, c"minor", m.to_minor().unwrap_or(0));
     }
@@ -435,28 +387,5 @@ unsafe fn fill_outcome(l: *mut ffi::lua_State, d: c_int, o: &Outcome, kind: Opti
             None => ffi::lua_pushnil(l),
         }
         ffi::lua_setfield(l, t, c"amount".as_ptr());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use capture_core::Currency;
-
-    #[test]
-    fn money_text_is_the_decimal_string() {
-        let mut buf = [0u8; 64];
-        for code in ["USD", "JPY", "KWD", "CLF"] {
-            let Ok(cur) = Currency::from_code(code) else { continue };
-            for minor in [0, 1, -1, 9, 10, 99, 100, 101, 10010, -10010, 123_456_789, i64::MAX, i64::MIN] {
-                let m = Money::from_minor(minor, cur);
-                assert_eq!(money_text(m, &mut buf), m.to_decimal_string().as_bytes(), "{minor} {code}");
-            }
-            for text in ["0", "-0", "0.5", "-0.01", "1500", "1.2"] {
-                if let Ok(m) = Money::parse(text, cur) {
-                    assert_eq!(money_text(m, &mut buf), m.to_decimal_string().as_bytes(), "{text} {code}");
-                }
-            }
-        }
     }
 }
