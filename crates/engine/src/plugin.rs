@@ -523,7 +523,7 @@ fn next_job(queue: &mpsc::Receiver<Job>, spin: Duration) -> Option<Job> {
         match queue.try_recv() {
             Ok(job) => return Some(job),
             Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if Instant::now() < spin_until => std::hint::spin_loop(),
+            Err(mpsc::TryRecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
             Err(mpsc::TryRecvError::Empty) => return queue.recv().ok(),
         }
     }
@@ -586,13 +586,15 @@ impl Worker {
         let (lock, ready) = &*slot;
         // A plugin call takes tens of microseconds; waking a thread parked on an idle virtual CPU
         // can take longer than that. So both sides spin briefly before they sleep: the deadline
-        // is the timeout plus at most the spin.
+        // is the timeout plus at most the spin. Each turn yields the CPU: when every core is busy
+        // (captures at high concurrency), the thread that must answer gets to run instead of
+        // waiting behind the spinner; on an idle core the yield returns at once.
         let spin_until = Instant::now() + self.spin;
         while !self.spin.is_zero() && Instant::now() < spin_until {
             if lock.try_lock().is_ok_and(|s| s.1) {
                 break;
             }
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
         let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut state, waited) = ready
