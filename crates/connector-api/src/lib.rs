@@ -170,7 +170,7 @@
 //! plugin reads in place, and the plugin answers with a [`abi::RawHttpRequest`] (a
 //! [`abi::RawCaptureResult`]) whose strings point into its own memory. No message is encoded or
 //! decoded; each side copies what it keeps. For the Optty connector this takes build + parse
-//! through the ABI from 92k to 57k instructions (ARCHITECTURE.md, "Performance").
+//! through the ABI from 91k to 56k instructions (ARCHITECTURE.md, "Performance").
 //! - The three functions are all set or all null, and only with the three 1.2 functions (the
 //!   struct build's context is released by `free_context` when no parse consumes it). A host
 //!   uses them when they are set; the JSON functions stay required, for tools and for hosts that
