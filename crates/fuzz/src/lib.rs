@@ -26,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "request",
     "config",
     "plugin_output",
+    "struct_output",
     "manifest",
     "elf",
     "url",
@@ -42,6 +43,7 @@ pub fn run(name: &str, data: &[u8]) {
         "request" => request(data),
         "config" => config(data),
         "plugin_output" => plugin_output(data),
+        "struct_output" => struct_output(data),
         "manifest" => manifest(data),
         "elf" => elf(data),
         "url" => url(data),
@@ -90,6 +92,130 @@ pub fn plugin_output(data: &[u8]) {
                 e.to_string().contains("fuzz.so") || e.to_string().starts_with("connector refused"),
                 "{e}"
             );
+        }
+    }
+}
+
+/// Reads fuzz bytes one field at a time; zero when they run out.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |n, _| (n << 8) | u64::from(self.byte()))
+    }
+}
+
+/// A string of a struct message made from fuzz bytes: null (with a length 0 or not), or a slice
+/// of `pool` (so every pointer is valid: a wild pointer is out of any host's reach to check).
+fn fuzz_str(b: &mut Bytes<'_>, pool: &[u8]) -> capture_engine::connector_api::abi::Str {
+    use capture_engine::connector_api::abi::Str;
+    let (kind, at, len) = (b.byte(), usize::from(b.byte()), usize::from(b.byte()));
+    match kind % 8 {
+        0 => Str::NULL,
+        1 => Str { ptr: std::ptr::null(), len: len.max(1) },
+        _ if pool.is_empty() => Str::of(""),
+        _ => {
+            let at = at % pool.len();
+            let len = len.min(pool.len() - at);
+            Str { ptr: pool[at..].as_ptr(), len }
+        }
+    }
+}
+
+/// ABI 1.3's struct readers on structs built from fuzz bytes (a request or a result as a plugin
+/// would write it): no panic; an accepted struct written again by the SDK's writer reads back the
+/// same; a refusal names a field of the struct.
+pub fn struct_output(data: &[u8]) {
+    use capture_engine::connector_api::abi::{RawCaptureResult, RawHeader, RawHttpRequest};
+    use capture_engine::connector_api::structs;
+    let (pool, fields) = data.split_at(data.len() / 2);
+    let mut b = Bytes(fields);
+    let named = |e: &str, fields: &[&str]| fields.iter().any(|f| e.starts_with(f));
+    if b.byte() % 2 == 0 {
+        let count = usize::from(b.byte() % 72);
+        let headers: Vec<RawHeader> = (0..count)
+            .map(|_| RawHeader {
+                name: fuzz_str(&mut b, pool),
+                value: fuzz_str(&mut b, pool),
+                secret: fuzz_str(&mut b, pool),
+            })
+            .collect();
+        let null_list = b.byte() % 16 == 0;
+        let raw = RawHttpRequest {
+            owner: std::ptr::null_mut(),
+            method: fuzz_str(&mut b, pool),
+            url: fuzz_str(&mut b, pool),
+            body: fuzz_str(&mut b, pool),
+            headers: if null_list || headers.is_empty() { std::ptr::null() } else { headers.as_ptr() },
+            headers_len: count,
+        };
+        let cap = usize::from(b.byte()) * 8;
+        // SAFETY: every pointer is null or a slice of `pool`, or `headers`, with its count.
+        match unsafe { structs::read_request(&raw, 64, cap) } {
+            Ok(request) => {
+                let again = structs::request_out(request.clone());
+                // SAFETY: written by `request_out`, read, then freed once.
+                let back = unsafe { structs::read_request(&again, 64, usize::MAX) };
+                // SAFETY: as above.
+                unsafe { structs::free_owned(again.owner) };
+                assert_eq!(back.as_ref(), Ok(&request), "a request read back differently");
+            }
+            Err(e) => assert!(named(&e, &["headers", "method: ", "url: ", "body: "]), "{e}"),
+        }
+    } else {
+        let raw = RawCaptureResult {
+            owner: std::ptr::null_mut(),
+            status: u32::from(b.byte() % 6),
+            has_failure: u32::from(b.byte() % 3),
+            failure_kind: u32::from(b.byte() % 11),
+            retryable: u32::from(b.byte() % 3),
+            has_retry_after: u32::from(b.byte() % 3),
+            reserved: u32::from(b.byte() % 17 == 0),
+            retry_after_ms: b.u64(),
+            captured_amount: fuzz_str(&mut b, pool),
+            platform_capture_id: fuzz_str(&mut b, pool),
+            platform_code: fuzz_str(&mut b, pool),
+            message: fuzz_str(&mut b, pool),
+        };
+        let cap = usize::from(b.byte()) * 8;
+        // SAFETY: every pointer is null or a slice of `pool`.
+        match unsafe { structs::read_result(&raw, cap) } {
+            Ok(result) => {
+                let again = structs::result_out(result.clone());
+                // SAFETY: written by `result_out`, read, then freed once.
+                let back = unsafe { structs::read_result(&again, usize::MAX) };
+                // SAFETY: as above.
+                unsafe { structs::free_owned(again.owner) };
+                assert_eq!(back.as_ref(), Ok(&result), "a result read back differently");
+            }
+            Err(e) => assert!(
+                named(
+                    &e,
+                    &[
+                        "status: ",
+                        "has_failure: ",
+                        "failure_kind: ",
+                        "retryable: ",
+                        "has_retry_after: ",
+                        "reserved: ",
+                        "captured_amount: ",
+                        "platform_capture_id: ",
+                        "platform_code: ",
+                        "message: ",
+                    ]
+                ),
+                "{e}"
+            ),
         }
     }
 }
@@ -198,5 +324,19 @@ pub fn connector(platform: &str, data: &[u8]) {
             capture_engine::PluginCallError::Refused(_) | capture_engine::PluginCallError::Unsupported(_),
         ) => {}
         Err(e) => panic!("connector {platform} broke the contract on fuzz input: {e}"),
+    }
+    // A parse call the engine could make: the JSON functions and the ABI 1.3 struct messages
+    // (the engine's path) must give the same result.
+    if function == PluginFunction::ParseCapture
+        && let Ok(parse) = serde_json::from_slice::<capture_engine::connector_api::ParseCall>(input)
+        && let Ok(built) = plugin.build_capture_checked(&parse.call, &[])
+    {
+        let through_structs = plugin.parse_built(built.into_parts().2, &parse.response);
+        let through_json = plugin.parse_capture(&parse);
+        assert_eq!(
+            through_json.ok(),
+            through_structs.ok(),
+            "connector {platform}: the JSON and struct paths read the same answer differently"
+        );
     }
 }
