@@ -3,8 +3,13 @@
 //! rusqlite is blocking, so one writer thread per store owns the connection and runs every call
 //! (reads too). Calls that arrive while it is busy are run together: the writer takes every call
 //! waiting in its queue (up to [`MAX_GROUP`]), opens one `BEGIN IMMEDIATE` transaction, runs each
-//! call inside its own `SAVEPOINT` (a call that fails or is refused is rolled back to it, alone),
-//! commits once and only then answers every call of the group. So concurrent captures share one
+//! call, commits once and only then answers every call of the group. A call that fails or is
+//! refused before it writes leaves nothing to undo (every call reads and plans first, and a
+//! failing statement undoes itself); one that fails after writing (a panic, a database error
+//! between two statements) rolls the whole transaction back, and the group runs again with each
+//! call inside its own `SAVEPOINT`, so that call alone is rolled back. (Savepoints on every call
+//! cost the writer thread, the bottleneck under load, about an eighth of its time: every page a
+//! call changes is copied into the savepoint's journal first.) So concurrent captures share one
 //! commit and one fsync, a call's effects are durable before its answer leaves the store (an
 //! outcome is never reported, a request never sent, on a record that could still be lost), and
 //! the calls of a group see each other in the order they arrived, exactly as if run one by one.
@@ -90,8 +95,8 @@ CREATE INDEX IF NOT EXISTS capture_attempts_state ON capture_attempts (state);
 pub struct SqliteStore {
     /// The writer thread's queue; the thread ends when the store (the last sender) is dropped.
     calls: mpsc::Sender<Box<dyn Call>>,
-    /// Groups committed so far (each one transaction, one fsync).
-    commits: Arc<AtomicU64>,
+    /// Groups committed so far, and groups run again with savepoints.
+    counts: Arc<Counts>,
     target: String,
 }
 
@@ -178,18 +183,24 @@ impl SqliteStore {
         }
         tx.commit().map_err(|e| fail(e.to_string()))?;
         let (calls, queue) = mpsc::channel::<Box<dyn Call>>();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&commits);
+        let counts = Arc::new(Counts::default());
+        let counted = Arc::clone(&counts);
         std::thread::Builder::new()
             .name("capture-sqlite".into())
             .spawn(move || writer(conn, queue, &counted))
             .map_err(|e| fail(format!("starting the writer thread: {e}")))?;
-        Ok(SqliteStore { calls, commits, target })
+        Ok(SqliteStore { calls, counts, target })
     }
 
     /// How many group commits this store has made: with concurrent callers, fewer than calls.
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.counts.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many groups ran a second time, each call in its own savepoint, because one of their
+    /// calls failed after writing (see the module docs).
+    pub fn reruns(&self) -> u64 {
+        self.counts.reruns.load(Ordering::Relaxed)
     }
 
     /// The file this store was opened on (`:memory:` for [`SqliteStore::in_memory`]).
@@ -199,13 +210,16 @@ impl SqliteStore {
 
     /// Runs `f` on the writer thread, in the next group commit, and answers once that group is
     /// committed.
+    ///
+    /// `f` may run twice (when another call of its group fails after writing, the group runs
+    /// again): it must do nothing but read and write through the connection.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let call = Box::new(Pending { run: Some(f), result: None, answer });
+        let call = Box::new(Pending { run: f, result: None, answer });
         self.calls
             .send(call)
             .map_err(|_| StoreError::Database("sqlite: the writer thread has stopped".into()))?;
@@ -216,14 +230,15 @@ impl SqliteStore {
 /// One call waiting in the writer's queue: run inside the group's transaction, answered after
 /// its commit.
 trait Call: Send {
-    /// Runs the call inside its own savepoint of the open transaction.
-    fn run(&mut self, conn: &Connection);
+    /// Runs the call in the open transaction, inside its own savepoint if `savepoint`. Returns
+    /// whether it failed after writing (without a savepoint, its writes cannot be undone alone).
+    fn run(&mut self, conn: &Connection, savepoint: bool) -> bool;
     /// Answers the caller: the call's result if the group committed, else the group's error.
     fn answer(self: Box<Self>, committed: Result<(), &str>);
 }
 
 struct Pending<T, F> {
-    run: Option<F>,
+    run: F,
     result: Option<Result<T, StoreError>>,
     answer: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
 }
@@ -231,11 +246,18 @@ struct Pending<T, F> {
 impl<T, F> Call for Pending<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
-    fn run(&mut self, conn: &Connection) {
-        let Some(f) = self.run.take() else { return };
-        self.result = Some(in_savepoint(conn, f));
+    fn run(&mut self, conn: &Connection, savepoint: bool) -> bool {
+        if savepoint {
+            self.result = Some(in_savepoint(conn, &self.run));
+            return false;
+        }
+        let before = conn.total_changes();
+        let result = guarded(|| (self.run)(conn));
+        let wrote_then_failed = result.is_err() && conn.total_changes() != before;
+        self.result = Some(result);
+        wrote_then_failed
     }
 
     fn answer(self: Box<Self>, committed: Result<(), &str>) {
@@ -257,15 +279,10 @@ where
 /// call's writes) when it fails, is refused or panics.
 fn in_savepoint<T>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    f: impl Fn(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     run_cached(conn, "SAVEPOINT capture_call").map_err(db)?;
-    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
-        Ok(r) => r,
-        Err(_) => {
-            Err(StoreError::Database("sqlite: a ledger call panicked; its writes were rolled back".into()))
-        }
-    };
+    let result = guarded(|| f(conn));
     let end = match &result {
         Ok(_) => run_cached(conn, "RELEASE capture_call"),
         Err(_) => run_cached(conn, "ROLLBACK TO capture_call")
@@ -279,14 +296,31 @@ fn in_savepoint<T>(
     }
 }
 
+/// Runs a call, a panic caught as its error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => {
+            Err(StoreError::Database("sqlite: a ledger call panicked; its writes were rolled back".into()))
+        }
+    }
+}
+
 /// Runs a statement without parameters, prepared once per connection (`execute_batch` would
 /// parse it again on every call: 4% of a capture's instructions in the throughput bench).
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+/// What the writer thread counts.
+#[derive(Debug, Default)]
+struct Counts {
+    commits: AtomicU64,
+    reruns: AtomicU64,
+}
+
 /// The writer thread: groups waiting calls into one transaction and one commit.
-fn writer(conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, commits: &AtomicU64) {
+fn writer(conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, counts: &Counts) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -295,9 +329,9 @@ fn writer(conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, commits: &Atom
                 Err(_) => break,
             }
         }
-        let committed = commit_group(&conn, &mut group);
+        let committed = commit_group(&conn, &mut group, counts);
         if committed.is_ok() {
-            commits.fetch_add(1, Ordering::Relaxed);
+            counts.commits.fetch_add(1, Ordering::Relaxed);
         }
         for call in group {
             call.answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
@@ -305,12 +339,23 @@ fn writer(conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, commits: &Atom
     }
 }
 
-fn commit_group(conn: &Connection, group: &mut [Box<dyn Call>]) -> Result<(), String> {
+fn commit_group(conn: &Connection, group: &mut [Box<dyn Call>], counts: &Counts) -> Result<(), String> {
     // IMMEDIATE takes SQLite's write lock now, so the reads and writes of every call are one
     // serialized step for every connection to this file, in any process.
-    run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| format!("sqlite: beginning a transaction: {e}"))?;
-    for call in group.iter_mut() {
-        call.run(conn);
+    let begin =
+        || run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| format!("sqlite: beginning a transaction: {e}"));
+    begin()?;
+    // Every call runs (the ones after a tainted call too: `|` does not short-circuit), then the
+    // group runs again with savepoints if one of them failed after writing.
+    let tainted = group.iter_mut().fold(false, |tainted, call| call.run(conn, false) | tainted);
+    if tainted {
+        counts.reruns.fetch_add(1, Ordering::Relaxed);
+        run_cached(conn, "ROLLBACK")
+            .map_err(|e| format!("sqlite: rolling back a group to run it again: {e}"))?;
+        begin()?;
+        for call in group.iter_mut() {
+            call.run(conn, true);
+        }
     }
     match run_cached(conn, "COMMIT") {
         Ok(()) => Ok(()),
@@ -670,7 +715,8 @@ impl CaptureStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Attempt, StoreError> {
         let (id, fence, from) = (id.to_owned(), fence.clone(), from.to_vec());
-        self.with(move |c| transition_blocking(c, &id, &fence, &from, to, update, now)).await
+        // The update is cloned per run: a group may run twice (see `with`).
+        self.with(move |c| transition_blocking(c, &id, &fence, &from, to, update.clone(), now)).await
     }
 
     async fn take_lease(
@@ -687,7 +733,7 @@ impl CaptureStore for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<Attempt>, StoreError> {
         let id = id.to_owned();
-        self.with(move |c| Ok(select_one(c, Filter::Id, [id])?.map(|s| s.attempt))).await
+        self.with(move |c| Ok(select_one(c, Filter::Id, [&id])?.map(|s| s.attempt))).await
     }
 
     async fn by_key(&self, merchant: &str, platform: &str, key: &str) -> Result<Option<Attempt>, StoreError> {
@@ -831,8 +877,9 @@ mod tests {
             Ok(Reservation::Existing(a)) => assert_eq!(a.id, "cap-0"),
             other => panic!("the same key again must find the first reservation, got {other:?}"),
         }
-        // One group for the held call, one for the 21 queued behind it.
+        // One group for the held call, one for the 21 queued behind it, neither run twice.
         assert_eq!(store.commits() - before, 2);
+        assert_eq!(store.reruns(), 0, "no call failed after writing");
         assert_eq!(store.all().await.expect("all").len(), 20);
     }
 
@@ -875,11 +922,41 @@ mod tests {
         }
         reserved(b.await);
         assert_eq!(store.commits() - before, 2);
+        // The panicking call had deleted before it panicked: its group ran again, each call in
+        // a savepoint (the refused transition had written nothing, and alone would not have).
+        assert_eq!(store.reruns(), 1);
         // The panicking call's delete and the refused transition left nothing behind.
         let all = store.all().await.expect("all");
         assert_eq!(all.len(), 3, "{all:?}");
         let kept = store.get(&first.id).await.expect("get").expect("kept");
         assert_eq!((kept.state, kept.sends), (AttemptState::Reserved, 0));
+    }
+
+    #[tokio::test]
+    async fn a_call_refused_before_it_writes_leaves_its_group_one_run() {
+        let store = SqliteStore::in_memory().expect("store");
+        let first = reserved(store.reserve(&attempt(1)).await);
+        let stale = Fence { token: first.fence().expect("lease").token + 1, ..first.fence().expect("lease") };
+        let (two, three) = (attempt(2), attempt(3));
+        let (release, held) = hold(&store).await;
+        let a = sent(store.reserve(&two)).await;
+        let refused = sent(store.transition(
+            &first.id,
+            &stale,
+            &[AttemptState::Reserved],
+            AttemptState::Sent,
+            AttemptUpdate::default(),
+            Timestamp(1_790_000_000_001),
+        ))
+        .await;
+        let b = sent(store.reserve(&three)).await;
+        release.send(()).expect("release");
+        held.await.expect("held call ok");
+        reserved(a.await);
+        assert!(matches!(refused.await, Err(StoreError::LeaseLost { .. })));
+        reserved(b.await);
+        assert_eq!(store.reruns(), 0, "a refusal before any write needs no savepoint");
+        assert_eq!(store.all().await.expect("all").len(), 3);
     }
 
     #[tokio::test]
