@@ -189,6 +189,40 @@ impl<'a> CallView<'a> {
     }
 }
 
+/// An input struct of the host's whose first field is its `struct_size` (`u32`): refused when
+/// null or smaller than this build's `T` (an older host's), borrowed otherwise.
+///
+/// # Safety
+/// `raw` must be null or point to a readable struct of at least its `struct_size` bytes.
+unsafe fn sized<'a, T>(raw: *const T, what: &str) -> Result<&'a T, String> {
+    if raw.is_null() {
+        return Err(format!("null {what}"));
+    }
+    // SAFETY: non-null; only the leading `u32` is read before the size is checked.
+    let size = unsafe { raw.cast::<u32>().read_unaligned() } as usize;
+    if size < size_of::<T>() {
+        return Err(format!("the {what} struct is {size} bytes; this connector needs {}", size_of::<T>()));
+    }
+    // SAFETY: readable and, as `struct_size` says, whole.
+    Ok(unsafe { &*raw })
+}
+
+/// The code of a failure kind in [`RawCaptureResult::failure_kind`]: its index in
+/// [`FailureKind::ALL`], by an exhaustive match (a new kind does not compile until it has one).
+fn kind_code(kind: FailureKind) -> u32 {
+    match kind {
+        FailureKind::InvalidRequest => 0,
+        FailureKind::Unauthorized => 1,
+        FailureKind::NotFound => 2,
+        FailureKind::InvalidState => 3,
+        FailureKind::Declined => 4,
+        FailureKind::RateLimited => 5,
+        FailureKind::PlatformUnavailable => 6,
+        FailureKind::OutcomeUnknown => 7,
+        FailureKind::Unknown => 8,
+    }
+}
+
 /// Most settings, payments or headers a struct message may carry.
 pub const MAX_LIST: usize = 1024;
 
@@ -198,19 +232,8 @@ pub const MAX_LIST: usize = 1024;
 /// `raw` must be null or point to a readable `RawCaptureCall` of at least its first two fields,
 /// whose pointers are valid as the ABI says, for the duration of the call.
 pub unsafe fn read_call(raw: *const RawCaptureCall, cap: usize) -> Result<CaptureCall, String> {
-    if raw.is_null() {
-        return Err("null call".into());
-    }
-    // SAFETY: non-null; the header (size) is read first, the rest only if it is covered.
-    let size = unsafe { std::ptr::addr_of!((*raw).struct_size).read_unaligned() } as usize;
-    if size < size_of::<RawCaptureCall>() {
-        return Err(format!(
-            "the call struct is {size} bytes; this connector needs {}",
-            size_of::<RawCaptureCall>()
-        ));
-    }
-    // SAFETY: the caller guarantees a readable struct, which `struct_size` says is whole.
-    let raw = unsafe { &*raw };
+    // SAFETY: forwarded; `struct_size` is the call struct's first field.
+    let raw = unsafe { sized(raw, "call") }?;
     let mut r = Reader::new(cap);
     // SAFETY: for every read below, the caller guarantees the struct's pointers as the ABI says.
     unsafe {
@@ -319,7 +342,7 @@ pub fn result_out(result: CaptureResult) -> RawCaptureResult {
     };
     if let Some(f) = &r.failure {
         raw.has_failure = 1;
-        raw.failure_kind = FailureKind::ALL.iter().position(|k| *k == f.kind).unwrap_or_default() as u32;
+        raw.failure_kind = kind_code(f.kind);
         raw.retryable = u32::from(f.retryable);
         raw.platform_code = Str::of_opt(f.platform_code.as_deref());
         raw.message = Str::of(&f.message);
@@ -409,19 +432,8 @@ impl<'a> ResponseView<'a> {
 /// # Safety
 /// As [`read_call`], for a `RawHttpResponse`.
 pub unsafe fn read_response(raw: *const RawHttpResponse, cap: usize) -> Result<HttpResponse, String> {
-    if raw.is_null() {
-        return Err("null response".into());
-    }
-    // SAFETY: non-null; the size is read first.
-    let size = unsafe { std::ptr::addr_of!((*raw).struct_size).read_unaligned() } as usize;
-    if size < size_of::<RawHttpResponse>() {
-        return Err(format!(
-            "the response struct is {size} bytes; this connector needs {}",
-            size_of::<RawHttpResponse>()
-        ));
-    }
-    // SAFETY: readable and whole, as checked.
-    let raw = unsafe { &*raw };
+    // SAFETY: forwarded; `struct_size` is the response struct's first field.
+    let raw = unsafe { sized(raw, "response") }?;
     let status =
         u16::try_from(raw.status).map_err(|_| format!("status: {} is not an HTTP status", raw.status))?;
     let mut r = Reader::new(cap);
@@ -602,6 +614,13 @@ mod tests {
         let view = ResponseView::new(&response);
         // SAFETY: points into `response` and `view`.
         assert_eq!(unsafe { read_response(&view.raw(), 1 << 20) }.expect("reads"), response);
+    }
+
+    #[test]
+    fn every_kind_code_is_its_index_in_the_list_of_kinds() {
+        for (i, kind) in FailureKind::ALL.iter().enumerate() {
+            assert_eq!(kind_code(*kind) as usize, i, "{kind}");
+        }
     }
 
     #[test]
