@@ -780,6 +780,32 @@ fn a_struct_result_with_an_unknown_status_code_is_refused_and_handed_back() {
     assert_eq!(p.unhealthy(), None);
 }
 
+#[test]
+fn a_struct_build_past_its_deadline_times_out_and_its_late_answer_is_handed_back() {
+    let dir = scratch("abi-fixture_struct_slow");
+    let file = descriptor_fixture(&dir, Some("FIXTURE_STRUCT_SLOW"));
+    let options = capture_engine::LoadOptions::default().call_timeout(std::time::Duration::from_millis(100));
+    let p = Plugin::load_with(&file, &options).unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.uses_struct_messages());
+    let c = call("ORD-1", "http://127.0.0.1:9");
+    let err = p.build_capture_checked(&c, &[]).expect_err("past the deadline");
+    assert!(matches!(err, PluginCallError::Timeout { function: "build_capture", ms: 100, .. }), "{err:?}");
+    let again = p.build_capture_checked(&c, &[]).expect_err("unhealthy");
+    assert!(matches!(again, PluginCallError::Unhealthy { .. }), "{again:?}");
+    // The late build ends on the worker, with the call it owns (nothing of the caller's is read
+    // after the caller gave up): its answer is read and its owner freed, and the context nobody
+    // took goes back to the plugin instead of leaking.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let handed = Handed::of(&file);
+        if handed.contexts_freed == 1 || std::time::Instant::now() > deadline {
+            handed.assert_balanced(1, 1);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn the_engine_reports_each_misbehaviour_sends_nothing_and_keeps_serving() {
     let emu = emulator().await;

@@ -436,6 +436,36 @@ impl Drop for BuiltCall {
     }
 }
 
+/// A context a build made, on its way back from the worker to the caller: handed back to the
+/// plugin if nobody takes it. A caller whose deadline passed has stopped waiting, so the answer
+/// it would have read is dropped on the worker when the late build ends; the context goes back
+/// to the plugin then instead of leaking.
+struct Made {
+    /// The context's address (the plugin allows it to cross threads); 0 for none.
+    context: usize,
+    free: FreeContextFn,
+}
+
+impl Made {
+    fn new(context: *mut std::ffi::c_void, free: FreeContextFn) -> Made {
+        Made { context: context as usize, free }
+    }
+
+    /// The context, now the caller's to hand back.
+    fn keep(mut self) -> usize {
+        std::mem::take(&mut self.context)
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if self.context != 0 {
+            // SAFETY: a context of this plugin's that nobody kept, handed back exactly once.
+            unsafe { (self.free)(self.context as *mut std::ffi::c_void) }
+        }
+    }
+}
+
 /// The [`ParseCall`] JSON of an encoded call and an answer: what `serde_json` writes for
 /// `ParseCall { schema, call, response }`, with the call's bytes copied instead of encoded again.
 fn parse_message(call: &[u8], response: &HttpResponse) -> Result<Vec<u8>, serde_json::Error> {
@@ -770,45 +800,29 @@ impl Plugin {
             } else {
                 (None, None)
             };
+        // The three functions of a minor come together (a context made must have a way back,
+        // a struct answer a way to be freed): all set or all null, the first null one named.
         let with_context = if minor >= 2 && header.struct_size as usize >= DESCRIPTOR_SIZE_V1_2 {
             // SAFETY: a 1.2 descriptor of at least the 1.2 size has these fields.
-            match unsafe { ((*desc).build_capture_with, (*desc).parse_capture_with, (*desc).free_context) } {
-                (Some(b), Some(p), Some(f)) => Some((b, p, f)),
-                (None, None, None) => None,
-                (b, p, _) => {
-                    let null = if b.is_none() {
-                        "build_capture_with"
-                    } else if p.is_none() {
-                        "parse_capture_with"
-                    } else {
-                        "free_context"
-                    };
-                    // The three come together: a context made must have a way back.
-                    return Err(missing(null));
-                }
-            }
+            let fields =
+                unsafe { ((*desc).build_capture_with, (*desc).parse_capture_with, (*desc).free_context) };
+            all_or_none(fields, ["build_capture_with", "parse_capture_with", "free_context"])
+                .map_err(missing)?
         } else {
             None
         };
         let structs = if minor >= 3 && header.struct_size as usize >= DESCRIPTOR_SIZE_V1_3 {
             // SAFETY: a 1.3 descriptor of at least the 1.3 size has these fields.
-            match unsafe { ((*desc).build_capture_struct, (*desc).parse_capture_struct, (*desc).free_output) }
-            {
-                // The struct build's contexts are released by the 1.2 `free_context`.
-                (Some(_), Some(_), Some(_)) if with_context.is_none() => return Err(missing("free_context")),
-                (Some(b), Some(p), Some(f)) => Some((b, p, f)),
-                (None, None, None) => None,
-                (b, p, _) => {
-                    let null = if b.is_none() {
-                        "build_capture_struct"
-                    } else if p.is_none() {
-                        "parse_capture_struct"
-                    } else {
-                        "free_output"
-                    };
-                    return Err(missing(null));
-                }
+            let fields =
+                unsafe { ((*desc).build_capture_struct, (*desc).parse_capture_struct, (*desc).free_output) };
+            let structs =
+                all_or_none(fields, ["build_capture_struct", "parse_capture_struct", "free_output"])
+                    .map_err(missing)?;
+            // The struct build's contexts are released by the 1.2 `free_context`.
+            if structs.is_some() && with_context.is_none() {
+                return Err(missing("free_context"));
             }
+            structs
         } else {
             None
         };
@@ -974,7 +988,7 @@ impl Plugin {
                 });
                 drop(view);
                 match read {
-                    Ok(request) => Ok((request, context as usize, call)),
+                    Ok(request) => Ok((request, Made::new(context, free_context), call)),
                     Err(e) => {
                         if !context.is_null() {
                             // SAFETY: a context this call made, handed back once.
@@ -986,7 +1000,7 @@ impl Plugin {
             })?;
             drop(call);
             let call = BuiltCall(CallState::Context {
-                context,
+                context: context.keep(),
                 free: free_context,
                 jobs: self.worker.jobs.clone(),
                 structs: true,
@@ -1007,7 +1021,7 @@ impl Plugin {
                 let context = if status == STATUS_OK { context } else { std::ptr::null_mut() };
                 match take_output::<HttpRequest>(&file, status, out, free) {
                     // The pointer crosses threads as an address; the plugin allows it (ABI 1.2).
-                    Ok(request) => Ok((request, context as usize)),
+                    Ok(request) => Ok((request, Made::new(context, free_context))),
                     Err(e) => {
                         if !context.is_null() {
                             // SAFETY: a context this call made, handed back once.
@@ -1018,7 +1032,7 @@ impl Plugin {
                 }
             })?;
             let call = BuiltCall(CallState::Context {
-                context,
+                context: context.keep(),
                 free: free_context,
                 jobs: self.worker.jobs.clone(),
                 structs: false,
@@ -1603,6 +1617,21 @@ fn take_output<O: DeserializeOwned>(
     // SAFETY: the buffer came from this plugin and is given back exactly once; `bytes` is dead.
     unsafe { free(out) };
     result
+}
+
+/// Three descriptor functions that come together: all three, none, or the name of the first
+/// null one.
+fn all_or_none<A, B, C>(
+    fields: (Option<A>, Option<B>, Option<C>),
+    names: [&'static str; 3],
+) -> Result<Option<(A, B, C)>, &'static str> {
+    match fields {
+        (Some(a), Some(b), Some(c)) => Ok(Some((a, b, c))),
+        (None, None, None) => Ok(None),
+        (None, _, _) => Err(names[0]),
+        (_, None, _) => Err(names[1]),
+        (_, _, None) => Err(names[2]),
+    }
 }
 
 /// Reads a struct answer (ABI 1.3): on success with `read`, otherwise the error buffer as a 1.x

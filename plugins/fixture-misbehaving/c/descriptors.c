@@ -38,6 +38,7 @@
  *   FIXTURE_STRUCT_URL_NOT_UTF8        a url that is not UTF-8
  *   FIXTURE_STRUCT_NULL_WITH_LENGTH    headers[0].name with a NULL pointer and length 3
  *   FIXTURE_STRUCT_TOO_MANY_HEADERS    65 headers (the engine takes at most 64)
+ *   FIXTURE_STRUCT_SLOW                a valid request (as below), built after sleeping 400 ms
  *   FIXTURE_STRUCT_BAD_RESULT_STATUS   a valid request (POST http://127.0.0.1:9/x), and then
  *                                      parse_capture_struct returns a result with status code 7
  *
@@ -193,8 +194,13 @@ static void free_output_must_not_be_called(void *owner) {
 #endif
 
 #if defined(FIXTURE_STRUCT_URL_NOT_UTF8) || defined(FIXTURE_STRUCT_NULL_WITH_LENGTH)                      \
-    || defined(FIXTURE_STRUCT_TOO_MANY_HEADERS) || defined(FIXTURE_STRUCT_BAD_RESULT_STATUS)
+    || defined(FIXTURE_STRUCT_TOO_MANY_HEADERS) || defined(FIXTURE_STRUCT_BAD_RESULT_STATUS)          \
+    || defined(FIXTURE_STRUCT_SLOW)
 #define FIXTURE_STRUCT_RUNTIME
+#endif
+
+#if defined(FIXTURE_STRUCT_SLOW)
+#include <threads.h>
 #endif
 
 #if defined(FIXTURE_STRUCT_RUNTIME)
@@ -266,6 +272,10 @@ static int fixture_build_struct(const capture_raw_capture_call *call, capture_ra
         write_text(error, "{\"code\":\"invalid_call\",\"message\":\"no call struct, or a short one\"}");
         return CAPTURE_STATUS_ERROR;
     }
+#if defined(FIXTURE_STRUCT_SLOW)
+    /* Past the caller's deadline (the test's is 100 ms), then a valid answer nobody waits for. */
+    thrd_sleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 400000000}, NULL);
+#endif
     fixture_output *o = new_output();
     if (!o) return out_of_memory(error);
     fixture_context *ctx = calloc(1, sizeof *ctx);
