@@ -30,9 +30,11 @@
 //!   engine calls them, against `linked`: the same connector linked statically (the `Connector`
 //!   trait). `abi_floor`: the least a binary ABI could cost, linked statically plus the copies
 //!   such an ABI cannot avoid and the host's URL check (see the case).
-//! - `ledger`: `reserve` + transition to sent + transition to captured on a SQLite store in
-//!   memory, against `bare_sqlite`: the same three transactions (an order row and an attempt row
-//!   inserted, then each updated twice) with prepared statements on bare rusqlite, in memory.
+//! - `ledger`: `reserve` + transition to sent + transition to captured on a SQLite store on a
+//!   file (WAL, `synchronous=FULL`, as in production), against `bare_sqlite`: the same three
+//!   transactions (an order row and an attempt row inserted, then each updated twice) with
+//!   prepared statements on bare rusqlite, on a file in the same mode. (An fsync counts as one
+//!   system call here: these are the CPU's instructions, not the disk's time.)
 //!
 //! Environment: `CAPTURE_INSTR_CASES=pipeline,abi` runs only those (with their references);
 //! `CAPTURE_INSTR_N1` / `CAPTURE_INSTR_N2` change the iteration counts (default 50 / 250).
@@ -568,8 +570,10 @@ mod ledger {
     pub struct Bare(rusqlite::Connection);
 
     impl Bare {
-        pub fn new() -> Bare {
-            let c = rusqlite::Connection::open_in_memory().expect("sqlite");
+        pub fn new(path: &std::path::Path) -> Bare {
+            let c = rusqlite::Connection::open(path).expect("sqlite");
+            let mode: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).expect("WAL");
+            assert_eq!(mode, "wal");
             c.pragma_update(None, "synchronous", "FULL").expect("pragma");
             c.execute_batch(
                 "CREATE TABLE orders (merchant TEXT NOT NULL, platform TEXT NOT NULL, order_id TEXT NOT NULL,
@@ -786,20 +790,24 @@ fn setup(case: &str) -> Box<dyn FnMut()> {
         }
         "ledger" => {
             let rt = rt();
+            let dir = capture_store::testing::TempDir::new("instr-ledger").expect("temp dir");
             let store: Arc<dyn capture_store::CaptureStore> =
-                Arc::new(capture_store::SqliteStore::in_memory().expect("store"));
+                Arc::new(capture_store::SqliteStore::open(&dir.path().join("ledger.db")).expect("store"));
             let mut n = 0u64;
             Box::new(move || {
                 n += 1;
                 rt.block_on(ledger::record(&*store, n));
+                let _alive = &dir; // the closure owns the directory; it goes with the case
             })
         }
         "bare_sqlite" => {
-            let mut bare = ledger::Bare::new();
+            let dir = capture_store::testing::TempDir::new("instr-bare").expect("temp dir");
+            let mut bare = ledger::Bare::new(&dir.path().join("bare.db"));
             let mut n = 0u64;
             Box::new(move || {
                 n += 1;
                 bare.record(n);
+                let _alive = &dir; // the closure owns the directory; it goes with the case
             })
         }
         other => panic!("unknown case `{other}`"),
@@ -829,7 +837,7 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ("abi", "linked", "Optty build + parse (C ABI 1.3 struct messages vs linked statically)"),
     ("abi_json", "linked", "Optty build + parse (C ABI, JSON messages, as a 1.2 plugin, vs linked)"),
     ("abi_floor", "linked", "the least a binary ABI could cost (copies and URL check only)"),
-    ("ledger", "bare_sqlite", "ledger: reserve + sent + captured, SQLite in memory (store vs bare rusqlite)"),
+    ("ledger", "bare_sqlite", "ledger: reserve + sent + captured, SQLite file, WAL (store vs bare rusqlite)"),
 ];
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -20,7 +20,8 @@
 //!
 //! `THROUGHPUT_CAPTURES` (default 4000) sets the captures per round, `THROUGHPUT_ROUNDS` (default 5)
 //! the rounds, `THROUGHPUT_CONCURRENCY` (default 64) the tasks, `THROUGHPUT_ONLY` (`none`,
-//! `sqlite` or `postgres`) runs one variant alone (for a profile under callgrind).
+//! `sqlite` or `postgres`, or a comma-separated list such as `none,sqlite`) runs only those
+//! variants (one alone for a profile under callgrind; the first one run is the reference).
 
 // Timing statistics, never money.
 #![allow(clippy::float_arithmetic)]
@@ -292,7 +293,7 @@ fn main() {
     let dir = capture_store::testing::TempDir::new("throughput").expect("temp dir");
 
     let only = std::env::var("THROUGHPUT_ONLY").ok();
-    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|o| o.trim() == name));
     let mut variants = Vec::new();
     if wanted("none") {
         variants.push(Variant {

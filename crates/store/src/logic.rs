@@ -61,6 +61,11 @@ pub(crate) const NCOLUMNS: usize = 25;
 pub(crate) const ORDER_COLUMNS: &str = "merchant, platform, order_id, currency, authorized_minor, payments, \
      external_minor, held_minor, in_flight, updated_at";
 
+/// `a, b` -> `t.a, t.b`: columns of a join.
+pub(crate) fn qualified(table: &str, columns: &str) -> String {
+    columns.split(',').map(|c| format!("{table}.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
+
 /// States `unresolved()` lists, as stored.
 pub(crate) const UNRESOLVED_STATES: [AttemptState; 4] =
     [AttemptState::Reserved, AttemptState::Sent, AttemptState::Pending, AttemptState::Unknown];

@@ -19,7 +19,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use crate::logic::{self, COLUMNS, LeasePlan, NCOLUMNS, ORDER_COLUMNS, Plan, RawOrder, RawRow, Stored};
+use crate::logic::{
+    self, COLUMNS, LeasePlan, NCOLUMNS, ORDER_COLUMNS, Plan, RawOrder, RawRow, Stored, qualified,
+};
 use crate::redact::{redact_target, scrub, url_password};
 use crate::{
     Attempt, AttemptState, AttemptUpdate, CaptureStore, Fence, LeaseGrant, NewAttempt, OrderRecord,
@@ -422,11 +424,6 @@ fn decode(row: &tokio_postgres::Row) -> Result<Stored, Fail> {
 
 fn decode_at(row: &tokio_postgres::Row, at: usize) -> Result<Stored, Fail> {
     Ok(raw(row, at)?.decode()?)
-}
-
-/// `a, b` -> `t.a, t.b`.
-fn qualified(table: &str, columns: &str) -> String {
-    columns.split(',').map(|c| format!("{table}.{}", c.trim())).collect::<Vec<_>>().join(", ")
 }
 
 fn decode_all(rows: &[tokio_postgres::Row]) -> Result<Vec<Stored>, Fail> {
