@@ -729,53 +729,204 @@ impl CaptureRequest {
     /// The request in its wire form (what [`CaptureRequest::from_json`] reads), amounts as
     /// decimal strings: stored by the ledger so a capture can be resolved without its caller.
     pub fn to_wire_json(&self) -> serde_json::Value {
-        use serde_json::{Value, json};
-        let money = |m: &Money| Value::String(m.to_decimal_string());
-        let metadata: serde_json::Map<String, Value> = self
-            .metadata
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    MetadataValue::Text(s) => Value::String(s.clone()),
-                    MetadataValue::Integer(i) => json!(i),
-                    MetadataValue::Bool(b) => Value::Bool(*b),
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        let mut out = json!({
-            "platform": self.platform,
-            "idempotency_key": self.idempotency_key,
-            "amount": match self.amount { RequestedAmount::Full => Value::String("full".into()), RequestedAmount::Exact(m) => money(&m) },
-            "payments": self.payments.iter().map(|p| json!({"payment_id": p.payment_id, "amount": money(&p.amount)})).collect::<Vec<_>>(),
-            "metadata": metadata,
-            "order": {
-                "id": self.order.id,
-                "currency": self.order.currency.code(),
-                "amount": money(&self.order.amount),
-                "surcharge": money(&self.order.surcharge),
-                "payments": self.order.payments.iter().map(|p| json!({
-                    "id": p.id, "amount": money(&p.amount), "method": p.method, "partial_capture": p.partial_capture,
-                })).collect::<Vec<_>>(),
-                "captures": self.order.captures.iter().map(|c| json!({
-                    "reference": c.reference, "payment_id": c.payment_id, "amount": money(&c.amount),
-                })).collect::<Vec<_>>(),
-            },
-        });
-        if let Some(d) = &self.description {
-            out["description"] = Value::String(d.clone());
+        // A view of borrowed fields cannot fail to become a value (string keys, no floats).
+        serde_json::to_value(Wire(self)).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// [`CaptureRequest::to_wire_json`] as text, written straight from the request (no value
+    /// tree in between): the same text as `to_wire_json().to_string()`.
+    pub fn to_wire_string(&self) -> String {
+        // Serializing borrowed strings, numbers and booleans into a `Vec` cannot fail.
+        serde_json::to_string(&Wire(self)).unwrap_or_default()
+    }
+}
+
+// The wire form, borrowed. Every object's keys are written in alphabetical order, as a
+// `serde_json::Value` object keeps them, so both forms above give the same text.
+
+struct Wire<'a>(&'a CaptureRequest);
+
+/// A money amount as its decimal string (`"100.10"`).
+struct DecimalText<'a>(&'a Money);
+
+impl Serialize for DecimalText<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        s.serialize_str(self.0.write_decimal(&mut buf))
+    }
+}
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        match &r.amount {
+            RequestedAmount::Full => m.serialize_entry("amount", "full")?,
+            RequestedAmount::Exact(a) => m.serialize_entry("amount", &DecimalText(a))?,
         }
-        if let Some(s) = &self.shipping {
-            out["shipping"] =
-                json!({"company": s.company, "method": s.method, "tracking_number": s.tracking_number});
+        if let Some(d) = &r.description {
+            m.serialize_entry("description", d)?;
         }
-        out
+        m.serialize_entry("idempotency_key", &r.idempotency_key)?;
+        m.serialize_entry("metadata", &r.metadata)?;
+        m.serialize_entry("order", &WireOrder(&r.order))?;
+        m.serialize_entry("payments", &Seq(&r.payments, |p: &PaymentAmount| WirePayment(p)))?;
+        m.serialize_entry("platform", &r.platform)?;
+        if let Some(sh) = &r.shipping {
+            m.serialize_entry("shipping", &WireShipping(sh))?;
+        }
+        m.end()
+    }
+}
+
+/// A slice written as a list of `view(item)`.
+struct Seq<'a, T, V, F: Fn(&'a T) -> V>(&'a [T], F);
+
+impl<'a, T, V: Serialize, F: Fn(&'a T) -> V> Serialize for Seq<'a, T, V, F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(&self.1))
+    }
+}
+
+struct WireOrder<'a>(&'a OrderSnapshot);
+
+impl Serialize for WireOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let o = self.0;
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("amount", &DecimalText(&o.amount))?;
+        m.serialize_entry("captures", &Seq(&o.captures, |c: &EarlierCapture| WireCapture(c)))?;
+        m.serialize_entry("currency", o.currency.code())?;
+        m.serialize_entry("id", &o.id)?;
+        m.serialize_entry("payments", &Seq(&o.payments, |p: &AuthorizedPayment| WireAuthorized(p)))?;
+        m.serialize_entry("surcharge", &DecimalText(&o.surcharge))?;
+        m.end()
+    }
+}
+
+struct WirePayment<'a>(&'a PaymentAmount);
+
+impl Serialize for WirePayment<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("amount", &DecimalText(&self.0.amount))?;
+        m.serialize_entry("payment_id", &self.0.payment_id)?;
+        m.end()
+    }
+}
+
+struct WireAuthorized<'a>(&'a AuthorizedPayment);
+
+impl Serialize for WireAuthorized<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("amount", &DecimalText(&p.amount))?;
+        m.serialize_entry("id", &p.id)?;
+        m.serialize_entry("method", &p.method)?;
+        m.serialize_entry("partial_capture", &p.partial_capture)?;
+        m.end()
+    }
+}
+
+struct WireCapture<'a>(&'a EarlierCapture);
+
+impl Serialize for WireCapture<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let c = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("amount", &DecimalText(&c.amount))?;
+        m.serialize_entry("payment_id", &c.payment_id)?;
+        m.serialize_entry("reference", &c.reference)?;
+        m.end()
+    }
+}
+
+struct WireShipping<'a>(&'a ShippingInfo);
+
+impl Serialize for WireShipping<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let sh = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("company", &sh.company)?;
+        m.serialize_entry("method", &sh.method)?;
+        m.serialize_entry("tracking_number", &sh.tracking_number)?;
+        m.end()
     }
 }
 
 #[cfg(test)]
 mod wire_tests {
     use super::*;
+
+    /// The wire form as a value tree built field by field (how it was written before the
+    /// borrowed view): the reference the view must match byte for byte.
+    fn reference_wire(r: &CaptureRequest) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let money = |m: &Money| Value::String(m.to_decimal_string());
+        let mut out = json!({
+            "platform": r.platform,
+            "idempotency_key": r.idempotency_key,
+            "amount": match r.amount { RequestedAmount::Full => Value::String("full".into()), RequestedAmount::Exact(m) => money(&m) },
+            "payments": r.payments.iter().map(|p| json!({"payment_id": p.payment_id, "amount": money(&p.amount)})).collect::<Vec<_>>(),
+            "metadata": r.metadata,
+            "order": {
+                "id": r.order.id,
+                "currency": r.order.currency.code(),
+                "amount": money(&r.order.amount),
+                "surcharge": money(&r.order.surcharge),
+                "payments": r.order.payments.iter().map(|p| json!({
+                    "id": p.id, "amount": money(&p.amount), "method": p.method, "partial_capture": p.partial_capture,
+                })).collect::<Vec<_>>(),
+                "captures": r.order.captures.iter().map(|c| json!({
+                    "reference": c.reference, "payment_id": c.payment_id, "amount": money(&c.amount),
+                })).collect::<Vec<_>>(),
+            },
+        });
+        if let Some(d) = &r.description {
+            out["description"] = Value::String(d.clone());
+        }
+        if let Some(s) = &r.shipping {
+            out["shipping"] =
+                json!({"company": s.company, "method": s.method, "tracking_number": s.tracking_number});
+        }
+        out
+    }
+
+    #[test]
+    fn the_wire_text_is_the_reference_value_tree_byte_for_byte() {
+        let requests: [&[u8]; 4] = [
+            br#"{"platform":"optty","idempotency_key":"k1","amount":50.1,"description":"d",
+                "shipping":{"company":"DHL","method":"Express","tracking_number":"T"},
+                "metadata":{"n":3,"b":true,"s":"x","z":-9223372036854775808},
+                "order":{"id":"O1","currency":"USD","amount":"100.00","surcharge":5,
+                         "payments":[{"id":"p1","amount":104.99,"method":"afterpay","partial_capture":true},
+                                     {"id":"p2","amount":"0.01"}],
+                         "captures":[{"reference":"r","payment_id":"p1","amount":"1.00"},
+                                     {"reference":"r2","amount":"2.00"}]}}"#,
+            br#"{"platform":"wix","idempotency_key":"k","amount":"full",
+                "order":{"id":"O","currency":"JPY","amount":"100","payments":[{"id":"p","amount":"100"}]}}"#,
+            br#"{"platform":"optty","idempotency_key":"\"quoted\"\\<&>","amount":"1.00",
+                "payments":[{"payment_id":"p\\1\"","amount":"1.00"}],
+                "description":"</script> \"q\" \\ \u00e9 \ud83d\ude00","metadata":{"\"key\"":"\\","\u043a\u043b\u044e\u0447":false},
+                "order":{"id":"..","currency":"EUR","amount":"1.00","payments":[{"id":"p\\1\"","amount":"1.00","partial_capture":false}]}}"#,
+            br#"{"platform":"bigcommerce","idempotency_key":"k","amount":"0.001",
+                "order":{"id":"1","currency":"BHD","amount":"1.000","surcharge":"0.125","payments":[{"id":"p","amount":"1.125"}]}}"#,
+        ];
+        for text in requests {
+            let req = CaptureRequest::from_json(text).expect("a valid request");
+            let reference = reference_wire(&req).to_string();
+            assert_eq!(req.to_wire_string(), reference);
+            assert_eq!(req.to_wire_json().to_string(), reference);
+            assert_eq!(CaptureRequest::from_json(req.to_wire_string().as_bytes()).expect("reads back"), req);
+        }
+    }
 
     #[test]
     fn wire_form_round_trips() {

@@ -473,7 +473,7 @@ impl Engine {
                             attempt,
                         );
                     };
-                    let wire = req.to_wire_json();
+                    let wire = req.to_wire_string();
                     let gate = Gate {
                         store: d.store,
                         fence: &f,

@@ -23,13 +23,29 @@ use crate::transport::{OutgoingRequest, TransportError};
 pub(crate) struct Gate<'a> {
     pub(crate) store: &'a dyn CaptureStore,
     pub(crate) fence: &'a Fence,
-    /// The canonical request in its wire form, stored with the attempt so reconciliation can
-    /// resend it (to a platform that deduplicates by key) without its caller.
-    pub(crate) wire: &'a serde_json::Value,
+    /// The canonical request in its wire form (JSON text), stored with the attempt so
+    /// reconciliation can resend it (to a platform that deduplicates by key) without its caller.
+    pub(crate) wire: &'a str,
     pub(crate) attempt: &'a str,
     pub(crate) from: AttemptState,
     pub(crate) renew_until: capture_core::Timestamp,
     pub(crate) now: capture_core::Timestamp,
+}
+
+/// The text the ledger keeps of a request about to leave:
+/// `{"capture_request": <wire form>, "http": <the request as sent, secrets redacted>}`,
+/// written straight into one string (no value tree in between).
+fn stored_request(wire: &str, recorded: &RecordedRequest) -> String {
+    // Serializing a struct of strings cannot fail; were it to, the entry would be `null` and the
+    // text still JSON.
+    let http = serde_json::to_string(recorded).unwrap_or_else(|_| "null".into());
+    let mut text = String::with_capacity(wire.len() + http.len() + 30);
+    text.push_str("{\"capture_request\":");
+    text.push_str(wire);
+    text.push_str(",\"http\":");
+    text.push_str(&http);
+    text.push('}');
+    text
 }
 
 /// What became of one send.
@@ -342,9 +358,8 @@ impl Engine {
         if let Some(g) = gate {
             // The ledger learns the request is leaving before it leaves: a crash from here on
             // leaves the attempt in `sent`, which reconciliation resolves from the platform.
-            let stored = serde_json::json!({ "capture_request": g.wire, "http": &recorded });
             let update = AttemptUpdate {
-                request: Some(stored.to_string()),
+                request: Some(stored_request(g.wire, &recorded)),
                 count_send: true,
                 ..AttemptUpdate::default()
             };
@@ -520,5 +535,32 @@ impl Engine {
             headers,
             body: http.body.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_request_is_the_wire_form_and_the_request_as_sent() {
+        let req = CaptureRequest::from_json(
+            br#"{"platform":"optty","idempotency_key":"k\"1\\","amount":"10.00","description":"</script> \u00e9",
+                "order":{"id":"O1","currency":"USD","amount":"100.00","payments":[{"id":"p1","amount":"100.00"}]}}"#,
+        )
+        .expect("request");
+        let recorded = RecordedRequest {
+            method: "POST".into(),
+            url: "http://127.0.0.1:1/orders/O1/capture?x=\"y\"".into(),
+            headers: vec![RecordedHeader { name: "authorization".into(), value: "[redacted]".into() }],
+            body: Some("{\"amount\":\"10.00\"}".into()),
+        };
+        let text = stored_request(&req.to_wire_string(), &recorded);
+        let value: serde_json::Value = serde_json::from_str(&text).expect("the stored text is JSON");
+        // The same document the value tree `{"capture_request": wire, "http": recorded}` was.
+        let tree = serde_json::json!({ "capture_request": req.to_wire_json(), "http": &recorded });
+        assert_eq!(value, tree);
+        let wire = value.get("capture_request").expect("capture_request").to_string();
+        assert_eq!(CaptureRequest::from_json(wire.as_bytes()).expect("reads back"), req);
     }
 }
