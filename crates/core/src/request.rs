@@ -736,8 +736,9 @@ impl CaptureRequest {
     /// [`CaptureRequest::to_wire_json`] as text, written straight from the request (no value
     /// tree in between): the same text as `to_wire_json().to_string()`.
     pub fn to_wire_string(&self) -> String {
-        // Serializing borrowed strings, numbers and booleans into a `Vec` cannot fail.
-        serde_json::to_string(&Wire(self)).unwrap_or_default()
+        // Serializing borrowed strings, numbers and booleans into a `Vec` cannot fail; were it
+        // to, `null` keeps the text JSON (and reads back as no request, as `to_wire_json` does).
+        serde_json::to_string(&Wire(self)).unwrap_or_else(|_| "null".into())
     }
 }
 
