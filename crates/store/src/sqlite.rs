@@ -1200,4 +1200,53 @@ mod tests {
             }
         }
     }
+
+    mod key_and_id {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A reservation from small alphabets, so that keys, ids and orders collide.
+        fn arbitrary_new() -> impl Strategy<Value = NewAttempt> {
+            (0..2u32, 0..2u32, 0..4u32, 0..4u32, 0..3u32).prop_map(|(m, p, k, i, o)| {
+                let mut new = attempt(o);
+                new.merchant = format!("m{m}");
+                new.platform = ["optty", "wix"][p as usize].into();
+                new.idempotency_key = format!("key-{k}");
+                new.id = format!("cap-{i}");
+                new
+            })
+        }
+
+        proptest! {
+            /// The one-statement lookup finds what the two lookups it replaced found: the
+            /// attempt holding the key, and the key of the attempt holding the id.
+            #[test]
+            fn one_statement_finds_the_keys_attempt_and_the_ids_owner(
+                reserved in proptest::collection::vec(arbitrary_new(), 0..12),
+                probe in arbitrary_new(),
+            ) {
+                let conn = Connection::open_in_memory().expect("conn");
+                conn.execute_batch(SCHEMA).expect("schema");
+                for new in &reserved {
+                    // Refusals (a duplicate id, a busy order) insert nothing: fine.
+                    let answer = reserve_blocking(&conn, new);
+                    drop(answer);
+                }
+                let (by_key, id_owner) = select_key_and_id(&conn, &probe).expect("lookup");
+                let key_alone = select_one(
+                    &conn,
+                    Filter::Key,
+                    params![probe.merchant, probe.platform, probe.idempotency_key],
+                )
+                .expect("key lookup");
+                let owner_alone: Option<String> = conn
+                    .query_row("SELECT idempotency_key FROM capture_attempts WHERE id = ?1", [&probe.id], |r| r.get(0))
+                    .optional()
+                    .expect("id lookup");
+                prop_assert_eq!(by_key.map(|s| s.attempt), key_alone.map(|s| s.attempt));
+                prop_assert_eq!(id_owner, owner_alone);
+            }
+        }
+    }
 }
