@@ -56,11 +56,13 @@ pub fn run(name: &str, data: &[u8]) {
     }
 }
 
-/// Request parsing and validation: an accepted request reads back the same from its wire form.
+/// Request parsing and validation: an accepted request reads back the same from its wire form,
+/// and the wire text written straight (what the ledger stores) is the value tree's text.
 pub fn request(data: &[u8]) {
     match CaptureRequest::from_json(data) {
         Ok(req) => {
             let wire = req.to_wire_json().to_string();
+            assert_eq!(req.to_wire_string(), wire, "the wire text is not the wire value's text");
             let again = CaptureRequest::from_json(wire.as_bytes())
                 .unwrap_or_else(|e| panic!("the wire form of an accepted request is refused: {e}\n{wire}"));
             assert_eq!(again, req, "the wire form changes the request");
