@@ -820,15 +820,24 @@ impl PostgresStore {
                 .into());
             };
             let current = decode(&row)?;
-            let order = decode_order_at(&row, NCOLUMNS)?;
-            let (next, order) = logic::plan_transition(current, order, fence, from, to, update, now)?;
-            let (r, o) = (RawRow::encode(&next)?, RawOrder::encode(&order, now)?);
-            let (r0, r1) =
-                tokio::join!(Self::write_attempt(client, st, &r), Self::write_order(client, st, &o));
-            // The first failure in statement order: the later ones only say the transaction was aborted.
-            let (attempt_rows, order_rows) = (r0?, r1?);
-            one_row("attempt", &r.id, attempt_rows)?;
-            one_row("order", &o.order_id, order_rows)?;
+            let before = decode_order_at(&row, NCOLUMNS)?;
+            let (next, order) =
+                logic::plan_transition(current, before.clone(), fence, from, to, update, now)?;
+            let r = RawRow::encode(&next)?;
+            if order == before {
+                // Nothing the order row records changed (reserved -> sent): it is not written, as
+                // on SQLite; its `updated_at` is when its sums or its attempt in flight changed.
+                one_row("attempt", &r.id, Self::write_attempt(client, st, &r).await?)?;
+            } else {
+                let o = RawOrder::encode(&order, now)?;
+                let (r0, r1) =
+                    tokio::join!(Self::write_attempt(client, st, &r), Self::write_order(client, st, &o));
+                // The first failure in statement order: the later ones only say the transaction
+                // was aborted.
+                let (attempt_rows, order_rows) = (r0?, r1?);
+                one_row("attempt", &r.id, attempt_rows)?;
+                one_row("order", &o.order_id, order_rows)?;
+            }
             client.batch_execute("COMMIT").await?;
             Ok(Ended::Committed(next.attempt))
         })

@@ -1076,6 +1076,41 @@ async fn postgres_refuses_a_newer_schema() {
 }
 
 #[tokio::test]
+async fn postgres_writes_an_order_row_only_when_it_changes() {
+    let fx = common::postgres().await;
+    let store = fx.store().await;
+    let usd = money("10.00", "USD");
+    let a = reserve_ok(&store, &attempt("k-upd", "ord-upd", usd, usd)).await;
+    let (client, conn) = tokio_postgres::connect(&fx.target, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let row = async || -> (i64, Option<String>) {
+        let r = client
+            .query_one("SELECT updated_at, in_flight FROM capture_orders WHERE order_id = 'ord-upd'", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let t0 = i64::try_from(T0).unwrap();
+    assert_eq!(row().await, (t0, Some(a.id.clone())));
+    // Reserved -> sent changes neither the sums nor the attempt in flight: the row stays.
+    let sent = AttemptUpdate { request: Some("{}".into()), count_send: true, ..Default::default() };
+    store
+        .transition(&a.id, &fence(&a), &[AttemptState::Reserved], AttemptState::Sent, sent, Timestamp(T0 + 5))
+        .await
+        .unwrap();
+    assert_eq!(row().await, (t0, Some(a.id.clone())));
+    // Sent -> captured frees the order: the row is written.
+    let done = AttemptUpdate { captured: Some(usd), ..Default::default() };
+    store
+        .transition(&a.id, &fence(&a), &[AttemptState::Sent], AttemptState::Captured, done, Timestamp(T0 + 9))
+        .await
+        .unwrap();
+    assert_eq!(row().await, (t0 + 9, None));
+    let order = store.order(MERCHANT, PLATFORM, "ord-upd").await.unwrap().unwrap();
+    assert_eq!((order.held, order.in_flight), (usd, None));
+}
+
+#[tokio::test]
 async fn postgres_errors_never_show_the_password() {
     // Port 1 on loopback: nothing listens, the connection is refused.
     for url in [
