@@ -210,14 +210,22 @@ fn pgbench_script() -> String {
         in_flight, updated_at";
     let request = r#"'{"method":"POST","url":"http://127.0.0.1:1/orders/bench/capture","headers":[["content-type","application/json"]],"body":{"amount":"10.00","captureReference":"bench","currency":"USD"}}'"#;
     let response = r#"'{"status":200,"headers":[["content-type","application/json"]],"body":{"captureReference":"bench","capturedAmount":"10.00","captureId":"fake-capture"}}'"#;
-    let transition = |state: &str, extra: &str| {
+    // A transition writes the order row only when it changed: sent leaves it, captured writes it.
+    let transition = |state: &str, extra: &str, order_changes: bool| {
+        let order_update = if order_changes {
+            format!(
+                "UPDATE capture_orders SET external_minor = 0, held_minor = 1000, in_flight = NULL, updated_at = 2 \
+                 WHERE merchant = 'bench' AND platform = 'optty' AND order_id = {order};\n"
+            )
+        } else {
+            String::new()
+        };
         format!(
             "BEGIN;\n\
              SELECT a.id, a.state, a.lease_token, o.held_minor, o.in_flight FROM capture_attempts a JOIN capture_orders o \
              ON o.merchant = a.merchant AND o.platform = a.platform AND o.order_id = a.order_id WHERE a.id = {cap} FOR UPDATE;\n\
              UPDATE capture_attempts SET state = '{state}', {extra} updated_at = 2 WHERE id = {cap};\n\
-             UPDATE capture_orders SET external_minor = 0, held_minor = 1000, in_flight = {cap}, updated_at = 2 \
-             WHERE merchant = 'bench' AND platform = 'optty' AND order_id = {order};\n\
+             {order_update}\
              COMMIT;\n"
         )
     };
@@ -236,10 +244,11 @@ fn pgbench_script() -> String {
          UPDATE capture_orders SET external_minor = 0, held_minor = 1000, in_flight = {cap}, updated_at = 1 \
          WHERE merchant = 'bench' AND platform = 'optty' AND order_id = {order};\n\
          COMMIT;\n{}{}",
-        transition("sent", &format!("request = {request}, sends = 1, last_sent_at = 2,")),
+        transition("sent", &format!("request = {request}, sends = 1, last_sent_at = 2,"), false),
         transition(
             "captured",
-            &format!("response = {response}, platform_capture_id = 'fake-capture', captured_minor = 1000,")
+            &format!("response = {response}, platform_capture_id = 'fake-capture', captured_minor = 1000,"),
+            true
         ),
     )
 }
